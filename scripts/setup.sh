@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything h2mesh's demo and tests need on a fresh Debian machine:
+# system peers (curl, nghttp2-client) and a virtualenv in .venv with the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(curl nghttp2-client openssl)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e ".[test]"

@@ -1,0 +1,35 @@
+"""h2mesh: typed Python microservices on HTTP/2.
+
+One service definition, served on one port over Connect (JSON/MessagePack, curl-friendly)
+with HTTP/2 and HTTP/1.1, and called through a multiplexing client with typed stubs.
+"""
+
+from ._errors import Code, RpcError
+from ._loop import new_event_loop, run
+from .client import Channel, SyncChannel
+from .protocol import ResponseMetadata
+from .server import Context, Server, ServerInterceptor, server_ssl_context
+from .service import MethodDescriptor, MethodKind, Service, rpc
+from .transport import TransportConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Channel",
+    "Code",
+    "Context",
+    "MethodDescriptor",
+    "MethodKind",
+    "ResponseMetadata",
+    "RpcError",
+    "Server",
+    "ServerInterceptor",
+    "Service",
+    "SyncChannel",
+    "TransportConfig",
+    "__version__",
+    "new_event_loop",
+    "rpc",
+    "run",
+    "server_ssl_context",
+]

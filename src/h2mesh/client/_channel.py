@@ -1,0 +1,267 @@
+"""``Channel``: calls to one target over one multiplexed HTTP/2 connection."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from .._deadline import effective_timeout
+from .._errors import Code, RpcError
+from ..codec import JSON, MSGPACK, Codec
+from ..protocol import ClientProtocol, ConnectClient, Metadata, ResponseMetadata
+from ..service import MethodDescriptor, Service
+from ..transport import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    ConnectionRefused,
+    H2Connection,
+    Stream,
+    TransportConfig,
+)
+
+__all__ = ["Channel"]
+
+S = TypeVar("S", bound=Service)
+
+_CLIENT_CONFIG = TransportConfig(idle_timeout=None, keepalive_interval=30.0)
+
+
+def _codec(name: str) -> Codec:
+    if name == "json":
+        return JSON
+    if name == "msgpack":
+        return MSGPACK
+    raise ValueError(f"unknown codec {name!r}; use 'json' or 'msgpack'")
+
+
+class Channel:
+    """A client for one target URL (``http://host:port`` or ``https://host:port``).
+
+    Calls are multiplexed over one HTTP/2 connection, opened on first use and reopened
+    after a failure. Use as an async context manager, or call ``close()``.
+
+    ::
+
+        async with Channel("http://127.0.0.1:8080") as ch:
+            greeter = ch.stub(Greeter)
+            reply = await greeter.say_hello(HelloRequest(name="x"), timeout=1.0)
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        protocol: str = "connect",
+        codec: str = "msgpack",
+        timeout: float | None = None,
+        headers: Metadata | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        use_get: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        config: TransportConfig | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        url = urlsplit(target)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"target must look like http://host:port, got {target!r}")
+        self.target = target
+        self.host = url.hostname
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.tls = url.scheme == "https"
+        if self.tls and ssl_context is None:
+            ssl_context = ssl.create_default_context()
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["h2"])
+        self._ssl = ssl_context
+        if protocol != "connect":
+            raise ValueError(f"unsupported protocol {protocol!r}; this version speaks 'connect'")
+        self.protocol: ClientProtocol = ConnectClient(_codec(codec), use_get=use_get)
+        self.default_timeout = timeout
+        self.default_headers = headers
+        self.max_message_size = max_message_size
+        self.config = config or _CLIENT_CONFIG
+        self.connect_timeout = connect_timeout
+        authority = url.netloc.rpartition("@")[2].encode()
+        self._base_headers: list[tuple[bytes, bytes]] = [
+            (b":method", b"POST"),
+            (b":scheme", url.scheme.encode()),
+            (b":authority", authority),
+        ]
+        self._conn: H2Connection | None = None
+        self._connecting: asyncio.Future[H2Connection] | None = None
+        self._closed = False
+
+    # -- connection management -----------------------------------------------------
+    async def _connection(self) -> H2Connection:
+        conn = self._conn
+        if conn is not None and conn.is_available():
+            return conn
+        if self._closed:
+            raise RpcError(Code.UNAVAILABLE, "channel is closed")
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        fut = self._connecting
+        try:
+            return await asyncio.shield(fut)
+        finally:
+            if fut.done() and self._connecting is fut:
+                self._connecting = None
+
+    async def _connect(self) -> H2Connection:
+        loop = asyncio.get_running_loop()
+        old = self._conn
+        if old is not None:
+            old.shutdown()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: H2Connection(client=True, config=self.config),
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                ),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise RpcError(
+                Code.UNAVAILABLE, f"cannot connect to {self.host}:{self.port}: {exc}"
+            ) from None
+        if self._ssl is not None:
+            sslobj = conn.transport.get_extra_info("ssl_object") if conn.transport else None
+            if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
+                conn.abort()
+                raise RpcError(Code.UNAVAILABLE, f"{self.target} does not speak HTTP/2 (ALPN)")
+        self._conn = conn
+        return conn
+
+    async def _open_stream(self, headers: Sequence[tuple[bytes, bytes]], end: bool) -> Stream:
+        conn = self._conn
+        if conn is None or not conn.is_available():
+            conn = await self._connection()
+        try:
+            return conn.open_stream(headers, end)
+        except ConnectionRefused:
+            # The connection started closing between the check and the send: one retry
+            # on a fresh connection is safe because nothing reached the server.
+            conn = await self._connection()
+            return conn.open_stream(headers, end)
+
+    async def close(self) -> None:
+        """Close the connection after in-flight calls finish."""
+        self._closed = True
+        conn = self._conn
+        self._conn = None
+        if conn is not None:
+            conn.shutdown()
+            try:
+                await asyncio.wait_for(conn.wait_closed(), 5.0)
+            except TimeoutError:
+                conn.abort()
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- calls ----------------------------------------------------------------------
+    def _metadata(self, headers: Metadata | None) -> Metadata | None:
+        if self.default_headers is None:
+            return headers
+        if headers is None:
+            return self.default_headers
+        return {**self.default_headers, **headers}
+
+    async def unary(
+        self,
+        method: MethodDescriptor,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        headers: Metadata | None = None,
+        metadata: ResponseMetadata | None = None,
+    ) -> Any:
+        """Make a unary call; returns the response message or raises ``RpcError``."""
+        timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
+        call = self.protocol.unary(
+            self._open_stream,
+            self._base_headers,
+            method,
+            request,
+            timeout,
+            self._metadata(headers),
+            metadata,
+            self.max_message_size,
+        )
+        if timeout is None:
+            return await call
+        if timeout <= 0:
+            call.close()
+            raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+        try:
+            async with asyncio.timeout(timeout):
+                return await call
+        except TimeoutError:
+            raise RpcError(Code.DEADLINE_EXCEEDED, f"deadline of {timeout:.3f}s exceeded") from None
+
+    async def stream(
+        self,
+        method: MethodDescriptor,
+        request: Any = None,
+        requests: AsyncIterable[Any] | None = None,
+        *,
+        timeout: float | None = None,
+        headers: Metadata | None = None,
+        metadata: ResponseMetadata | None = None,
+    ) -> AsyncIterator[Any]:
+        """Make a streaming call; yields response messages.
+
+        Pass ``request`` for server streams, ``requests`` for client and bidi streams.
+        """
+        timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
+        if timeout is not None and timeout <= 0:
+            raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+        responses = self.protocol.stream(
+            self._open_stream,
+            self._base_headers,
+            method,
+            requests,
+            request,
+            timeout,
+            self._metadata(headers),
+            metadata,
+            self.max_message_size,
+        )
+        try:
+            if timeout is None:
+                async for message in responses:
+                    yield message
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            try:
+                while True:
+                    async with asyncio.timeout_at(deadline):
+                        message = await anext(responses)
+                    yield message
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise RpcError(
+                    Code.DEADLINE_EXCEEDED, f"deadline of {timeout:.3f}s exceeded"
+                ) from None
+        finally:
+            await responses.aclose()  # type: ignore[attr-defined]
+
+    def stub(self, service: type[S]) -> S:
+        """A client for ``service`` whose methods mirror the service's.
+
+        Unary and client-streaming methods are coroutines; server-streaming and bidi
+        methods return async iterators. Every method also takes keyword arguments
+        ``timeout``, ``headers`` and ``metadata`` (a ``ResponseMetadata`` to fill).
+        """
+        from ._stub import make_stub
+
+        return make_stub(self, service)

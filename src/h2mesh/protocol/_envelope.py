@@ -1,0 +1,76 @@
+"""Length-prefixed message envelopes (Connect streams; gRPC uses the same frame).
+
+An envelope is one flags byte, a 4-byte big-endian length, then the payload.
+``EnvelopeReader`` is sans-IO: feed it chunks as they arrive, take whole envelopes out.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..transport import MessageTooLarge
+
+__all__ = ["FLAG_COMPRESSED", "FLAG_END_STREAM", "EnvelopeReader", "encode_envelope"]
+
+FLAG_COMPRESSED = 0x01
+FLAG_END_STREAM = 0x02
+
+_HEADER = struct.Struct(">BI")
+_pack = _HEADER.pack
+_unpack_from = _HEADER.unpack_from
+
+
+def encode_envelope(payload: bytes, flags: int = 0) -> bytes:
+    """One envelope holding ``payload``."""
+    return _pack(flags, len(payload)) + payload
+
+
+class EnvelopeReader:
+    """Splits a byte stream into ``(flags, payload)`` envelopes.
+
+    Messages larger than ``max_size`` raise ``MessageTooLarge`` as soon as the prefix
+    is seen, before any of the payload is buffered.
+    """
+
+    __slots__ = ("_buf", "_pos", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self.max_size = max_size
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        if self._pos and self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        self._buf += data
+
+    def next(self) -> tuple[int, bytes] | None:
+        """The next complete envelope, or None if more bytes are needed."""
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < 5:
+            return None
+        flags, length = _unpack_from(buf, pos)
+        if length > self.max_size:
+            raise MessageTooLarge(self.max_size)
+        end = pos + 5 + length
+        if len(buf) < end:
+            return None
+        payload = bytes(buf[pos + 5 : end])
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        elif end > 65_536:
+            # Compact so the buffer does not grow with a long stream.
+            del buf[:end]
+            self._pos = 0
+        else:
+            self._pos = end
+        return flags, payload
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet returned as an envelope."""
+        return len(self._buf) - self._pos

@@ -1,0 +1,518 @@
+"""The Connect protocol (connectrpc.com/docs/protocol), server and client.
+
+Unary calls are plain HTTP: ``POST /pkg.Service/Method`` with a JSON (``application/json``)
+or MessagePack (``application/msgpack``) body, answered by ``200`` and the message or by
+an HTTP error status and ``{"code", "message", "details"}``. Methods marked idempotent
+may also be called with ``GET ?encoding=json&message=...``. Streams use
+``application/connect+json|+msgpack``: enveloped messages, closed by an end-stream
+envelope (flag 0x02) that carries the error and trailers as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+from .._errors import Code, RpcError
+from ..codec import JSON, Codec, codec_for
+from ..service import MethodDescriptor, MethodKind
+from ..transport import MessageTooLarge, Stream, TransportError
+from ._base import (
+    ClientProtocol,
+    Metadata,
+    OpenStream,
+    ResponseMetadata,
+    ServerCall,
+    ServerProtocol,
+    encode_metadata,
+    error_from_transport,
+    pump_requests,
+)
+from ._envelope import FLAG_COMPRESSED, FLAG_END_STREAM, EnvelopeReader, encode_envelope
+
+__all__ = ["CONNECT", "ConnectClient", "ConnectServer"]
+
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+_STATUS_200 = (b":status", b"200")
+_CT_ERROR = (b"content-type", b"application/json")
+_STATUS_BYTES = {code: str(code.http_status).encode() for code in Code}
+
+_UNARY_CT = {"json": b"application/json", "msgpack": b"application/msgpack"}
+_STREAM_CT = {"json": b"application/connect+json", "msgpack": b"application/connect+msgpack"}
+_UNARY_CT_HEADER = {k: (b"content-type", v) for k, v in _UNARY_CT.items()}
+_STREAM_CT_HEADER = {k: (b"content-type", v) for k, v in _STREAM_CT.items()}
+
+_MAX_TIMEOUT_DIGITS = 10
+_PROTOCOL_VERSION = (b"connect-protocol-version", b"1")
+_USER_AGENT = (b"user-agent", b"h2mesh-python/0.1")
+
+
+_CT_CACHE: dict[bytes, tuple[bool, Codec | None]] = {}
+
+
+def parse_content_type(ct: bytes) -> tuple[bool, Codec | None]:
+    """``(is_stream, codec)`` for a Connect content type; codec None if unknown."""
+    hit = _CT_CACHE.get(ct)
+    if hit is not None:
+        return hit
+    base = ct.split(b";", 1)[0].strip().lower()
+    if base.startswith(b"application/connect+"):
+        result = True, codec_for(base[20:].decode("latin-1"))
+    elif base.startswith(b"application/"):
+        result = False, codec_for(base[12:].decode("latin-1"))
+    else:
+        result = False, None
+    if result[1] is not None and len(_CT_CACHE) < 64:
+        _CT_CACHE[ct] = result
+    return result
+
+
+def _parse_timeout(value: bytes | None) -> float | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > _MAX_TIMEOUT_DIGITS:
+        raise RpcError(Code.INVALID_ARGUMENT, f"invalid connect-timeout-ms: {value!r}")
+    return int(value) / 1000.0
+
+
+def _check_encoding(request: dict[bytes, bytes], header: bytes) -> None:
+    enc = request.get(header)
+    if enc is not None and enc not in (b"identity", b""):
+        raise RpcError(
+            Code.UNIMPLEMENTED,
+            f"unsupported compression {enc.decode('latin-1')!r}; supported: identity",
+        )
+
+
+def _end_stream_payload(error: RpcError | None, trailers: Metadata | None) -> bytes:
+    end: dict[str, Any] = {}
+    if error is not None:
+        end["error"] = error.to_json()
+    if trailers:
+        end["metadata"] = {k: [v] for k, v in trailers.items()}
+    return _json_encode(end)
+
+
+def _status_headers(code: Code) -> list[tuple[bytes, bytes]]:
+    return [(b":status", _STATUS_BYTES[code]), _CT_ERROR]
+
+
+# ---------------------------------------------------------------------------------
+# server side
+# ---------------------------------------------------------------------------------
+class _UnaryCall(ServerCall):
+    __slots__ = ("_body", "_sent")
+
+    def __init__(
+        self,
+        stream: Stream,
+        method: MethodDescriptor,
+        codec: Codec,
+        timeout: float | None,
+        max_size: int,
+        body: bytes | None,
+    ) -> None:
+        super().__init__(stream, method, codec, timeout, max_size)
+        self._body = body
+        self._sent = False
+
+    @property
+    def headers_sent(self) -> bool:
+        return self._sent
+
+    async def receive(self) -> Any:
+        body = self._body
+        if body is None:
+            body = await self.stream.read_all(self.max_size)
+        return self.method.request_decoder(self.codec)(body)
+
+    async def send_unary(
+        self, message: Any, headers: Metadata | None, trailers: Metadata | None
+    ) -> None:
+        body = self.codec.encode(message)
+        out = [_STATUS_200, _UNARY_CT_HEADER[self.codec.name]]
+        if headers:
+            out += encode_metadata(headers)
+        if trailers:
+            out += encode_metadata(trailers, "trailer-")
+        self._sent = True
+        stream = self.stream
+        stream.send_headers(out)
+        await stream.send_data(body, end_stream=True)
+
+    async def finish(
+        self, error: RpcError | None, headers: Metadata | None, trailers: Metadata | None
+    ) -> None:
+        if error is None:  # pragma: no cover - unary calls end through send_unary
+            raise RuntimeError("a unary Connect call ends with a message or an error")
+        out = _status_headers(error.code)
+        if headers:
+            out += encode_metadata(headers)
+        if trailers:
+            out += encode_metadata(trailers, "trailer-")
+        self._sent = True
+        self.stream.send_headers(out)
+        await self.stream.send_data(_json_encode(error.to_json()), end_stream=True)
+
+
+class _StreamCall(ServerCall):
+    __slots__ = ("_reader", "_sent")
+
+    def __init__(
+        self,
+        stream: Stream,
+        method: MethodDescriptor,
+        codec: Codec,
+        timeout: float | None,
+        max_size: int,
+    ) -> None:
+        super().__init__(stream, method, codec, timeout, max_size)
+        self._reader = EnvelopeReader(max_size)
+        self._sent = False
+
+    @property
+    def headers_sent(self) -> bool:
+        return self._sent
+
+    async def _next_payload(self) -> bytes | None:
+        reader = self._reader
+        stream = self.stream
+        while True:
+            env = reader.next()
+            if env is not None:
+                flags, payload = env
+                if flags & FLAG_COMPRESSED:
+                    raise RpcError(
+                        Code.INTERNAL,
+                        "received a compressed message with no compression negotiated",
+                    )
+                return payload
+            chunk = await stream.read()
+            if not chunk:
+                if reader.pending:
+                    raise RpcError(Code.INVALID_ARGUMENT, "request body ends inside a message")
+                return None
+            reader.feed(chunk)
+
+    async def receive(self) -> Any:
+        payload = await self._next_payload()
+        if payload is None:
+            raise RpcError(Code.INVALID_ARGUMENT, "request stream has no message")
+        if await self._next_payload() is not None:
+            raise RpcError(Code.INVALID_ARGUMENT, "request stream has more than one message")
+        return self.method.request_decoder(self.codec)(payload)
+
+    async def receive_stream(self) -> AsyncIterator[Any]:
+        decode = self.method.request_decoder(self.codec)
+        while (payload := await self._next_payload()) is not None:
+            yield decode(payload)
+
+    def _send_headers(self, headers: Metadata | None) -> None:
+        out = [_STATUS_200, _STREAM_CT_HEADER[self.codec.name]]
+        if headers:
+            out += encode_metadata(headers)
+        self._sent = True
+        self.stream.send_headers(out)
+
+    async def send_message(self, message: Any, headers: Metadata | None) -> None:
+        if not self._sent:
+            self._send_headers(headers)
+        await self.stream.send_data(encode_envelope(self.codec.encode(message)))
+
+    async def send_unary(
+        self, message: Any, headers: Metadata | None, trailers: Metadata | None
+    ) -> None:
+        await self.send_message(message, headers)
+        await self.finish(None, headers, trailers)
+
+    async def finish(
+        self, error: RpcError | None, headers: Metadata | None, trailers: Metadata | None
+    ) -> None:
+        if not self._sent:
+            self._send_headers(headers)
+        payload = _end_stream_payload(error, trailers)
+        await self.stream.send_data(encode_envelope(payload, FLAG_END_STREAM), end_stream=True)
+
+
+class ConnectServer(ServerProtocol):
+    """Connect, server side."""
+
+    name = "connect"
+
+    def accepts(self, method: bytes | None, content_type: bytes | None) -> bool:
+        if content_type is None:
+            return method == b"GET"
+        return parse_content_type(content_type)[1] is not None
+
+    def server_call(
+        self,
+        stream: Stream,
+        method: MethodDescriptor,
+        request: dict[bytes, bytes],
+        max_size: int,
+    ) -> ServerCall:
+        http_method = request.get(b":method")
+        if http_method == b"GET":
+            return self._get_call(stream, method, request, max_size)
+        if http_method != b"POST":
+            raise RpcError(Code.UNIMPLEMENTED, "Connect calls use POST (or GET when idempotent)")
+        is_stream, codec = parse_content_type(request.get(b"content-type", b""))
+        if codec is None:
+            raise RpcError(Code.INTERNAL, "unsupported content type")
+        timeout = _parse_timeout(request.get(b"connect-timeout-ms"))
+        if is_stream:
+            if method.kind is MethodKind.UNARY:
+                raise RpcError(Code.UNIMPLEMENTED, f"{method.path} is unary; use application/json")
+            _check_encoding(request, b"connect-content-encoding")
+            return _StreamCall(stream, method, codec, timeout, max_size)
+        if method.kind is not MethodKind.UNARY:
+            raise RpcError(
+                Code.UNIMPLEMENTED,
+                f"{method.path} is a stream; use application/connect+{codec.name}",
+            )
+        _check_encoding(request, b"content-encoding")
+        return _UnaryCall(stream, method, codec, timeout, max_size, None)
+
+    def _get_call(
+        self,
+        stream: Stream,
+        method: MethodDescriptor,
+        request: dict[bytes, bytes],
+        max_size: int,
+    ) -> ServerCall:
+        if method.kind is not MethodKind.UNARY or not method.idempotent:
+            raise RpcError(
+                Code.UNIMPLEMENTED, f"{method.path} is not marked idempotent; GET is not allowed"
+            )
+        path = request.get(b":path", b"")
+        query = parse_qs(path.partition(b"?")[2].decode("latin-1"), keep_blank_values=True)
+        codec = codec_for(query.get("encoding", [""])[0])
+        if codec is None:
+            raise RpcError(Code.INVALID_ARGUMENT, "GET needs encoding=json or encoding=msgpack")
+        compression = query.get("compression", ["identity"])[0]
+        if compression not in ("identity", ""):
+            raise RpcError(Code.UNIMPLEMENTED, f"unsupported compression {compression!r}")
+        raw = query.get("message", [""])[0]
+        if query.get("base64", ["0"])[0] == "1":
+            try:
+                body = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+            except (binascii.Error, ValueError):
+                raise RpcError(Code.INVALID_ARGUMENT, "message is not valid base64") from None
+        else:
+            body = raw.encode("utf-8", "surrogateescape")
+        if len(body) > max_size:
+            raise RpcError(Code.RESOURCE_EXHAUSTED, f"message larger than {max_size} bytes")
+        timeout = _parse_timeout(request.get(b"connect-timeout-ms"))
+        return _UnaryCall(stream, method, codec, timeout, max_size, body)
+
+    async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
+        is_stream, codec = parse_content_type(request.get(b"content-type", b""))
+        if is_stream and codec is not None and request.get(b":method") == b"POST":
+            stream.send_headers([_STATUS_200, _STREAM_CT_HEADER[codec.name]])
+            payload = _end_stream_payload(error, None)
+            await stream.send_data(encode_envelope(payload, FLAG_END_STREAM), end_stream=True)
+            return
+        stream.send_headers(_status_headers(error.code))
+        await stream.send_data(_json_encode(error.to_json()), end_stream=True)
+
+
+CONNECT = ConnectServer()
+
+
+# ---------------------------------------------------------------------------------
+# client side
+# ---------------------------------------------------------------------------------
+def _decode_headers(headers: list[tuple[bytes, bytes]], md: ResponseMetadata | None) -> int:
+    status = 0
+    for name, value in headers:
+        if name == b":status":
+            status = int(value)
+        elif md is not None and name[:1] != b":":
+            key = name.decode("latin-1")
+            if key.startswith("trailer-"):
+                md.trailers[key[8:]] = value.decode("latin-1")
+            else:
+                md.headers[key] = value.decode("latin-1")
+    return status
+
+
+def _error_from_end(end: Any, md: ResponseMetadata | None) -> RpcError | None:
+    if not isinstance(end, dict):
+        return RpcError(Code.INTERNAL, "malformed end-of-stream message")
+    meta = end.get("metadata")
+    if md is not None and isinstance(meta, dict):
+        for k, v in meta.items():
+            if isinstance(v, list) and v:
+                md.trailers[str(k)] = str(v[-1])
+    err = end.get("error")
+    if err is None:
+        return None
+    error = RpcError.from_json(err)
+    if md is not None:
+        error.metadata = {**md.headers, **md.trailers}
+    return error
+
+
+class ConnectClient(ClientProtocol):
+    """Connect, client side."""
+
+    name = "connect"
+
+    def __init__(self, codec: Codec = JSON, *, use_get: bool = False) -> None:
+        self.codec = codec
+        self.use_get = use_get
+        self._unary_ct = _UNARY_CT_HEADER[codec.name]
+        self._stream_ct = _STREAM_CT_HEADER[codec.name]
+
+    def _headers(
+        self,
+        base: list[tuple[bytes, bytes]],
+        path: bytes,
+        ct: tuple[bytes, bytes],
+        timeout: float | None,
+        metadata: Metadata | None,
+    ) -> list[tuple[bytes, bytes]]:
+        out = [*base, (b":path", path), ct, _PROTOCOL_VERSION, _USER_AGENT]
+        if timeout is not None:
+            out.append((b"connect-timeout-ms", str(max(1, int(timeout * 1000))).encode()))
+        if metadata:
+            out += encode_metadata(metadata)
+        return out
+
+    async def unary(
+        self,
+        open_stream: OpenStream,
+        base_headers: list[tuple[bytes, bytes]],
+        method: MethodDescriptor,
+        request: Any,
+        timeout: float | None,
+        metadata: Metadata | None,
+        response_md: ResponseMetadata | None,
+        max_size: int,
+    ) -> Any:
+        codec = self.codec
+        body = codec.encode(request)
+        try:
+            if self.use_get and method.idempotent:
+                query = "?encoding=" + codec.name + "&base64=1&connect=v1&message="
+                query += base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+                headers = self._headers(
+                    base_headers,
+                    method.path.encode() + query.encode(),
+                    self._unary_ct,
+                    timeout,
+                    metadata,
+                )
+                headers[0] = (b":method", b"GET")
+                headers = [h for h in headers if h[0] != b"content-type"]
+                stream = await open_stream(headers, True)
+            else:
+                headers = self._headers(
+                    base_headers, method.path.encode(), self._unary_ct, timeout, metadata
+                )
+                stream = await open_stream(headers, False)
+            try:
+                if not stream.ended_local:
+                    await stream.send_data(body, end_stream=True)
+                resp_headers = await stream.wait_response()
+                status = _decode_headers(resp_headers, response_md)
+                data = await stream.read_all(max_size)
+            except asyncio.CancelledError:
+                stream.reset(0x8)
+                raise
+            except MessageTooLarge:
+                stream.reset(0x8)
+                raise
+        except TransportError as exc:
+            raise error_from_transport(exc) from None
+        if status == 200:
+            return method.response_decoder(codec)(data)
+        try:
+            obj = _json_decode(data) if data else None
+        except msgspec.DecodeError:
+            obj = None
+        error = RpcError.from_json(obj, status)
+        if response_md is not None:
+            error.metadata = {**response_md.headers, **response_md.trailers}
+        raise error
+
+    async def stream(
+        self,
+        open_stream: OpenStream,
+        base_headers: list[tuple[bytes, bytes]],
+        method: MethodDescriptor,
+        requests: AsyncIterable[Any] | None,
+        request: Any,
+        timeout: float | None,
+        metadata: Metadata | None,
+        response_md: ResponseMetadata | None,
+        max_size: int,
+    ) -> AsyncIterator[Any]:
+        codec = self.codec
+        encode = codec.encode
+        headers = self._headers(
+            base_headers, method.path.encode(), self._stream_ct, timeout, metadata
+        )
+        sender: asyncio.Task[None] | None = None
+        stream: Stream | None = None
+        finished = False
+        try:
+            stream = await open_stream(headers, False)
+            if requests is None:
+                await stream.send_data(encode_envelope(encode(request)), end_stream=True)
+            else:
+                sender = asyncio.ensure_future(
+                    pump_requests(stream, requests, lambda m: encode_envelope(encode(m)))
+                )
+            resp_headers = await stream.wait_response()
+            status = _decode_headers(resp_headers, response_md)
+            if status != 200:
+                data = await stream.read_all(max_size)
+                try:
+                    obj = _json_decode(data) if data else None
+                except msgspec.DecodeError:
+                    obj = None
+                raise RpcError.from_json(obj, status)
+            decode = method.response_decoder(codec)
+            reader = EnvelopeReader(max_size)
+            while True:
+                env = reader.next()
+                if env is None:
+                    chunk = await stream.read()
+                    if not chunk:
+                        raise RpcError(
+                            Code.INTERNAL, "stream ended without an end-of-stream message"
+                        )
+                    reader.feed(chunk)
+                    continue
+                flags, payload = env
+                if flags & FLAG_END_STREAM:
+                    try:
+                        end = _json_decode(payload)
+                    except msgspec.DecodeError:
+                        raise RpcError(Code.INTERNAL, "malformed end-of-stream message") from None
+                    error = _error_from_end(end, response_md)
+                    finished = True
+                    if error is not None:
+                        raise error
+                    return
+                if flags & FLAG_COMPRESSED:
+                    raise RpcError(
+                        Code.INTERNAL, "compressed message with no compression negotiated"
+                    )
+                yield decode(payload)
+        except TransportError as exc:
+            raise error_from_transport(exc) from None
+        finally:
+            if sender is not None and not sender.done():
+                sender.cancel()
+            if stream is not None and not finished:
+                stream.reset(0x8)

@@ -1,0 +1,8 @@
+"""The server side: listeners, routing, call context, interceptors, shutdown."""
+
+from ._context import Context
+from ._interceptors import ServerInterceptor
+from ._listener import server_ssl_context
+from ._server import Server
+
+__all__ = ["Context", "Server", "ServerInterceptor", "server_ssl_context"]

@@ -1,0 +1,86 @@
+"""The per-call context a handler receives."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..protocol import Metadata, metadata_from_headers
+from ..service import MethodDescriptor
+from ..transport import Stream
+
+
+class Context:
+    """What a handler knows about its call, and how it shapes the response metadata.
+
+    Headers are plain ``dict[str, str]`` with lower-case names. ``response_headers`` go
+    out before the first message; ``response_trailers`` after the last one.
+    """
+
+    __slots__ = (
+        "_request_headers",
+        "_response_headers",
+        "_response_trailers",
+        "_stream",
+        "deadline",
+        "method",
+        "protocol",
+        "timed_out",
+    )
+
+    def __init__(
+        self, stream: Stream, method: MethodDescriptor, protocol: str, deadline: float | None
+    ) -> None:
+        self._stream = stream
+        self.method = method
+        self.protocol = protocol
+        #: ``time.monotonic()`` value past which the call is cancelled, or None.
+        self.deadline = deadline
+        self.timed_out = False
+        self._request_headers: Metadata | None = None
+        self._response_headers: Metadata | None = None
+        self._response_trailers: Metadata | None = None
+
+    @property
+    def request_headers(self) -> Metadata:
+        """The caller's metadata (protocol and pseudo-headers removed)."""
+        if self._request_headers is None:
+            self._request_headers = metadata_from_headers(self._stream.headers or [])
+        return self._request_headers
+
+    @property
+    def response_headers(self) -> Metadata:
+        """Headers to send with the response; set them before the first message."""
+        if self._response_headers is None:
+            self._response_headers = {}
+        return self._response_headers
+
+    @property
+    def response_trailers(self) -> Metadata:
+        """Trailers to send when the call ends."""
+        if self._response_trailers is None:
+            self._response_trailers = {}
+        return self._response_trailers
+
+    @property
+    def peer(self) -> Any:
+        """The caller's socket address, e.g. ``("127.0.0.1", 50312)``."""
+        return self._stream.peer
+
+    @property
+    def http_version(self) -> str:
+        return self._stream.http_version
+
+    def time_remaining(self) -> float | None:
+        """Seconds until the deadline, or None if the call has none."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def cancelled(self) -> bool:
+        """True once the caller cancelled the call or its deadline passed."""
+        task = self._stream.task
+        return self.timed_out or (task is not None and task.cancelling() > 0)
+
+    def __repr__(self) -> str:
+        return f"<Context {self.method.path} via {self.protocol}>"

@@ -1,0 +1,74 @@
+"""Accepting connections: pick HTTP/2 or HTTP/1.1 from ALPN or the first bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+from ..transport import H2Connection
+from ..transport._h1 import H1Connection
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def server_ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A TLS server context offering ALPN ``h2`` and ``http/1.1``."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(certfile, keyfile)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    return ctx
+
+
+class Sniffer(asyncio.Protocol):
+    """The first protocol of every accepted connection; hands it to HTTP/2 or HTTP/1.1.
+
+    With TLS, ALPN decides. In cleartext, HTTP/2 with prior knowledge starts with the
+    connection preface; anything else is parsed as HTTP/1.1.
+    """
+
+    __slots__ = ("_buf", "_make_h1", "_make_h2", "_scheme", "_transport")
+
+    def __init__(
+        self,
+        make_h2: Callable[[], H2Connection],
+        make_h1: Callable[[bytes], H1Connection],
+        scheme: bytes,
+    ) -> None:
+        self._make_h2 = make_h2
+        self._make_h1 = make_h1
+        self._scheme = scheme
+        self._buf = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        sslobj = transport.get_extra_info("ssl_object")
+        alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
+        if alpn == "h2":
+            self._switch(self._make_h2(), b"")
+        elif alpn == "http/1.1":
+            self._switch(self._make_h1(self._scheme), b"")
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        n = min(len(buf), len(_PREFACE))
+        if buf[:n] == _PREFACE[:n]:
+            if n < len(_PREFACE):
+                self._buf = buf  # wait for the rest of the preface
+                return
+            self._switch(self._make_h2(), buf)
+        else:
+            self._switch(self._make_h1(self._scheme), buf)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+    def _switch(self, proto: H2Connection | H1Connection, data: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        if data:
+            proto.data_received(data)

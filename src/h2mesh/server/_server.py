@@ -1,0 +1,319 @@
+"""The server: listeners, routing, running handlers, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
+
+from .._deadline import current_deadline
+from .._errors import Code, RpcError
+from ..protocol import ServerCall, ServerProtocol, negotiate
+from ..service import MethodDescriptor, MethodKind, Service
+from ..transport import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    H2Connection,
+    MessageTooLarge,
+    Stream,
+    TransportConfig,
+    TransportError,
+)
+from ..transport._h1 import H1Connection
+from ._context import Context
+from ._interceptors import Handler, ServerInterceptor
+from ._listener import Sniffer, server_ssl_context
+
+__all__ = ["Server"]
+
+log = logging.getLogger("h2mesh.server")
+
+_UNSUPPORTED_MEDIA = [(b":status", b"415"), (b"content-type", b"text/plain; charset=utf-8")]
+
+
+class _Route:
+    __slots__ = ("handler", "method")
+
+    def __init__(self, method: MethodDescriptor, handler: Handler) -> None:
+        self.method = method
+        self.handler = handler
+
+
+def _bind(service: Service, method: MethodDescriptor) -> Handler:
+    func = getattr(service, method.python_name)
+    if method.takes_context:
+        return func  # type: ignore[no-any-return]
+
+    def without_ctx(request: Any, ctx: Context) -> Any:
+        return func(request)
+
+    return without_ctx
+
+
+class Server:
+    """Serves services over HTTP/2 (h2c and TLS) and HTTP/1.1 on one port.
+
+    ::
+
+        server = Server([Greeter()])
+        await server.serve("0.0.0.0", 8080)   # until SIGTERM/SIGINT
+    """
+
+    def __init__(
+        self,
+        services: Iterable[Service | type[Service]],
+        *,
+        interceptors: Sequence[ServerInterceptor] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        config: TransportConfig | None = None,
+    ) -> None:
+        self.config = config or TransportConfig()
+        self.max_message_size = max_message_size
+        self.interceptors = tuple(interceptors)
+        self.services: list[Service] = []
+        self._routes: dict[bytes, _Route] = {}
+        for svc in services:
+            self.add_service(svc)
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[H2Connection | H1Connection] = set()
+        self._stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add_service(self, service: Service | type[Service]) -> None:
+        """Register a service (an instance, or a class to instantiate with no arguments)."""
+        if isinstance(service, type):
+            service = service()
+        if not isinstance(service, Service):
+            raise TypeError(f"{service!r} is not a h2mesh Service")
+        for method in service.__methods__.values():
+            handler = _bind(service, method)
+            for interceptor in reversed(self.interceptors):
+                handler = interceptor.wrap(method, handler)
+            path = method.path.encode()
+            if path in self._routes:
+                raise ValueError(f"two services serve {method.path}")
+            self._routes[path] = _Route(method, handler)
+        self.services.append(service)
+
+    @property
+    def methods(self) -> list[MethodDescriptor]:
+        """Every method this server routes to."""
+        return [route.method for route in self._routes.values()]
+
+    # -- listening ------------------------------------------------------------------
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: ssl.SSLContext | tuple[str, str] | None = None,
+        backlog: int = 1024,
+    ) -> None:
+        """Start listening (port 0 picks a free port; see ``port``)."""
+        loop = self._loop = asyncio.get_running_loop()
+        ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
+        scheme = b"https" if ctx is not None else b"http"
+
+        def factory() -> asyncio.Protocol:
+            return Sniffer(self._make_h2, self._make_h1, scheme)
+
+        srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
+        self._servers.append(srv)
+
+    @property
+    def port(self) -> int:
+        """The port of the first listener."""
+        return int(self.sockets[0][1])
+
+    @property
+    def sockets(self) -> list[Any]:
+        """The bound addresses of every listener."""
+        return [sock.getsockname() for srv in self._servers for sock in srv.sockets]
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        tls: ssl.SSLContext | tuple[str, str] | None = None,
+        grace: float = 10.0,
+        ready: Callable[[Server], None] | None = None,
+    ) -> None:
+        """Listen and serve until SIGTERM/SIGINT (or ``stop()``), then shut down."""
+        await self.start(host, port, tls=tls)
+        loop = asyncio.get_running_loop()
+        stopping = self._stopping = asyncio.Event()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stopping.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        if ready is not None:
+            ready(self)
+        try:
+            await stopping.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop(grace)
+
+    def request_stop(self) -> None:
+        """Ask ``serve()`` to shut down gracefully."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Graceful shutdown: stop accepting, GOAWAY, drain for ``grace`` s, then cancel."""
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self._connections):
+            conn.shutdown()
+        pending = [c.closed for c in self._connections if not c.closed.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        for conn in list(self._connections):
+            conn.abort()
+        pending = [c.closed for c in self._connections if not c.closed.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+        for srv in self._servers:
+            await srv.wait_closed()
+        self._servers.clear()
+
+    async def __aenter__(self) -> Server:
+        if not self._servers:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(grace=1.0)
+
+    # -- connections ------------------------------------------------------------------
+    def _make_h2(self) -> H2Connection:
+        conn = H2Connection(
+            client=False, config=self.config, on_stream=self._on_stream, on_close=self._on_close
+        )
+        self._connections.add(conn)
+        return conn
+
+    def _make_h1(self, scheme: bytes) -> H1Connection:
+        conn = H1Connection(
+            config=self.config, on_stream=self._on_stream, on_close=self._on_close, scheme=scheme
+        )
+        self._connections.add(conn)
+        return conn
+
+    def _on_close(self, conn: Any) -> None:
+        self._connections.discard(conn)
+
+    def _on_stream(self, stream: Stream) -> None:
+        loop = self._loop
+        assert loop is not None
+        stream.task = loop.create_task(self._serve_stream(stream))
+
+    # -- one request --------------------------------------------------------------
+    async def _serve_stream(self, stream: Stream) -> None:
+        request = dict(stream.headers or ())
+        proto = negotiate(request.get(b":method"), request.get(b"content-type"))
+        try:
+            if proto is None:
+                ct = request.get(b"content-type", b"(none)").decode("latin-1")
+                stream.send_headers(_UNSUPPORTED_MEDIA)
+                await stream.send_data(
+                    f"unsupported content type {ct}\n".encode(), end_stream=True
+                )
+                return
+            path = request.get(b":path", b"")
+            route = self._routes.get(path)
+            if route is None and b"?" in path:
+                route = self._routes.get(path.partition(b"?")[0])
+            if route is None:
+                error = RpcError(
+                    Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}"
+                )
+                await proto.reject(stream, request, error)
+                return
+            try:
+                call = proto.server_call(stream, route.method, request, self.max_message_size)
+            except RpcError as exc:
+                await proto.reject(stream, request, exc)
+                return
+            await self._run(route, call, proto)
+        except TransportError:
+            pass  # the peer went away; nothing left to answer
+
+    async def _run(self, route: _Route, call: ServerCall, proto: ServerProtocol) -> None:
+        stream = call.stream
+        method = route.method
+        timer: asyncio.TimerHandle | None = None
+        deadline: float | None = None
+        task = stream.task
+        timeout = call.timeout
+        if timeout is not None and task is not None:
+            loop = task.get_loop()
+            deadline = loop.time() + timeout
+            current_deadline.set(deadline)
+            ctx = Context(stream, method, proto.name, deadline)
+            timer = loop.call_at(deadline, _expire, ctx, task)
+        else:
+            ctx = Context(stream, method, proto.name, None)
+        try:
+            kind = method.kind
+            if kind is MethodKind.UNARY:
+                response = await route.handler(await call.receive(), ctx)
+                await call.send_unary(response, ctx._response_headers, ctx._response_trailers)
+            elif kind is MethodKind.SERVER_STREAM:
+                await self._stream_out(route.handler(await call.receive(), ctx), call, ctx)
+            elif kind is MethodKind.CLIENT_STREAM:
+                response = await route.handler(call.receive_stream(), ctx)
+                await call.send_unary(response, ctx._response_headers, ctx._response_trailers)
+            else:
+                await self._stream_out(route.handler(call.receive_stream(), ctx), call, ctx)
+        except RpcError as exc:
+            await self._fail(call, ctx, exc)
+        except asyncio.CancelledError:
+            if not ctx.timed_out:
+                raise  # the caller reset the stream, or the server is closing
+            if task is not None:
+                task.uncancel()
+            await self._fail(call, ctx, RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded"))
+        except MessageTooLarge as exc:
+            await self._fail(call, ctx, RpcError(Code.RESOURCE_EXHAUSTED, str(exc)))
+        except TransportError:
+            pass
+        except Exception:
+            log.exception("handler %s failed", method.path)
+            await self._fail(call, ctx, RpcError(Code.INTERNAL, "internal error"))
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    @staticmethod
+    async def _stream_out(responses: AsyncIterator[Any], call: ServerCall, ctx: Context) -> None:
+        try:
+            async for message in responses:
+                await call.send_message(message, ctx._response_headers)
+        finally:
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await call.finish(None, ctx._response_headers, ctx._response_trailers)
+
+    @staticmethod
+    async def _fail(call: ServerCall, ctx: Context, error: RpcError) -> None:
+        if call.headers_sent and not call.method.kind.server_streams:
+            # The single response already started: all that is left is to abort it.
+            call.stream.reset(0x2)
+            return
+        with contextlib.suppress(TransportError):
+            await call.finish(error, ctx._response_headers, ctx._response_trailers)
+
+
+def _expire(ctx: Context, task: asyncio.Task[Any]) -> None:
+    ctx.timed_out = True
+    task.cancel()

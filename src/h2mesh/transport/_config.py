@@ -1,0 +1,32 @@
+"""Transport limits and timers, with defaults suited to RPC traffic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportConfig:
+    """Per-connection limits and timers.
+
+    Windows bound what a peer may send before the application reads it: a stream's
+    receive window reopens only as its data is consumed.
+    """
+
+    max_concurrent_streams: int = 256
+    max_header_list_size: int = 65_536
+    stream_window: int = 1024 * 1024
+    connection_window: int = 16 * 1024 * 1024
+    max_frame_size: int = 16_384
+    # Queued-but-unsent bytes per stream above which a sender waits.
+    send_high_water: int = 64 * 1024
+    # Seconds without any stream before an idle connection is closed (None: never).
+    idle_timeout: float | None = 300.0
+    # Seconds of silence before a PING is sent (None: no keepalive pings).
+    keepalive_interval: float | None = 60.0
+    # Seconds to wait for the PING acknowledgement before closing the connection.
+    keepalive_timeout: float = 20.0
+    # HTTP/1.1: bytes of request body buffered before reading pauses.
+    h1_buffer_limit: int = 256 * 1024

@@ -1,0 +1,582 @@
+"""One HTTP/2 connection over asyncio, driven by the ngh2 (libnghttp2) engine.
+
+The protocol object only feeds bytes to the engine, flushes what the engine wants to
+send, and dispatches engine events through a table to ``H2Stream`` objects. Writes
+from many streams in one loop iteration are coalesced into one ``transport.write``.
+
+Flow control is end to end: the engine runs with automatic window updates off, and a
+stream acknowledges received bytes only when the application reads them. A sender
+waits while more than ``send_high_water`` bytes of its stream are queued in the engine
+(because the peer's window is closed) or while the socket's buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import ngh2
+
+from ._config import TransportConfig
+from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamReset
+from ._stream import Headers, Stream
+
+_CANCEL = 0x8
+_REFUSED = 0x7
+_NO_ERROR = 0x0
+
+
+class H2Stream(Stream):
+    """One HTTP/2 stream: request or response headers, a body, and trailers."""
+
+    __slots__ = (
+        "_chunks",
+        "_conn",
+        "_eof",
+        "_error",
+        "_headers_waiter",
+        "_read_waiter",
+        "_send_waiter",
+        "_unacked",
+        "closed",
+        "ended_local",
+        "headers",
+        "id",
+        "trailers",
+    )
+
+    http_version = "2"
+    supports_trailers = True
+
+    def __init__(self, conn: H2Connection, stream_id: int, headers: Headers | None) -> None:
+        self._conn = conn
+        self.id = stream_id
+        self.headers: Headers | None = headers
+        self.trailers: Headers | None = None
+        self._chunks: list[bytes] = []
+        self._unacked = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._send_waiter: asyncio.Future[None] | None = None
+        self._headers_waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.closed = False
+        self.ended_local = False
+
+    # -- reading ------------------------------------------------------------------
+    @property
+    def peer(self) -> Any:
+        return self._conn.peer
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    async def read(self) -> bytes:
+        """The next chunk of the body; ``b""`` once the peer ended the stream."""
+        chunks = self._chunks
+        while not chunks:
+            if self._eof:
+                return b""
+            if self._error is not None:
+                raise self._error
+            self._read_waiter = self._conn.loop.create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+        data = chunks.pop(0)
+        if not (self._eof and not chunks):
+            self._ack(len(data))
+        # else: the peer has ended the stream, so reopening its window is moot; the
+        # connection window gets the bytes back when the stream closes.
+        return data
+
+    async def read_all(self, limit: int) -> bytes:
+        """The whole body; raises ``MessageTooLarge`` past ``limit`` bytes."""
+        chunks = self._chunks
+        if self._eof and len(chunks) == 1 and len(chunks[0]) <= limit:
+            return chunks.pop()  # the common unary case: the body arrived in one frame
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await self.read()
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise MessageTooLarge(limit)
+            parts.append(chunk)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def _ack(self, n: int) -> None:
+        if n:
+            self._unacked -= n
+            conn = self._conn
+            if not self.closed:
+                conn.engine.acknowledge_received_data(n, self.id)
+                conn.schedule_flush()
+
+    # -- writing ------------------------------------------------------------------
+    def send_headers(
+        self, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
+    ) -> None:
+        if self._error is not None:
+            raise self._error
+        conn = self._conn
+        try:
+            if conn.is_client:
+                raise RuntimeError("client streams send headers when opened")
+            conn.engine.send_response(self.id, headers, end_stream=end_stream)
+        except ngh2.NGH2Error as exc:
+            raise self._closed_error(exc) from None
+        if end_stream:
+            self.ended_local = True
+        conn.schedule_flush()
+
+    async def send_data(self, data: bytes, end_stream: bool = False) -> None:
+        if self._error is not None:
+            raise self._error
+        conn = self._conn
+        try:
+            conn.engine.send_data(self.id, data, end_stream=end_stream)
+        except ngh2.NGH2Error as exc:
+            raise self._closed_error(exc) from None
+        if end_stream:
+            self.ended_local = True
+        conn.schedule_flush()
+        if conn.writing_paused or conn.engine.queued_body_size(self.id) > conn.high_water:
+            await self._wait_writable()
+
+    def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        if self._error is not None:
+            raise self._error
+        try:
+            self._conn.engine.send_trailers(self.id, headers)
+        except ngh2.NGH2Error as exc:
+            raise self._closed_error(exc) from None
+        self.ended_local = True
+        self._conn.schedule_flush()
+
+    def end(self) -> None:
+        if self.ended_local or self._error is not None:
+            return
+        try:
+            self._conn.engine.end_stream(self.id)
+        except ngh2.NGH2Error as exc:
+            raise self._closed_error(exc) from None
+        self.ended_local = True
+        self._conn.schedule_flush()
+
+    def reset(self, error_code: int = _CANCEL) -> None:
+        if self.closed:
+            return
+        if self._error is None:
+            self._error = StreamReset(error_code, "stream reset locally")
+        with contextlib.suppress(ngh2.NGH2Error):
+            self._conn.engine.reset_stream(self.id, error_code)
+        self._conn.schedule_flush()
+        self._wake_all()
+
+    async def wait_response(self) -> Headers:
+        """(client) The response headers, once they arrive."""
+        while self.headers is None:
+            if self._error is not None:
+                raise self._error
+            self._headers_waiter = self._conn.loop.create_future()
+            try:
+                await self._headers_waiter
+            finally:
+                self._headers_waiter = None
+        return self.headers
+
+    async def _wait_writable(self) -> None:
+        conn = self._conn
+        while conn.writing_paused or conn.engine.queued_body_size(self.id) > conn.high_water:
+            if self._error is not None:
+                raise self._error
+            self._send_waiter = conn.loop.create_future()
+            conn.send_waiters.add(self)
+            try:
+                await self._send_waiter
+            finally:
+                self._send_waiter = None
+                conn.send_waiters.discard(self)
+        if self._error is not None:
+            raise self._error
+
+    def _closed_error(self, exc: BaseException) -> BaseException:
+        if self._error is not None:
+            return self._error
+        if self._conn.lost:
+            return ConnectionLost("connection closed")
+        return StreamReset(_CANCEL, f"stream is closed: {exc}")
+
+    # -- engine-side notifications -----------------------------------------------
+    def _wake(self, waiter: asyncio.Future[None] | None) -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_all(self) -> None:
+        self._wake(self._read_waiter)
+        self._wake(self._send_waiter)
+        self._wake(self._headers_waiter)
+
+    def _fail(self, exc: BaseException, cancel_task: bool) -> None:
+        if self._error is None and not (self._eof and self.ended_local):
+            self._error = exc
+        self._wake_all()
+        if cancel_task and self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class H2Connection(asyncio.Protocol):
+    """An asyncio protocol that runs one HTTP/2 connection (server or client role)."""
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        config: TransportConfig | None = None,
+        on_stream: Callable[[H2Stream], None] | None = None,
+        on_close: Callable[[H2Connection], None] | None = None,
+    ) -> None:
+        self.config = cfg = config or TransportConfig()
+        self.is_client = client
+        self.loop = asyncio.get_running_loop()
+        self.engine = ngh2.Connection(
+            ngh2.Role.CLIENT if client else ngh2.Role.SERVER,
+            ngh2.Configuration(
+                auto_window_update=False,
+                max_inbound_header_list_size=cfg.max_header_list_size,
+            ),
+        )
+        self.high_water = cfg.send_high_water
+        self.streams: dict[int, H2Stream] = {}
+        self.send_waiters: set[H2Stream] = set()
+        self.on_stream = on_stream
+        self.on_close = on_close
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
+        self.writing_paused = False
+        self.lost = False
+        self.closing = False  # GOAWAY sent or received: no new streams
+        self.goaway_last_stream_id: int | None = None
+        self.last_activity = time.monotonic()
+        self.last_stream_id = 0
+        self._flush_pending = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._ping_sent_at: float | None = None
+        self._received = False
+        self._silent_since = self.last_activity
+        self._drained: asyncio.Future[None] | None = None
+        self.closed = self.loop.create_future()
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            ngh2.RequestReceived: self._on_request,
+            ngh2.ResponseReceived: self._on_response,
+            ngh2.DataReceived: self._on_data,
+            ngh2.TrailersReceived: self._on_trailers,
+            ngh2.StreamReset: self._on_reset,
+            ngh2.StreamClosed: self._on_closed,
+            ngh2.WindowUpdated: self._on_window,
+            ngh2.SettingsReceived: self._on_window,
+            ngh2.GoAwayReceived: self._on_goaway,
+            ngh2.ConnectionClosed: self._on_connection_closed,
+            ngh2.PingAcknowledged: self._on_ping_ack,
+        }
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = transport.get_extra_info("peername")
+        cfg = self.config
+        self.engine.initiate_connection(
+            {
+                ngh2.Setting.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
+                ngh2.Setting.INITIAL_WINDOW_SIZE: cfg.stream_window,
+                ngh2.Setting.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
+                ngh2.Setting.ENABLE_PUSH: 0,
+            }
+            if self.is_client
+            else {
+                ngh2.Setting.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
+                ngh2.Setting.INITIAL_WINDOW_SIZE: cfg.stream_window,
+                ngh2.Setting.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
+            }
+        )
+        if cfg.connection_window > 65_535:
+            self.engine.set_local_window_size(cfg.connection_window)
+        self._flush()
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        engine = self.engine
+        self._received = True
+        try:
+            engine.receive_data(data)
+        except ngh2.NGH2Error:
+            # The engine has queued a GOAWAY describing the violation; send it and close.
+            self._flush()
+            self._abort()
+            return
+        self._dispatch_events(engine.events())
+        self._flush()
+        if not engine.want_read and not engine.want_write:
+            self._abort()
+
+    def _dispatch_events(self, events: list[ngh2.Event]) -> None:
+        dispatch = self._dispatch
+        for event in events:
+            handler = dispatch.get(type(event))
+            if handler is not None:
+                handler(event)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed")
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            stream.closed = True
+            stream._fail(err, cancel_task=True)
+        for stream in list(self.send_waiters):
+            stream._wake_all()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._flush()
+
+    # -- output -----------------------------------------------------------------
+    def schedule_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        transport = self.transport
+        if transport is None or self.writing_paused or self.lost:
+            return
+        engine = self.engine
+        while True:
+            data = engine.data_to_send()
+            if data:
+                transport.write(data)
+            # Sending can complete streams (StreamClosed): handle those events now.
+            events = engine.events()
+            if not events:
+                break
+            self._dispatch_events(events)
+            if self.lost or self.writing_paused:
+                return
+        waiters = self.send_waiters
+        if waiters and not self.writing_paused:
+            high = self.high_water
+            queued = self.engine.queued_body_size
+            for stream in list(waiters):
+                if stream.closed or queued(stream.id) <= high:
+                    stream._wake(stream._send_waiter)
+        if self.closing and not self.streams and not self.engine.want_write:
+            self._close_when_done()
+
+    def _abort(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.close()
+
+    # -- event handlers -----------------------------------------------------------
+    def _on_request(self, ev: ngh2.RequestReceived) -> None:
+        sid = ev.stream_id
+        self.last_stream_id = sid
+        self.last_activity = time.monotonic()
+        stream = H2Stream(self, sid, list(ev.headers))
+        if ev.end_stream:
+            stream._eof = True
+        self.streams[sid] = stream
+        if self.on_stream is None:
+            stream.reset(_REFUSED)
+            return
+        self.on_stream(stream)
+
+    def _on_response(self, ev: ngh2.ResponseReceived) -> None:
+        stream = self.streams.get(ev.stream_id)
+        if stream is not None:
+            stream.headers = list(ev.headers)
+            if ev.end_stream:
+                stream._eof = True
+            stream._wake(stream._headers_waiter)
+            stream._wake(stream._read_waiter)
+
+    def _on_data(self, ev: ngh2.DataReceived) -> None:
+        stream = self.streams.get(ev.stream_id)
+        data = ev.data
+        if stream is None:
+            if data:
+                self.engine.acknowledge_received_data(len(data), ev.stream_id)
+            return
+        if data:
+            stream._chunks.append(data)
+            stream._unacked += len(data)
+        if ev.end_stream:
+            stream._eof = True
+        waiter = stream._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_trailers(self, ev: ngh2.TrailersReceived) -> None:
+        stream = self.streams.get(ev.stream_id)
+        if stream is not None:
+            stream.trailers = list(ev.headers)
+            stream._eof = True
+            stream._wake_all()
+
+    def _on_reset(self, ev: ngh2.StreamReset) -> None:
+        stream = self.streams.get(ev.stream_id)
+        if stream is not None:
+            stream._fail(StreamReset(ev.error_code), cancel_task=True)
+
+    def _on_closed(self, ev: ngh2.StreamClosed) -> None:
+        stream = self.streams.pop(ev.stream_id, None)
+        if stream is None:
+            return
+        if stream._unacked:
+            # Return the unread bytes to the connection window.
+            self.engine.acknowledge_received_data(stream._unacked, ev.stream_id)
+            stream._unacked = 0
+        stream.closed = True
+        code = ev.error_code
+        if code != _NO_ERROR or not stream._eof:
+            if ev.local_error is not None:
+                exc: BaseException = StreamReset(code or _CANCEL, str(ev.local_error))
+            else:
+                exc = StreamReset(code or _CANCEL)
+            stream._fail(exc, cancel_task=code != _NO_ERROR)
+        else:
+            stream._wake_all()
+        if not self.streams:
+            self.last_activity = time.monotonic()
+
+    def _on_window(self, ev: Any) -> None:
+        # The flush that follows event dispatch wakes senders whose queue drained.
+        pass
+
+    def _on_goaway(self, ev: ngh2.GoAwayReceived) -> None:
+        self.closing = True
+        self.goaway_last_stream_id = ev.last_stream_id
+        if self.is_client:
+            for sid, stream in list(self.streams.items()):
+                if sid > ev.last_stream_id:
+                    stream._fail(StreamReset(_REFUSED, "refused by GOAWAY"), cancel_task=False)
+
+    def _on_connection_closed(self, ev: ngh2.ConnectionClosed) -> None:
+        self.closing = True
+        self.loop.call_soon(self._abort)
+
+    def _on_ping_ack(self, ev: ngh2.PingAcknowledged) -> None:
+        self._ping_sent_at = None
+
+    # -- client API ---------------------------------------------------------------
+    def is_available(self) -> bool:
+        """True if the connection can take a new stream now."""
+        return not self.closing and not self.lost and self.engine.can_send_request
+
+    def open_stream(self, headers: Sequence[tuple[bytes, bytes]], end_stream: bool) -> H2Stream:
+        """(client) Send request headers on a new stream."""
+        if not self.is_available():
+            raise ConnectionRefused("connection is closing")
+        try:
+            sid = self.engine.send_request(headers, end_stream=end_stream)
+        except (ngh2.ConnectionClosingError, ngh2.NoAvailableStreamIDError) as exc:
+            self.closing = True
+            raise ConnectionRefused(str(exc)) from None
+        stream = H2Stream(self, sid, None)
+        stream.ended_local = end_stream
+        self.streams[sid] = stream
+        self.last_activity = time.monotonic()
+        self.schedule_flush()
+        return stream
+
+    # -- lifecycle ----------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Start a graceful close: GOAWAY now, close once in-flight streams finish."""
+        if self.closing or self.lost:
+            if not self.streams:
+                self._close_when_done()
+            return
+        self.closing = True
+        try:
+            if self.is_client:
+                self.engine.send_goaway(_NO_ERROR)
+            else:
+                self.engine.send_goaway(_NO_ERROR, last_stream_id=self.last_stream_id)
+        except ngh2.NGH2Error:
+            pass
+        self._flush()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self.closed)
+
+    def abort(self) -> None:
+        """Close the connection now; open streams fail with ``ConnectionLost``."""
+        self._abort()
+
+    def _close_when_done(self) -> None:
+        if self.transport is not None and not self.lost and not self.transport.is_closing():
+            self.transport.close()
+
+    def _arm_timer(self) -> None:
+        cfg = self.config
+        periods = [p for p in (cfg.idle_timeout, cfg.keepalive_interval) if p]
+        if not periods:
+            return
+        self._timer = self.loop.call_later(min(min(periods), cfg.keepalive_timeout), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.lost:
+            return
+        cfg = self.config
+        now = time.monotonic()
+        if self._ping_sent_at is not None and now - self._ping_sent_at > cfg.keepalive_timeout:
+            self.engine.terminate_connection(_NO_ERROR)
+            self._flush()
+            self._abort()
+            return
+        if self._received:
+            self._received = False
+            self._silent_since = now
+        idle = now - self.last_activity
+        if cfg.idle_timeout is not None and not self.streams and idle > cfg.idle_timeout:
+            self.shutdown()
+            self._close_when_done()
+            return
+        if (
+            cfg.keepalive_interval is not None
+            and self._ping_sent_at is None
+            and now - self._silent_since > cfg.keepalive_interval
+        ):
+            self._ping_sent_at = now
+            self.engine.ping()
+            self._flush()
+        self._arm_timer()

@@ -1,0 +1,63 @@
+"""The stream interface the RPC layers see, whatever the HTTP version underneath."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Stream:
+    """One HTTP exchange: headers, a body read in chunks, and an optional trailer block.
+
+    On a server, ``headers`` holds the request headers (HTTP/2 pseudo-headers included,
+    also for HTTP/1.1). On a client, ``wait_response()`` returns the response headers.
+    ``read()`` returns ``b""`` at the end of the body and raises a ``TransportError``
+    if the stream was reset or the connection lost. ``task`` is the task serving the
+    stream; the transport cancels it when the peer resets the stream.
+    """
+
+    __slots__ = ("task",)
+
+    http_version: str
+    supports_trailers: bool
+    headers: list[tuple[bytes, bytes]] | None
+    trailers: list[tuple[bytes, bytes]] | None
+    task: asyncio.Task[Any] | None
+    ended_local: bool
+
+    @property
+    def peer(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def at_eof(self) -> bool:
+        raise NotImplementedError
+
+    async def read(self) -> bytes:
+        raise NotImplementedError
+
+    async def read_all(self, limit: int) -> bytes:
+        raise NotImplementedError
+
+    def send_headers(
+        self, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
+    ) -> None:
+        raise NotImplementedError
+
+    async def send_data(self, data: bytes, end_stream: bool = False) -> None:
+        raise NotImplementedError
+
+    def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        raise NotImplementedError
+
+    def reset(self, error_code: int = 0x8) -> None:
+        raise NotImplementedError
+
+    async def wait_response(self) -> Headers:
+        raise NotImplementedError
