@@ -34,7 +34,7 @@ def _enc_hook(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if dump is not None:
         return dump(mode="json")
-    raise NotImplementedError(f"cannot encode objects of type {type(value).__name__}")
+    raise TypeError(f"cannot encode objects of type {type(value).__name__}")
 
 
 def _wrap(decode: Callable[[Any], Any], label: str) -> DecodeFn:
