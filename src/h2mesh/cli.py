@@ -1,0 +1,339 @@
+"""The ``h2mesh`` command: serve services, and call them from the shell.
+
+::
+
+    h2mesh serve examples.greeter:Greeter --port 8080
+    h2mesh call http://127.0.0.1:8080 demo.v1.Greeter/SayHello '{"name": "x"}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import ssl
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from . import __version__
+from ._errors import Code, RpcError
+from ._loop import new_event_loop
+from .client import Channel
+from .server import Server, server_ssl_context
+from .service import MethodDescriptor, MethodKind, Service
+
+__all__ = ["main"]
+
+log = logging.getLogger("h2mesh.cli")
+
+# Exit statuses: 0 done, 1 the call or the server failed, 2 the command line was wrong.
+_FAILED = 1
+_USAGE = 2
+
+
+class UsageError(Exception):
+    """The command line names something that cannot be used; exits with status 2."""
+
+
+# -- serve ------------------------------------------------------------------------------
+def load_server(spec: str) -> Server:
+    """The ``Server`` for ``MODULE:OBJECT``, importing MODULE from the current directory."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"expected MODULE:OBJECT (e.g. examples.greeter:Greeter), got {spec!r}")
+    # Like other app servers: the project being served is the current directory.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
+        raise UsageError(f"importing {module_name!r} failed: {exc}") from None
+    except Exception as exc:
+        raise UsageError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return _as_server(obj, spec)
+
+
+def _is_service(obj: object) -> bool:
+    return isinstance(obj, Service) or (isinstance(obj, type) and issubclass(obj, Service))
+
+
+def _instantiate(obj: Service | type[Service], spec: str) -> Service:
+    if isinstance(obj, Service):
+        return obj
+    try:
+        return obj()
+    except Exception as exc:
+        raise UsageError(
+            f"{spec}: cannot create {obj.__qualname__}() with no arguments: {exc}"
+        ) from None
+
+
+def _as_server(obj: object, spec: str) -> Server:
+    if isinstance(obj, Server):
+        return obj
+    if _is_service(obj):
+        items: list[Any] = [obj]
+    elif isinstance(obj, list | tuple) and obj and all(_is_service(s) for s in obj):
+        items = list(obj)
+    else:
+        raise UsageError(
+            f"{spec} is a {type(obj).__name__}; expected a Service class, a Service "
+            "instance, a Server, or a list of services"
+        )
+    services = [_instantiate(s, spec) for s in items]
+    try:
+        return Server(services)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{spec}: {exc}") from None
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise UsageError("--loop uvloop: uvloop is not installed") from None
+        return uvloop.new_event_loop
+    return new_event_loop
+
+
+def _url(scheme: str, sockname: Any) -> str:
+    host, port = str(sockname[0]), int(sockname[1])
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    tls: ssl.SSLContext | None = None
+    if args.tls_cert is not None:
+        try:
+            tls = server_ssl_context(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
+    factory = _loop_factory(args.loop)
+    server = load_server(args.target)
+    scheme = "https" if tls is not None else "http"
+
+    def ready(srv: Server) -> None:
+        # One line on stdout, for scripts that wait for the server and parse its port.
+        print(f"h2mesh serving on {_url(scheme, srv.sockets[0])}", flush=True)
+        for method in srv.methods:
+            log.info("route %s (%s)", method.path, method.kind.value)
+
+    async def serve() -> None:
+        await server.serve(args.host, args.port, tls=tls, grace=args.grace, ready=ready)
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        try:
+            runner.run(serve())
+        except OSError as exc:
+            print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return _FAILED
+    log.info("stopped")
+    return 0
+
+
+# -- call -------------------------------------------------------------------------------
+def _descriptor(service: str, method: str, kind: MethodKind) -> MethodDescriptor:
+    # The message types are unknown here: requests and replies travel as plain JSON values.
+    return MethodDescriptor(service, method, method, kind, Any, Any)
+
+
+def _parse_method(text: str) -> tuple[str, str]:
+    service, _, method = text.strip("/").rpartition("/")
+    if not service or not method:
+        raise UsageError(f"expected SERVICE/METHOD (e.g. demo.v1.Greeter/SayHello), got {text!r}")
+    return service, method
+
+
+def _parse_headers(items: Sequence[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--header wants NAME:VALUE, got {item!r}")
+        headers[name] = value.strip()
+    return headers
+
+
+def _request_body(text: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        return msgspec.json.decode(text.encode())
+    except msgspec.DecodeError as exc:
+        raise UsageError(f"the request is not valid JSON: {exc}") from None
+
+
+def _client_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.url.startswith("https:"):
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=args.cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load --cacert {args.cacert}: {exc}") from None
+    if args.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _emit(message: Any) -> None:
+    out = sys.stdout.buffer
+    out.write(msgspec.json.encode(message) + b"\n")
+    out.flush()
+
+
+def _is_stream_hint(exc: RpcError) -> bool:
+    # The Connect server refuses a unary-encoded call to a streaming method this way.
+    return exc.code is Code.UNIMPLEMENTED and "is a stream" in exc.message
+
+
+async def _call(args: argparse.Namespace) -> None:
+    service, method = _parse_method(args.method)
+    request = _request_body(args.body)
+    headers = _parse_headers(args.header)
+    try:
+        channel = Channel(
+            args.url,
+            codec="json",
+            timeout=args.timeout,
+            headers=headers or None,
+            ssl_context=_client_ssl(args),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    async with channel:
+        if not args.stream:
+            try:
+                reply = await channel.unary(_descriptor(service, method, MethodKind.UNARY), request)
+            except RpcError as exc:
+                if not _is_stream_hint(exc):
+                    raise
+            else:
+                _emit(reply)
+                return
+        desc = _descriptor(service, method, MethodKind.SERVER_STREAM)
+        async for message in channel.stream(desc, request):
+            _emit(message)
+
+
+def _run_call(args: argparse.Namespace) -> int:
+    sys.stdout.flush()
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        try:
+            runner.run(_call(args))
+        except RpcError as exc:
+            print(f"error: {exc.code.wire_name}: {exc.message}", file=sys.stderr)
+            return _FAILED
+    return 0
+
+
+# -- entry point -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``h2mesh`` command."""
+    parser = argparse.ArgumentParser(
+        prog="h2mesh", description="Typed Python microservices on HTTP/2."
+    )
+    parser.add_argument("--version", action="version", version=f"h2mesh {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the services of MODULE:OBJECT",
+        description="Serve MODULE:OBJECT (a Service class or instance, a Server, or a list "
+        "of services) until SIGTERM/SIGINT, then drain in-flight calls and exit.",
+    )
+    serve.add_argument("target", metavar="MODULE:OBJECT")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=8080, help="port to bind; 0 picks one (default %(default)s)"
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain (enables TLS)")
+    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long in-flight calls may run after a stop signal (default %(default)s)",
+    )
+    serve.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        default="info",
+    )
+    serve.set_defaults(func=_serve)
+
+    call = sub.add_parser(
+        "call",
+        help="make a Connect call with JSON and print the reply",
+        description="Call SERVICE/METHOD at URL with a JSON request and print each reply "
+        "message as one line of JSON.",
+    )
+    call.add_argument("url", metavar="URL", help="http://host:port or https://host:port")
+    call.add_argument("method", metavar="SERVICE/METHOD")
+    call.add_argument(
+        "body", metavar="JSON", nargs="?", default="{}", help="the request ('-' reads stdin)"
+    )
+    call.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a request header (repeatable)",
+    )
+    call.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline of the call")
+    call.add_argument(
+        "--stream", action="store_true", help="call as a server stream without trying unary"
+    )
+    call.add_argument("--insecure", action="store_true", help="skip TLS certificate checks")
+    call.add_argument("--cacert", metavar="FILE", help="CA certificates to trust for https")
+    call.set_defaults(func=_run_call)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``h2mesh`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return _USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `| head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return _FAILED

@@ -1,0 +1,860 @@
+"""HTTP/1.1 on the server side of one connection, parsed by httptools (llhttp).
+
+This serves clients that do not speak HTTP/2: on the cleartext port once protocol
+detection has seen an HTTP/1 request line, and on TLS when ALPN picks ``http/1.1``.
+Each request becomes an ``H1Stream`` shaped like an HTTP/2 stream (pseudo-headers
+first), so the RPC layers do not need to know which version carried it.
+
+Requests on a connection are answered in order. A pipelined request waits in
+``streams`` until the response before it is complete, and only then is it handed to
+``on_stream``. A response is framed when its first body bytes are written: a body sent
+whole by one ``send_data(..., end_stream=True)`` gets ``content-length`` and goes out
+in a single ``transport.write`` with its head; anything else is chunked (or, for an
+HTTP/1.0 client, delimited by closing the connection).
+
+Request bodies are buffered until the application reads them; past
+``h1_buffer_limit`` unread bytes on the connection, reading from the socket pauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from types import SimpleNamespace
+from typing import Any, cast
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+    parse_url,
+)
+
+from ._config import TransportConfig
+from ._errors import ConnectionLost, MessageTooLarge, StreamReset
+from ._stream import Headers, Stream
+
+_CANCEL = 0x8
+# Requests read ahead of the one being answered before reading pauses.
+_MAX_PIPELINED = 16
+# Seconds to keep reading (and dropping) a request body that the response did not wait
+# for. Closing a socket with unread input makes the kernel send a reset, which can
+# destroy the response before the client has read it.
+_LINGER_SECONDS = 2.0
+# HTTP/2 counts 32 bytes of overhead per field against SETTINGS_MAX_HEADER_LIST_SIZE;
+# counting the same way makes ``max_header_list_size`` mean the same on both versions.
+_FIELD_OVERHEAD = 32
+
+# How the response body is framed; decided when the body starts.
+_NOT_STARTED = 0
+_CHUNKED = 1
+_RAW = 2  # HTTP/1.0 client, length unknown: the body ends when the connection closes
+_NO_BODY = 3  # HEAD, 204 and 304: bytes handed to send_data are dropped
+_DONE = 4
+
+# Fields that frame the message or belong to the connection: this module writes its
+# own, and drops any the application passes.
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"content-length",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+_NO_FIELD = (b"", b"")
+# Status codes http.HTTPStatus does not know but RPC protocols use.
+_EXTRA_REASONS = {499: "Client Closed Request"}
+_status_lines: dict[int, bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    """``HTTP/1.1 <status> <reason>\\r\\n``, cached per status code."""
+    line = _status_lines.get(status)
+    if line is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = _EXTRA_REASONS.get(status, "Unknown")
+        line = _status_lines[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode())
+    return line
+
+
+def _error_response(status: int, message: str) -> bytes:
+    """A complete plain-text response that the connection sends on its own, then closes."""
+    body = message.encode("utf-8", "replace") + b"\n"
+    return b"".join(
+        (
+            _status_line(status),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+            body,
+        )
+    )
+
+
+def _field_lines(headers: Iterable[tuple[bytes, bytes]], lines: list[bytes]) -> int:
+    """Append ``name: value`` lines to ``lines``; return the ``:status`` found (0 if none).
+
+    Pseudo-headers other than ``:status`` and hop-by-hop fields are left out. A CR or LF
+    would let a value smuggle in fields of its own, so those raise ``ValueError``.
+    """
+    status = 0
+    for name, value in headers:
+        if name[:1] == b":":
+            if name == b":status":
+                status = int(value)
+            continue
+        if name in _HOP_BY_HOP:
+            continue
+        if not name or b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+            raise ValueError(f"invalid header field {name!r}: {value!r}")
+        lines += (name, b": ", value, b"\r\n")
+    return status
+
+
+def _absolute_form(target: bytes) -> tuple[bytes, bytes]:
+    """The path and authority of an absolute-form request target (``GET http://h/p``)."""
+    try:
+        url = parse_url(target)
+    except HttpParserError:
+        raise _Reject(400, "invalid request target") from None
+    if not url.host:
+        raise _Reject(400, "invalid request target")
+    path = url.path or b"/"
+    if url.query:
+        path += b"?" + url.query
+    host = url.host
+    authority = b"[" + host + b"]" if b":" in host else host
+    if url.port:
+        authority += b":%d" % url.port
+    return path, authority
+
+
+def _body_head(headers: Headers) -> bytes | None:
+    """A made-up request head with the same body framing as ``headers`` (None: no body)."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return b"POST / HTTP/1.1\r\ntransfer-encoding: " + value + b"\r\n\r\n"
+        if name == b"content-length":
+            length = int(value)  # llhttp has already checked the digits
+            return b"POST / HTTP/1.1\r\ncontent-length: %d\r\n\r\n" % length if length else None
+    return None
+
+
+class _Reject(Exception):
+    """A request the connection answers by itself with ``status``, then closes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class H1Stream(Stream):
+    """One HTTP/1.1 request and its response, seen through the ``Stream`` interface."""
+
+    __slots__ = (
+        "_chunks",
+        "_conn",
+        "_eof",
+        "_error",
+        "_expect_continue",
+        "_framing",
+        "_head_request",
+        "_http10",
+        "_keep_alive",
+        "_read_waiter",
+        "_response",
+        "_status",
+        "headers",
+        "task",
+        "trailers",
+    )
+
+    http_version = "1.1"
+    supports_trailers = False
+
+    def __init__(
+        self,
+        conn: H1Connection,
+        headers: Headers,
+        *,
+        keep_alive: bool,
+        http10: bool,
+        head_request: bool,
+        expect_continue: bool,
+    ) -> None:
+        self._conn = conn
+        self.headers: Headers | None = headers
+        # Trailer fields of a chunked request body, if it had any.
+        self.trailers: Headers | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self._chunks: deque[bytes] = deque()
+        self._eof = False
+        self._error: BaseException | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        # Whether the client allows reuse; once the head is written, whether we agreed.
+        self._keep_alive = keep_alive
+        self._http10 = http10
+        self._head_request = head_request
+        self._expect_continue = expect_continue
+        self._framing = _NOT_STARTED
+        # Response head (status line first) from send_headers, until the body starts.
+        self._response: list[bytes] | None = None
+        self._status = 0
+
+    # -- reading ------------------------------------------------------------------
+    @property
+    def peer(self) -> Any:
+        return self._conn.peer
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    async def read(self) -> bytes:
+        """The next chunk of the request body; ``b""`` once it has all been read."""
+        chunks = self._chunks
+        while not chunks:
+            if self._eof:
+                return b""
+            if self._error is not None:
+                raise self._error
+            if self._expect_continue:
+                # The client holds the body back until told to go on; it is told only
+                # now that the body is wanted, so an early rejection costs no upload.
+                self._expect_continue = False
+                self._conn._send_continue(self)
+            self._read_waiter = self._conn.loop.create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+        data = chunks.popleft()
+        self._conn._consumed(len(data))
+        return data
+
+    async def read_all(self, limit: int) -> bytes:
+        """The whole request body; raises ``MessageTooLarge`` past ``limit`` bytes."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await self.read()
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise MessageTooLarge(limit)
+            parts.append(chunk)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    # -- writing ------------------------------------------------------------------
+    def send_headers(
+        self, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
+    ) -> None:
+        """Set the response head; it is written with the first body bytes (or now if
+        ``end_stream``), so that a body sent whole can get a ``content-length``."""
+        if self._error is not None:
+            raise self._error
+        if self._response is not None or self._framing != _NOT_STARTED:
+            raise RuntimeError("response headers were already sent")
+        lines = [b""]
+        status = _field_lines(headers, lines)
+        if not 200 <= status <= 999:
+            raise ValueError(f"unsupported response status {status}")
+        lines[0] = _status_line(status)
+        self._status = status
+        self._response = lines
+        if end_stream:
+            self._start(b"", end=True)
+
+    async def send_data(self, data: bytes, end_stream: bool = False) -> None:
+        """Write body bytes; waits while the socket's send buffer is full."""
+        if self._error is not None:
+            raise self._error
+        conn = self._conn
+        framing = self._framing
+        if framing == _NOT_STARTED:
+            self._start(data, end_stream)
+        elif framing == _CHUNKED:
+            if data:
+                tail = b"\r\n0\r\n\r\n" if end_stream else b"\r\n"
+                conn._write(b"".join((b"%x\r\n" % len(data), data, tail)))
+            elif end_stream:
+                conn._write(_LAST_CHUNK)
+        elif framing == _RAW:
+            if data:
+                conn._write(data)
+        elif framing == _DONE:
+            raise StreamReset(_CANCEL, "the response has already ended")
+        if end_stream and framing != _NOT_STARTED:
+            self._finish()
+        if conn.writing_paused:
+            await conn._wait_writable()
+            if self._error is not None:
+                raise self._error
+
+    def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        """End the response, with ``headers`` as trailer fields if it is chunked."""
+        if self._error is not None:
+            raise self._error
+        if self._framing != _CHUNKED:
+            # A content-length or close-delimited body has nowhere to carry trailers.
+            self.end()
+            return
+        lines = [b"0\r\n"]
+        _field_lines(headers, lines)
+        lines.append(b"\r\n")
+        self._conn._write(b"".join(lines))
+        self._finish()
+
+    def end(self) -> None:
+        """End the response body (an empty one if no body was sent)."""
+        framing = self._framing
+        if framing == _DONE or self._error is not None:
+            return
+        if framing == _NOT_STARTED:
+            self._start(b"", end=True)
+            return
+        if framing == _CHUNKED:
+            self._conn._write(_LAST_CHUNK)
+        self._finish()
+
+    def reset(self, error_code: int = _CANCEL) -> None:
+        """Abandon the exchange. HTTP/1.1 cannot cancel one message, so the connection
+        closes; a client sees a missing or cut-off response."""
+        if self._framing == _DONE or self._error is not None:
+            return
+        self._error = StreamReset(error_code, "stream reset locally")
+        self._framing = _DONE
+        self._wake()
+        self._conn._stream_reset(self)
+
+    async def wait_response(self) -> Headers:
+        raise NotImplementedError("HTTP/1.1 streams are server-side only")
+
+    def _start(self, body: bytes, end: bool) -> None:
+        """Write the response head with the framing ``body``/``end`` calls for, and the body."""
+        lines = self._response
+        if lines is None:
+            raise RuntimeError("send_headers() must come before the response body")
+        self._response = None
+        conn = self._conn
+        http10 = self._http10
+        # A request body still arriving would have to be read to its end before the
+        # next request could be parsed; close instead of keeping the connection.
+        keep = self._keep_alive and self._eof and not conn.closing
+        status = self._status
+        if self._head_request or status == 204 or status == 304:
+            if end and self._head_request:
+                # What a GET would have said; the bytes themselves are not sent.
+                lines.append(b"content-length: %d\r\n" % len(body))
+            body = b""
+            self._framing = _DONE if end else _NO_BODY
+        elif end:
+            lines.append(b"content-length: %d\r\n" % len(body))
+            self._framing = _DONE
+        elif http10:
+            # HTTP/1.0 has no chunked coding: the body runs until the connection closes.
+            keep = False
+            self._framing = _RAW
+        else:
+            lines.append(b"transfer-encoding: chunked\r\n")
+            self._framing = _CHUNKED
+            if body:
+                body = b"".join((b"%x\r\n" % len(body), body, b"\r\n"))
+        if keep:
+            if http10:
+                lines.append(b"connection: keep-alive\r\n")
+        elif not http10:
+            lines.append(b"connection: close\r\n")
+        self._keep_alive = keep
+        lines.append(b"\r\n")
+        if body:
+            lines.append(body)
+        conn._write(b"".join(lines))
+        if end:
+            conn._response_done(self)
+
+    def _finish(self) -> None:
+        self._framing = _DONE
+        self._conn._response_done(self)
+
+    # -- connection-side notifications ------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: BaseException, cancel_task: bool) -> None:
+        if self._error is None and not (self._eof and self._framing == _DONE):
+            self._error = exc
+        self._wake()
+        if cancel_task and self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class H1Connection(asyncio.Protocol):
+    """An asyncio protocol that serves HTTP/1.1 requests on one connection, in order."""
+
+    def __init__(
+        self,
+        *,
+        config: TransportConfig | None = None,
+        on_stream: Callable[[H1Stream], None],
+        on_close: Callable[[H1Connection], None] | None = None,
+        scheme: bytes = b"http",
+    ) -> None:
+        self.config = cfg = config or TransportConfig()
+        self.loop = asyncio.get_running_loop()
+        self.on_stream = on_stream
+        self.on_close = on_close
+        self.scheme = scheme
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
+        # Requests received and not yet answered; the first is the one being served.
+        self.streams: list[H1Stream] = []
+        self.lost = False
+        self.closing = False  # shutdown() called: no new requests are served
+        self.writing_paused = False
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self._buffer_limit = cfg.h1_buffer_limit
+        self._max_head = cfg.max_header_list_size
+        self._callbacks = SimpleNamespace(
+            on_message_begin=self._on_message_begin,
+            on_url=self._on_url,
+            on_header=self._on_header,
+            on_headers_complete=self._on_headers_complete,
+            on_body=self._on_body,
+            on_message_complete=self._on_message_complete,
+        )
+        self._parser = HttpRequestParser(self._callbacks)
+        # State of the request being parsed.
+        self._receiving: H1Stream | None = None  # whose body is arriving
+        self._head: Headers | None = None  # fields so far, while in the head
+        self._url = b""
+        self._host: bytes | None = None
+        self._expect = False
+        self._head_size = 0
+        self._head_raw = 0
+        self._messages = 0
+        self._synthetic = False  # the next head is the made-up one of _skip_upgrade
+        self._upgrade_body: bytes | None = None
+        # Flow control and lifecycle.
+        self._buffered = 0  # request body bytes received and not yet read
+        self._reading_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._stopped = False  # the input is unusable (bad request) or the socket is gone
+        self._peer_eof = False
+        self._lingering = False
+        self._fatal: bytes | None = None  # error response due after the ones in flight
+        self._idle_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._tls = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self._tls = transport.get_extra_info("ssl_object") is not None
+        self._idle_since = self.loop.time()
+        timeout = self.config.idle_timeout
+        if timeout is not None:
+            self._timer = self.loop.call_later(timeout, self._tick)
+
+    def data_received(self, data: bytes) -> None:
+        if self._stopped:
+            return
+        messages = self._messages
+        in_head = self._head is not None
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._skip_upgrade(data, exc.args[0])
+            return
+        except HttpParserError as exc:
+            self._parse_failed(exc)
+            return
+        if in_head and self._head is not None and messages == self._messages:
+            # httptools buffers a header line until it ends, so a head that keeps
+            # growing is bounded by the bytes received as well as by its fields.
+            self._head_raw += len(data)
+            if self._head_raw > self._max_head:
+                self._reject(431, "request header fields too large")
+
+    def eof_received(self) -> bool | None:
+        if self._receiving is not None or self._lingering or not self.streams or self._tls:
+            # Nothing left to answer, or a request was cut short: let the transport
+            # close; connection_lost fails what is in flight.
+            return None
+        # The client half-closed after sending its requests: answer them, then close.
+        self._peer_eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._stopped = True
+        for timer in (self._timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._linger_timer = None
+        err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed")
+        streams = list(self.streams)
+        self.streams.clear()
+        receiving = self._receiving
+        self._receiving = None
+        for stream in streams:
+            stream._fail(err, cancel_task=True)
+        if receiving is not None and receiving not in streams:
+            receiving._fail(err, cancel_task=False)
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    # -- parser callbacks -----------------------------------------------------------
+    def _on_message_begin(self) -> None:
+        self._messages += 1
+        self._url = b""
+        self._head = [_NO_FIELD, _NO_FIELD, _NO_FIELD, _NO_FIELD]  # pseudo-headers go here
+        self._host = None
+        self._expect = False
+        self._head_size = 0
+        self._head_raw = 0
+
+    def _on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if self._head_size > self._max_head:
+            raise _Reject(431, "request header fields too large")
+
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        size = self._head_size = self._head_size + len(name) + len(value) + _FIELD_OVERHEAD
+        if size > self._max_head:
+            raise _Reject(431, "request header fields too large")
+        name = name.lower()
+        head = self._head
+        if head is None:
+            # After the head, fields are the trailer section of a chunked body.
+            stream = self._receiving
+            if stream is not None:
+                if stream.trailers is None:
+                    stream.trailers = []
+                stream.trailers.append((name, value))
+            return
+        if name == b"host":
+            if self._host is not None:
+                raise _Reject(400, "more than one Host header")
+            self._host = value
+            return
+        if name == b"expect":
+            self._expect = value.lower() == b"100-continue"
+        head.append((name, value))
+
+    def _on_headers_complete(self) -> None:
+        head = self._head
+        self._head = None
+        if self._synthetic:
+            self._synthetic = False
+            return
+        assert head is not None
+        parser = self._parser
+        method = parser.get_method()
+        if parser.should_upgrade():
+            if method == b"CONNECT":
+                raise _Reject(501, "CONNECT is not supported")
+            # Upgrades (h2c, websocket) are declined by answering in HTTP/1.1.
+            self._upgrade_body = _body_head(head)
+        http10 = parser.get_http_version() == "1.0"
+        url = self._url
+        host = self._host
+        if url[:1] != b"/" and url != b"*":
+            # The authority in an absolute-form target overrides Host (RFC 9112 3.2.2).
+            url, host = _absolute_form(url)
+        elif host is None and not http10:
+            raise _Reject(400, "missing Host header")
+        if self.closing or self._lingering:
+            return  # not served: the body is dropped and the connection closes
+        head[0] = (b":method", method)
+        head[1] = (b":path", url)
+        head[2] = (b":scheme", self.scheme)
+        if host is None:
+            del head[3]
+        else:
+            head[3] = (b":authority", host)
+        stream = H1Stream(
+            self,
+            head,
+            keep_alive=parser.should_keep_alive(),
+            http10=http10,
+            head_request=method == b"HEAD",
+            expect_continue=self._expect and not http10,
+        )
+        self._receiving = stream
+        streams = self.streams
+        streams.append(stream)
+        self._idle_since = None
+        if len(streams) == 1:
+            self.on_stream(stream)
+        elif len(streams) > _MAX_PIPELINED and not self._reading_paused:
+            self._pause_reading()
+
+    def _on_body(self, body: bytes) -> None:
+        stream = self._receiving
+        if stream is None:
+            return
+        stream._chunks.append(body)
+        if stream._expect_continue:
+            stream._expect_continue = False  # the client sent the body without waiting
+        waiter = stream._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._buffered += len(body)
+        if self._buffered > self._buffer_limit and not self._reading_paused:
+            self._pause_reading()
+
+    def _on_message_complete(self) -> None:
+        if self._upgrade_body is not None:
+            return  # llhttp skipped the body of an upgrade request; _skip_upgrade reads it
+        stream = self._receiving
+        if stream is None:
+            if self._lingering:
+                self._close()
+            return
+        self._receiving = None
+        stream._eof = True
+        stream._wake()
+
+    def _skip_upgrade(self, data: bytes, offset: int) -> None:
+        """Go on in HTTP/1.1 after a request that asked to change protocols.
+
+        llhttp stops at the end of an upgrade request's head and takes what follows
+        for the new protocol, body included. A fresh parser, primed with a made-up head
+        of the same body framing, reads that body for the request, then the requests
+        after it.
+        """
+        while not self._stopped:
+            rest = data[offset:]
+            body_head = self._upgrade_body
+            parser = self._parser
+            if body_head is not None:
+                self._upgrade_body = None
+                parser = self._parser = HttpRequestParser(self._callbacks)
+                self._synthetic = True
+            try:
+                if body_head is not None:
+                    parser.feed_data(body_head)
+                parser.feed_data(rest)
+                return
+            except HttpParserUpgrade as exc:
+                data, offset = rest, exc.args[0]
+            except HttpParserError as exc:
+                self._parse_failed(exc)
+                return
+
+    # -- flow control -------------------------------------------------------------
+    def _pause_reading(self) -> None:
+        self._reading_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if (
+            self._buffered <= self._buffer_limit
+            and len(self.streams) <= _MAX_PIPELINED
+            and not self._stopped
+            and self.transport is not None
+        ):
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _consumed(self, n: int) -> None:
+        self._buffered -= n
+        if self._reading_paused:
+            self._maybe_resume_reading()
+
+    async def _wait_writable(self) -> None:
+        while self.writing_paused and not self.lost:
+            drained = self._drained
+            if drained is None or drained.done():
+                drained = self._drained = self.loop.create_future()
+            await drained
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not self.lost:
+            transport.write(data)
+
+    def _send_continue(self, stream: H1Stream) -> None:
+        if stream._framing == _NOT_STARTED and stream._response is None and not self._stopped:
+            self._write(_CONTINUE)
+
+    # -- request and response lifecycle --------------------------------------------
+    def _response_done(self, stream: H1Stream) -> None:
+        """Called when ``stream``'s response is complete: serve the next or close."""
+        streams = self.streams
+        if streams and streams[0] is stream:
+            del streams[0]
+        elif stream in streams:
+            streams.remove(stream)
+        if not stream._eof:
+            self._abandon(stream)
+            return
+        if not stream._keep_alive or self.closing:
+            self._close()
+            return
+        if streams:
+            if self._reading_paused:
+                self._maybe_resume_reading()
+            self.on_stream(streams[0])
+            return
+        if self._fatal is not None:
+            self._write(self._fatal)
+            self._linger()
+            return
+        if self._peer_eof:
+            self._close()
+            return
+        self._idle_since = self.loop.time()
+
+    def _abandon(self, stream: H1Stream) -> None:
+        """Drop the rest of a request body that its response did not wait for, then close."""
+        if self._receiving is stream:
+            self._receiving = None
+        self._buffered -= sum(map(len, stream._chunks))
+        stream._chunks.clear()
+        stream._fail(
+            ConnectionLost("the response ended before the request body was read"),
+            cancel_task=False,
+        )
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close once the client stops sending, or after a grace period.
+
+        Closing a socket with unread input makes the kernel reset the connection, which
+        can destroy the last response before the client has read it. So the write side
+        is shut (where the transport can) and input is read and dropped meanwhile.
+        """
+        self._lingering = True
+        transport = self.transport
+        if transport is None or self.lost or transport.is_closing():
+            return
+        if self._peer_eof:
+            self._close()  # the client has sent all it will
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._linger_timer = self.loop.call_later(_LINGER_SECONDS, self._close)
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    def _stream_reset(self, stream: H1Stream) -> None:
+        if stream in self.streams:
+            self.streams.remove(stream)
+        self._close()
+
+    def _parse_failed(self, exc: HttpParserError) -> None:
+        cause = exc.__context__
+        if isinstance(cause, _Reject):
+            self._reject(cause.status, cause.message)
+        elif isinstance(exc, HttpParserCallbackError) and cause is not None:
+            # A failure on this side (in on_stream, say), not the client's fault.
+            self.loop.call_exception_handler(
+                {
+                    "message": "HTTP/1.1 request dispatch failed",
+                    "exception": cause,
+                    "protocol": self,
+                }
+            )
+            self._reject(500, "internal error")
+        else:
+            self._reject(400, f"malformed HTTP/1.1 request: {exc}")
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answer a request that cannot be served with ``status``, then close."""
+        self._stopped = True  # what follows in the input cannot be parsed: drop it
+        if self._lingering:
+            self._close()
+            return
+        stream = self._receiving
+        self._receiving = None
+        if stream is not None:
+            streams = self.streams
+            active = bool(streams) and streams[0] is stream
+            if stream in streams:
+                streams.remove(stream)
+            stream._fail(ConnectionLost(f"bad request: {message}"), cancel_task=True)
+            if active and stream._framing != _NOT_STARTED:
+                self._close()  # its response has begun: nothing more can be said
+                return
+        response = _error_response(status, message)
+        if self.streams:
+            self._fatal = response  # responses go out in order
+            if not self._reading_paused:
+                self._pause_reading()
+        else:
+            self._write(response)
+            self._linger()
+
+    def _close(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def _tick(self) -> None:
+        # One timer per connection, re-armed only when it fires, rather than one per request.
+        self._timer = None
+        timeout = self.config.idle_timeout
+        if self.lost or timeout is None:
+            return
+        now = self.loop.time()
+        since = self._idle_since
+        if since is not None and now - since >= timeout:
+            self._close()
+            return
+        self._timer = self.loop.call_at((now if since is None else since) + timeout, self._tick)
+
+    # -- lifecycle ----------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Close gracefully: finish the response in progress, then close (now if idle).
+
+        Pipelined requests not yet started are not served; the client sees the
+        connection close before their responses and may retry them.
+        """
+        self.closing = True
+        if not self.streams and not self._lingering:
+            self._close()
+
+    def abort(self) -> None:
+        """Close the connection now; open streams fail with ``ConnectionLost``."""
+        self._close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self.closed)
