@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
-
 from examples.greeter import CountRequest, Greeter, HelloRequest, Msg, Num
+
 from h2mesh import Channel, Code, Context, RpcError, Server, ServerInterceptor
 from h2mesh.server._interceptors import StreamNext, UnaryNext
 

@@ -224,18 +224,14 @@ class Server:
             if proto is None:
                 ct = request.get(b"content-type", b"(none)").decode("latin-1")
                 stream.send_headers(_UNSUPPORTED_MEDIA)
-                await stream.send_data(
-                    f"unsupported content type {ct}\n".encode(), end_stream=True
-                )
+                await stream.send_data(f"unsupported content type {ct}\n".encode(), end_stream=True)
                 return
             path = request.get(b":path", b"")
             route = self._routes.get(path)
             if route is None and b"?" in path:
                 route = self._routes.get(path.partition(b"?")[0])
             if route is None:
-                error = RpcError(
-                    Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}"
-                )
+                error = RpcError(Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}")
                 await proto.reject(stream, request, error)
                 return
             try:

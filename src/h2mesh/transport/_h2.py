@@ -27,6 +27,19 @@ from ._stream import Headers, Stream
 _CANCEL = 0x8
 _REFUSED = 0x7
 _NO_ERROR = 0x0
+_PROTOCOL_ERROR = 0x1
+_INTERNAL_ERROR = 0x2
+_ENHANCE_YOUR_CALM = 0xB
+_GOAWAY_FRAME = 0x7
+# A header list over the advertised limit costs the peer its stream (431 or a reset);
+# only one this many times larger makes the engine give up on the whole connection.
+_HEADER_LIMIT_FACTOR = 4
+_HEADERS_TOO_LARGE = [(b":status", b"431")]
+
+
+def _header_list_size(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    # RFC 9113 section 6.5.2: name and value lengths plus 32 bytes per field.
+    return sum(len(name) + len(value) + 32 for name, value in headers)
 
 
 class H2Stream(Stream):
@@ -211,6 +224,13 @@ class H2Stream(Stream):
         if self._error is not None:
             raise self._error
 
+    def _refuse_headers(self, what: str) -> None:
+        """Give up on a stream whose headers or trailers are over the configured limit."""
+        limit = self._conn.config.max_header_list_size
+        if self._error is None:
+            self._error = StreamReset(_CANCEL, f"{what} header list over the {limit}-byte limit")
+        self.reset(_CANCEL)
+
     def _closed_error(self, exc: BaseException) -> BaseException:
         if self._error is not None:
             return self._error
@@ -254,7 +274,7 @@ class H2Connection(asyncio.Protocol):
             ngh2.Role.CLIENT if client else ngh2.Role.SERVER,
             ngh2.Configuration(
                 auto_window_update=False,
-                max_inbound_header_list_size=cfg.max_header_list_size,
+                max_inbound_header_list_size=cfg.max_header_list_size * _HEADER_LIMIT_FACTOR,
             ),
         )
         self.high_water = cfg.send_high_water
@@ -320,9 +340,13 @@ class H2Connection(asyncio.Protocol):
         self._received = True
         try:
             engine.receive_data(data)
-        except ngh2.NGH2Error:
+        except ngh2.NGH2Error as exc:
             # The engine has queued a GOAWAY describing the violation; send it and close.
-            self._flush()
+            # If the engine failed outright, it has nothing to send: say why ourselves.
+            try:
+                self._flush()
+            except ngh2.NGH2Error:
+                self._send_last_goaway(exc)
             self._abort()
             return
         self._dispatch_events(engine.events())
@@ -377,7 +401,7 @@ class H2Connection(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_pending = False
         transport = self.transport
-        if transport is None or self.writing_paused or self.lost:
+        if transport is None or self.writing_paused or self.lost or transport.is_closing():
             return
         engine = self.engine
         while True:
@@ -405,12 +429,29 @@ class H2Connection(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.close()
 
+    def _send_last_goaway(self, exc: BaseException) -> None:
+        """Write a GOAWAY frame by hand, for when the engine itself has failed."""
+        if isinstance(exc, ngh2.DenialOfServiceError):
+            code = _ENHANCE_YOUR_CALM
+        elif isinstance(exc, ngh2.ProtocolError):
+            code = _PROTOCOL_ERROR
+        else:
+            code = _INTERNAL_ERROR
+        payload = self.last_stream_id.to_bytes(4, "big") + code.to_bytes(4, "big")
+        header = len(payload).to_bytes(3, "big") + bytes((_GOAWAY_FRAME, 0, 0, 0, 0, 0))
+        if self.transport is not None and not self.lost and not self.transport.is_closing():
+            self.transport.write(header + payload)
+
     # -- event handlers -----------------------------------------------------------
     def _on_request(self, ev: ngh2.RequestReceived) -> None:
         sid = ev.stream_id
         self.last_stream_id = sid
         self.last_activity = time.monotonic()
-        stream = H2Stream(self, sid, list(ev.headers))
+        headers = list(ev.headers)
+        if _header_list_size(headers) > self.config.max_header_list_size:
+            self._refuse_oversized(sid, ev.end_stream)
+            return
+        stream = H2Stream(self, sid, headers)
         if ev.end_stream:
             stream._eof = True
         self.streams[sid] = stream
@@ -419,10 +460,29 @@ class H2Connection(asyncio.Protocol):
             return
         self.on_stream(stream)
 
+    def _refuse_oversized(self, sid: int, request_ended: bool) -> None:
+        """Answer 431 to a request whose header list is over the limit, on that stream only."""
+        with contextlib.suppress(ngh2.NGH2Error):
+            self.engine.send_response(sid, _HEADERS_TOO_LARGE, end_stream=True)
+        if not request_ended:
+            # Nothing will read the body: tell the client to stop (RFC 9113 8.1), once
+            # the response is on the wire (the engine would send the reset first).
+            self.loop.call_soon(self._stop_request_body, sid)
+
+    def _stop_request_body(self, sid: int) -> None:
+        if not self.lost:
+            with contextlib.suppress(ngh2.NGH2Error):
+                self.engine.reset_stream(sid, _NO_ERROR)
+            self._flush()
+
     def _on_response(self, ev: ngh2.ResponseReceived) -> None:
         stream = self.streams.get(ev.stream_id)
         if stream is not None:
-            stream.headers = list(ev.headers)
+            headers = list(ev.headers)
+            if _header_list_size(headers) > self.config.max_header_list_size:
+                stream._refuse_headers("response")
+                return
+            stream.headers = headers
             if ev.end_stream:
                 stream._eof = True
             stream._wake(stream._headers_waiter)
@@ -431,7 +491,8 @@ class H2Connection(asyncio.Protocol):
     def _on_data(self, ev: ngh2.DataReceived) -> None:
         stream = self.streams.get(ev.stream_id)
         data = ev.data
-        if stream is None:
+        if stream is None or stream._error is not None:
+            # Nobody will read it (the stream is gone or was given up): let it go.
             if data:
                 self.engine.acknowledge_received_data(len(data), ev.stream_id)
             return
@@ -447,7 +508,11 @@ class H2Connection(asyncio.Protocol):
     def _on_trailers(self, ev: ngh2.TrailersReceived) -> None:
         stream = self.streams.get(ev.stream_id)
         if stream is not None:
-            stream.trailers = list(ev.headers)
+            trailers = list(ev.headers)
+            if _header_list_size(trailers) > self.config.max_header_list_size:
+                stream._refuse_headers("trailer")
+                return
+            stream.trailers = trailers
             stream._eof = True
             stream._wake_all()
 
@@ -461,8 +526,10 @@ class H2Connection(asyncio.Protocol):
         if stream is None:
             return
         if stream._unacked:
-            # Return the unread bytes to the connection window.
-            self.engine.acknowledge_received_data(stream._unacked, ev.stream_id)
+            # Return the unread bytes to the connection window (pointless, and refused by
+            # the engine, once a GOAWAY exchange has left nothing more to read).
+            with contextlib.suppress(ngh2.ConnectionStateError):
+                self.engine.acknowledge_received_data(stream._unacked, ev.stream_id)
             stream._unacked = 0
         stream.closed = True
         code = ev.error_code
