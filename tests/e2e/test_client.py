@@ -330,3 +330,26 @@ def test_sync_channel(server_url: str) -> None:
         md = ResponseMetadata()
         got = ch.stub(Probe).echo_header(Key("x-k"), headers={"x-k": "v"}, metadata=md)
         assert got.value == "v" and md.headers["x-probe"] == "yes"
+
+
+def test_request_iterator_error_reaches_the_caller(
+    run: Callable[..., Any], server_url: str
+) -> None:
+    """An exception in the caller's request iterator surfaces as itself, not as a reset."""
+
+    class Boom(Exception):
+        pass
+
+    async def failing() -> AsyncIterator[Num]:
+        yield Num(value=1)
+        await asyncio.sleep(0.05)
+        raise Boom("bad input source")
+
+    async def main() -> None:
+        async with Channel(server_url) as ch:
+            with pytest.raises(Boom, match="bad input source"):
+                await ch.stub(Greeter).total(failing())
+            # The channel is still usable afterwards.
+            assert (await ch.stub(Greeter).total(_numbers(2))).count == 2
+
+    run(main())

@@ -510,6 +510,12 @@ class ConnectClient(ClientProtocol):
                     )
                 yield decode(payload)
         except TransportError as exc:
+            # If the request iterator failed, that is the real cause: the sender reset
+            # the stream because of it.
+            if sender is not None and sender.done() and not sender.cancelled():
+                cause = sender.exception()
+                if cause is not None and not isinstance(cause, TransportError):
+                    raise cause from None
             raise error_from_transport(exc) from None
         finally:
             if sender is not None and not sender.done():

@@ -28,22 +28,27 @@ class Sniffer(asyncio.Protocol):
     connection preface; anything else is parsed as HTTP/1.1.
     """
 
-    __slots__ = ("_buf", "_make_h1", "_make_h2", "_scheme", "_transport")
+    __slots__ = ("_buf", "_make_h1", "_make_h2", "_scheme", "_timer", "_timeout", "_transport")
 
     def __init__(
         self,
         make_h2: Callable[[], H2Connection],
         make_h1: Callable[[bytes], H1Connection],
         scheme: bytes,
+        timeout: float = 10.0,
     ) -> None:
         self._make_h2 = make_h2
         self._make_h1 = make_h1
         self._scheme = scheme
+        self._timeout = timeout
         self._buf = b""
         self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        # A peer that connects and never says which protocol it speaks is dropped.
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, transport.close)
         sslobj = transport.get_extra_info("ssl_object")
         alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
         if alpn == "h2":
@@ -64,10 +69,15 @@ class Sniffer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
 
     def _switch(self, proto: H2Connection | H1Connection, data: bytes) -> None:
         transport = self._transport
         assert transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         transport.set_protocol(proto)
         proto.connection_made(transport)
         if data:

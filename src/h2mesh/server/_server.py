@@ -118,7 +118,7 @@ class Server:
         scheme = b"https" if ctx is not None else b"http"
 
         def factory() -> asyncio.Protocol:
-            return Sniffer(self._make_h2, self._make_h1, scheme)
+            return Sniffer(self._make_h2, self._make_h1, scheme, self.config.handshake_timeout)
 
         srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
         self._servers.append(srv)

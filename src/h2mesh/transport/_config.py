@@ -28,5 +28,7 @@ class TransportConfig:
     keepalive_interval: float | None = 60.0
     # Seconds to wait for the PING acknowledgement before closing the connection.
     keepalive_timeout: float = 20.0
+    # Seconds a new connection may take to show which protocol it speaks (preface/request).
+    handshake_timeout: float = 10.0
     # HTTP/1.1: bytes of request body buffered before reading pauses.
     h1_buffer_limit: int = 256 * 1024
