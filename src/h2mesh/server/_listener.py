@@ -28,7 +28,7 @@ class Sniffer(asyncio.Protocol):
     connection preface; anything else is parsed as HTTP/1.1.
     """
 
-    __slots__ = ("_buf", "_make_h1", "_make_h2", "_scheme", "_timer", "_timeout", "_transport")
+    __slots__ = ("_buf", "_make_h1", "_make_h2", "_scheme", "_timeout", "_timer", "_transport")
 
     def __init__(
         self,
