@@ -77,9 +77,9 @@ async def serve(config: TransportConfig | None = None, **options: Any) -> Server
 
 def connection_of(ch: Channel) -> H2Connection:
     """The HTTP/2 connection a channel currently uses."""
-    conn = ch._conn
-    assert conn is not None
-    return conn
+    conns = ch._pool.connections
+    assert conns, "the channel has no connection"
+    return conns[-1]
 
 
 async def hello(ch: Channel, name: str = "x", **kwargs: Any) -> str:
@@ -230,12 +230,14 @@ def test_calls_beyond_max_concurrent_streams_wait_their_turn(run: Run) -> None:
                 results = await asyncio.gather(*(count() for _ in range(50)))
                 assert results == [[1, 2]] * 50
                 assert counter.peak == 4
-                # Unary calls too, all at once, on the same connection.
-                conn = connection_of(ch)
+                # Unary calls too, all at once: once a connection carries the server's
+                # 4 streams, the channel opens more (up to its cap) instead of queueing.
                 names = [f"n{i}" for i in range(50)]
                 replies = await asyncio.gather(*(hello(ch, name) for name in names))
                 assert replies == [f"Hello, {name}!" for name in names]
-                assert connection_of(ch) is conn
+                pool = ch._pool
+                assert 2 <= len(pool.connections) <= pool.max_connections
+                assert all(c.peer_max_concurrent_streams == 4 for c in pool.connections)
         finally:
             await server.stop(grace=1.0)
 

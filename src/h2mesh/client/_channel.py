@@ -16,10 +16,10 @@ from ..service import MethodDescriptor, Service
 from ..transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
     ConnectionRefused,
-    H2Connection,
     Stream,
     TransportConfig,
 )
+from ._pool import EndpointPool
 
 __all__ = ["Channel"]
 
@@ -89,76 +89,31 @@ class Channel:
             (b":scheme", url.scheme.encode()),
             (b":authority", authority),
         ]
-        self._conn: H2Connection | None = None
-        self._connecting: asyncio.Future[H2Connection] | None = None
-        self._closed = False
+        self._pool = EndpointPool(
+            self.host,
+            self.port,
+            ssl_context=ssl_context,
+            config=self.config,
+            connect_timeout=connect_timeout,
+        )
 
     # -- connection management -----------------------------------------------------
-    async def _connection(self) -> H2Connection:
-        conn = self._conn
-        if conn is not None and conn.is_available():
-            return conn
-        if self._closed:
-            raise RpcError(Code.UNAVAILABLE, "channel is closed")
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
-        fut = self._connecting
-        try:
-            return await asyncio.shield(fut)
-        finally:
-            if fut.done() and self._connecting is fut:
-                self._connecting = None
-
-    async def _connect(self) -> H2Connection:
-        loop = asyncio.get_running_loop()
-        old = self._conn
-        if old is not None:
-            old.shutdown()
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: H2Connection(client=True, config=self.config),
-                    self.host,
-                    self.port,
-                    ssl=self._ssl,
-                ),
-                self.connect_timeout,
-            )
-        except (OSError, TimeoutError) as exc:
-            raise RpcError(
-                Code.UNAVAILABLE, f"cannot connect to {self.host}:{self.port}: {exc}"
-            ) from None
-        if self._ssl is not None:
-            sslobj = conn.transport.get_extra_info("ssl_object") if conn.transport else None
-            if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
-                conn.abort()
-                raise RpcError(Code.UNAVAILABLE, f"{self.target} does not speak HTTP/2 (ALPN)")
-        self._conn = conn
-        return conn
-
     async def _open_stream(self, headers: Sequence[tuple[bytes, bytes]], end: bool) -> Stream:
-        conn = self._conn
-        if conn is None or not conn.is_available():
-            conn = await self._connection()
+        pool = self._pool
+        conn = pool.connection_nowait()
+        if conn is None:
+            conn = await pool.connection()
         try:
             return conn.open_stream(headers, end)
         except ConnectionRefused:
             # The connection started closing between the check and the send: one retry
-            # on a fresh connection is safe because nothing reached the server.
-            conn = await self._connection()
+            # on another connection is safe because nothing reached the server.
+            conn = await pool.connection()
             return conn.open_stream(headers, end)
 
     async def close(self) -> None:
-        """Close the connection after in-flight calls finish."""
-        self._closed = True
-        conn = self._conn
-        self._conn = None
-        if conn is not None:
-            conn.shutdown()
-            try:
-                await asyncio.wait_for(conn.wait_closed(), 5.0)
-            except TimeoutError:
-                conn.abort()
+        """Close the connections after in-flight calls finish (5 s at most)."""
+        await self._pool.close()
 
     async def __aenter__(self) -> Channel:
         return self
