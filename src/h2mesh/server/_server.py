@@ -217,37 +217,36 @@ class Server:
         stream.task = loop.create_task(self._serve_stream(stream))
 
     # -- one request --------------------------------------------------------------
-    async def _serve_stream(self, stream: Stream) -> None:
+    def _accept(self, stream: Stream) -> tuple[_Route, ServerCall, ServerProtocol]:
+        """Route a request to a method and a protocol, or raise ``_Refused``."""
         request = dict(stream.headers or ())
         proto = negotiate(request.get(b":method"), request.get(b"content-type"))
+        if proto is None:
+            raise _Refused(None, request, None)
+        path = request.get(b":path", b"")
+        route = self._routes.get(path)
+        if route is None and b"?" in path:
+            route = self._routes.get(path.partition(b"?")[0])
+        if route is None:
+            error = RpcError(Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}")
+            raise _Refused(proto, request, error)
         try:
-            if proto is None:
-                ct = request.get(b"content-type", b"(none)").decode("latin-1")
-                stream.send_headers(_UNSUPPORTED_MEDIA)
-                await stream.send_data(f"unsupported content type {ct}\n".encode(), end_stream=True)
-                return
-            path = request.get(b":path", b"")
-            route = self._routes.get(path)
-            if route is None and b"?" in path:
-                route = self._routes.get(path.partition(b"?")[0])
-            if route is None:
-                error = RpcError(Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}")
-                await proto.reject(stream, request, error)
-                return
-            try:
-                call = proto.server_call(stream, route.method, request, self.max_message_size)
-            except RpcError as exc:
-                await proto.reject(stream, request, exc)
-                return
-            await self._run(route, call, proto)
-        except TransportError:
-            pass  # the peer went away; nothing left to answer
+            call = proto.server_call(stream, route.method, request, self.max_message_size)
+        except RpcError as exc:
+            raise _Refused(proto, request, exc) from None
+        return route, call, proto
 
-    async def _run(self, route: _Route, call: ServerCall, proto: ServerProtocol) -> None:
-        stream = call.stream
+    async def _serve_stream(self, stream: Stream) -> None:
+        # One coroutine per request, from routing to the last byte: every extra await
+        # layer on this path costs each call.
+        try:
+            route, call, proto = self._accept(stream)
+        except _Refused as refused:
+            with contextlib.suppress(TransportError):  # the peer may have gone away
+                await refused.answer(stream)
+            return
         method = route.method
         timer: asyncio.TimerHandle | None = None
-        deadline: float | None = None
         task = stream.task
         timeout = call.timeout
         if timeout is not None and task is not None:
@@ -281,7 +280,7 @@ class Server:
         except MessageTooLarge as exc:
             await self._fail(call, ctx, RpcError(Code.RESOURCE_EXHAUSTED, str(exc)))
         except TransportError:
-            pass
+            pass  # the peer went away; nothing left to answer
         except Exception:
             log.exception("handler %s failed", method.path)
             await self._fail(call, ctx, RpcError(Code.INTERNAL, "internal error"))
@@ -313,3 +312,22 @@ class Server:
 def _expire(ctx: Context, task: asyncio.Task[Any]) -> None:
     ctx.timed_out = True
     task.cancel()
+
+
+class _Refused(Exception):
+    """A request that never became a call: no protocol, no such method, bad headers."""
+
+    def __init__(
+        self, proto: ServerProtocol | None, request: dict[bytes, bytes], error: RpcError | None
+    ) -> None:
+        self.proto = proto
+        self.request = request
+        self.error = error
+
+    async def answer(self, stream: Stream) -> None:
+        if self.proto is None or self.error is None:
+            ct = self.request.get(b"content-type", b"(none)").decode("latin-1")
+            stream.send_headers(_UNSUPPORTED_MEDIA)
+            await stream.send_data(f"unsupported content type {ct}\n".encode(), end_stream=True)
+            return
+        await self.proto.reject(stream, self.request, self.error)
