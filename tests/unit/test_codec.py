@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from h2mesh import Code, RpcError
-from h2mesh.codec import JSON, MSGPACK, Codec, codec_for
+from h2mesh.codec import JSON, MSGPACK, PROTO, Codec, codec_for
 
 CODECS = [JSON, MSGPACK]
 codec_param = pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
@@ -63,7 +63,8 @@ def test_codec_names_and_lookup() -> None:
     assert MSGPACK.name == "msgpack"
     assert codec_for("json") is JSON
     assert codec_for("msgpack") is MSGPACK
-    assert codec_for("proto") is None
+    assert codec_for("proto") is PROTO
+    assert codec_for("xml") is None
     assert codec_for("") is None
 
 

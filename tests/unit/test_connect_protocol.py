@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from h2mesh import Code, RpcError
-from h2mesh.codec import JSON, MSGPACK
+from h2mesh.codec import JSON, MSGPACK, PROTO
 from h2mesh.protocol.connect import _parse_timeout, parse_content_type
 
 
@@ -36,8 +36,8 @@ def test_known_content_types(ct: bytes, expected: tuple[bool, object]) -> None:
         b"",
         b"text/plain",
         b"application/xml",
-        b"application/proto",
-        b"application/connect+proto",
+        b"application/xml+proto",
+        b"application/connect+xml",
         b"application/grpc",
         b"application/grpc+proto",
         b"multipart/form-data; boundary=x",
@@ -52,7 +52,7 @@ def test_unknown_content_types(ct: bytes) -> None:
 def test_parse_content_type_never_raises(ct: bytes) -> None:
     is_stream, codec = parse_content_type(ct)
     assert isinstance(is_stream, bool)
-    assert codec in (None, JSON, MSGPACK)
+    assert codec in (None, JSON, MSGPACK, PROTO)
 
 
 @given(ct=st.binary(max_size=40))

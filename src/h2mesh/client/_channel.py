@@ -10,8 +10,15 @@ from urllib.parse import urlsplit
 
 from .._deadline import effective_timeout
 from .._errors import Code, RpcError
-from ..codec import JSON, MSGPACK, Codec
-from ..protocol import ClientProtocol, ConnectClient, Metadata, ResponseMetadata
+from ..codec import Codec, codec_for
+from ..protocol import (
+    ClientProtocol,
+    ConnectClient,
+    GrpcClient,
+    GrpcWebClient,
+    Metadata,
+    ResponseMetadata,
+)
 from ..service import MethodDescriptor, Service
 from ..transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -29,15 +36,36 @@ _CLIENT_CONFIG = TransportConfig(idle_timeout=None, keepalive_interval=30.0)
 
 
 def _codec(name: str) -> Codec:
-    if name == "json":
-        return JSON
-    if name == "msgpack":
-        return MSGPACK
-    raise ValueError(f"unknown codec {name!r}; use 'json' or 'msgpack'")
+    codec = codec_for(name)
+    if codec is None:
+        raise ValueError(f"unknown codec {name!r}; use 'json', 'msgpack' or 'proto'")
+    return codec
+
+
+def _client_protocol(
+    protocol: str, codec: str | None, compression: str | None, use_get: bool
+) -> ClientProtocol:
+    if protocol == "connect":
+        if compression not in (None, "identity"):
+            raise ValueError("compression is supported with protocol='grpc' or 'grpc-web'")
+        return ConnectClient(_codec(codec or "msgpack"), use_get=use_get)
+    if protocol == "grpc":
+        return GrpcClient(_codec(codec or "proto"), compression)
+    if protocol in ("grpc-web", "grpc-web-text"):
+        return GrpcWebClient(
+            _codec(codec or "proto"), compression, text=protocol == "grpc-web-text"
+        )
+    raise ValueError(
+        f"unsupported protocol {protocol!r}; use 'connect', 'grpc', 'grpc-web' or 'grpc-web-text'"
+    )
 
 
 class Channel:
     """A client for one target URL (``http://host:port`` or ``https://host:port``).
+
+    ``protocol`` is ``"connect"`` (default codec ``msgpack``), ``"grpc"``, ``"grpc-web"``
+    or ``"grpc-web-text"`` (default codec ``proto``); ``compression`` (``"gzip"``,
+    ``"deflate"``, ``"zstd"``) compresses gRPC request messages.
 
     Calls are multiplexed over one HTTP/2 connection, opened on first use and reopened
     after a failure. Use as an async context manager, or call ``close()``.
@@ -54,7 +82,8 @@ class Channel:
         target: str,
         *,
         protocol: str = "connect",
-        codec: str = "msgpack",
+        codec: str | None = None,
+        compression: str | None = None,
         timeout: float | None = None,
         headers: Metadata | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -75,9 +104,7 @@ class Channel:
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["h2"])
         self._ssl = ssl_context
-        if protocol != "connect":
-            raise ValueError(f"unsupported protocol {protocol!r}; this version speaks 'connect'")
-        self.protocol: ClientProtocol = ConnectClient(_codec(codec), use_get=use_get)
+        self.protocol: ClientProtocol = _client_protocol(protocol, codec, compression, use_get)
         self.default_timeout = timeout
         self.default_headers = headers
         self.max_message_size = max_message_size

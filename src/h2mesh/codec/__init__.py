@@ -13,8 +13,10 @@ from typing import Any, Protocol
 import msgspec
 
 from .._errors import Code, RpcError
+from .proto import PROTO as _PROTO
+from .proto import is_message_type, json_decoder
 
-__all__ = ["JSON", "MSGPACK", "Codec", "DecodeFn", "codec_for"]
+__all__ = ["JSON", "MSGPACK", "PROTO", "Codec", "DecodeFn", "codec_for"]
 
 DecodeFn = Callable[[bytes | memoryview], Any]
 
@@ -31,6 +33,11 @@ class Codec(Protocol):
 
 def _enc_hook(value: Any) -> Any:
     # Objects exposing a dict view (pydantic models, simple records) encode as that.
+    if hasattr(value, "DESCRIPTOR") and hasattr(value, "SerializeToString"):
+        from .proto import json_encode
+
+        # A protobuf message: its canonical JSON, as a raw fragment.
+        return msgspec.Raw(json_encode(value))
     dump = getattr(value, "model_dump", None)
     if dump is not None:
         return dump(mode="json")
@@ -56,6 +63,8 @@ class _JsonCodec:
         self.encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode
 
     def decoder(self, tp: Any) -> DecodeFn:
+        if is_message_type(tp):
+            return json_decoder(tp)  # type: ignore[no-any-return]
         return _wrap(msgspec.json.Decoder(tp).decode, "JSON")
 
     def __repr__(self) -> str:
@@ -77,10 +86,11 @@ class _MsgpackCodec:
 
 JSON: Codec = _JsonCodec()
 MSGPACK: Codec = _MsgpackCodec()
+PROTO: Codec = _PROTO
 
-_CODECS: dict[str, Codec] = {"json": JSON, "msgpack": MSGPACK}
+_CODECS: dict[str, Codec] = {"json": JSON, "msgpack": MSGPACK, "proto": PROTO}
 
 
 def codec_for(name: str) -> Codec | None:
-    """The codec registered under ``name`` (``json``, ``msgpack``), or None."""
+    """The codec registered under ``name`` (``json``, ``msgpack``, ``proto``), or None."""
     return _CODECS.get(name)

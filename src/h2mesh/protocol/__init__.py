@@ -14,12 +14,18 @@ from ._base import (
     metadata_from_headers,
 )
 from .connect import CONNECT, ConnectClient, ConnectServer
+from .grpc import GRPC, GrpcClient, GrpcServer
+from .grpc_web import CORS_PREFLIGHT, GRPC_WEB, GRPC_WEB_TEXT, GrpcWebClient, GrpcWebServer
 
 __all__ = [
     "CONNECT",
     "ClientProtocol",
     "ConnectClient",
     "ConnectServer",
+    "GrpcClient",
+    "GrpcServer",
+    "GrpcWebClient",
+    "GrpcWebServer",
     "Metadata",
     "ResponseMetadata",
     "ServerCall",
@@ -30,7 +36,8 @@ __all__ = [
 ]
 
 # Most specific first: gRPC's ``application/grpc*`` would otherwise look like Connect.
-_PROTOCOLS: list[ServerProtocol] = [CONNECT]
+# CORS_PREFLIGHT answers browsers' OPTIONS requests (they carry no content type).
+_PROTOCOLS: list[ServerProtocol] = [GRPC_WEB_TEXT, GRPC_WEB, GRPC, CORS_PREFLIGHT, CONNECT]
 
 
 _CACHE: dict[tuple[bytes | None, bytes | None], ServerProtocol] = {}

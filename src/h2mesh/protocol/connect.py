@@ -45,8 +45,16 @@ _STATUS_200 = (b":status", b"200")
 _CT_ERROR = (b"content-type", b"application/json")
 _STATUS_BYTES = {code: str(code.http_status).encode() for code in Code}
 
-_UNARY_CT = {"json": b"application/json", "msgpack": b"application/msgpack"}
-_STREAM_CT = {"json": b"application/connect+json", "msgpack": b"application/connect+msgpack"}
+_UNARY_CT = {
+    "json": b"application/json",
+    "msgpack": b"application/msgpack",
+    "proto": b"application/proto",
+}
+_STREAM_CT = {
+    "json": b"application/connect+json",
+    "msgpack": b"application/connect+msgpack",
+    "proto": b"application/connect+proto",
+}
 _UNARY_CT_HEADER = {k: (b"content-type", v) for k, v in _UNARY_CT.items()}
 _STREAM_CT_HEADER = {k: (b"content-type", v) for k, v in _STREAM_CT.items()}
 

@@ -1,0 +1,94 @@
+"""The protobuf codec, and protobuf support for the JSON codec.
+
+Services whose message types are generated protobuf classes (``messages_pb2.X``) speak
+``proto`` (binary) and ``json`` (the canonical protobuf JSON mapping). ``protobuf`` is an
+optional dependency (``pip install h2mesh[proto]``): nothing here imports it until a
+protobuf message type is actually used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._errors import Code, RpcError
+
+__all__ = ["PROTO", "is_message_type", "json_decoder", "json_encode"]
+
+
+def is_message_type(tp: Any) -> bool:
+    """True if ``tp`` is a generated protobuf message class."""
+    if not isinstance(tp, type):
+        return False
+    # Cheap test first so that non-protobuf types never import protobuf.
+    if not any(k.__module__.startswith("google.protobuf") for k in tp.__mro__[1:]):
+        return False
+    from google.protobuf.message import Message
+
+    return issubclass(tp, Message)
+
+
+def _proto_decoder(tp: Any) -> Any:
+    from google.protobuf.message import DecodeError
+
+    parse = tp.FromString
+
+    def decode(data: bytes | memoryview) -> Any:
+        try:
+            return parse(bytes(data))
+        except (DecodeError, ValueError, TypeError) as exc:
+            raise RpcError(
+                Code.INVALID_ARGUMENT, f"malformed protobuf {tp.__name__}: {exc}"
+            ) from None
+
+    return decode
+
+
+def json_decoder(tp: Any) -> Any:
+    """Decode protobuf JSON into a message of class ``tp``."""
+    from google.protobuf import json_format
+
+    def decode(data: bytes | memoryview) -> Any:
+        try:
+            return json_format.Parse(bytes(data), tp(), ignore_unknown_fields=False)
+        except (json_format.ParseError, ValueError, TypeError) as exc:
+            raise RpcError(Code.INVALID_ARGUMENT, f"invalid JSON {tp.__name__}: {exc}") from None
+
+    return decode
+
+
+def json_encode(message: Any) -> bytes:
+    """A protobuf message as compact protobuf JSON."""
+    from google.protobuf import json_format
+
+    text: str = json_format.MessageToJson(message, indent=None)
+    return text.encode()
+
+
+def _not_proto(tp: Any) -> Any:
+    def decode(data: bytes | memoryview) -> Any:
+        raise RpcError(
+            Code.INTERNAL, f"{getattr(tp, '__name__', tp)!s} is not a protobuf message type"
+        )
+
+    return decode
+
+
+class _ProtoCodec:
+    name = "proto"
+
+    def encode(self, value: Any) -> bytes:
+        serialize = getattr(value, "SerializeToString", None)
+        if serialize is None:
+            raise TypeError(f"cannot encode {type(value).__name__} as protobuf")
+        return serialize()  # type: ignore[no-any-return]
+
+    def decoder(self, tp: Any) -> Any:
+        if is_message_type(tp):
+            return _proto_decoder(tp)
+        return _not_proto(tp)
+
+    def __repr__(self) -> str:
+        return "<codec proto>"
+
+
+PROTO = _ProtoCodec()
