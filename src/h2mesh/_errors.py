@@ -4,6 +4,7 @@ Error tree::
 
     Exception
     └── RpcError                 an RPC failed with a status code (any protocol)
+        └── UnprocessedError     UNAVAILABLE, and the server never saw the call
     TransportError (transport/)  a connection-level failure, translated to RpcError
                                  (Code.UNAVAILABLE) at the client boundary
 """
@@ -150,3 +151,16 @@ class RpcError(Exception):
                 details if isinstance(details, list) else (),
             )
         return cls(Code.from_http_status(http_status), f"HTTP status {http_status}")
+
+
+class UnprocessedError(RpcError):
+    """``UNAVAILABLE`` for a call the server never saw: no connection could be made, or
+    the stream was refused (REFUSED_STREAM, or past a GOAWAY's last stream id).
+
+    Such a call is safe to send again, to any endpoint, whatever the method.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Code.UNAVAILABLE, message)

@@ -77,7 +77,8 @@ async def serve(config: TransportConfig | None = None, **options: Any) -> Server
 
 def connection_of(ch: Channel) -> H2Connection:
     """The HTTP/2 connection a channel currently uses."""
-    conns = ch._pool.connections
+    assert ch._direct is not None
+    conns = ch._direct.connections
     assert conns, "the channel has no connection"
     return conns[-1]
 
@@ -235,7 +236,8 @@ def test_calls_beyond_max_concurrent_streams_wait_their_turn(run: Run) -> None:
                 names = [f"n{i}" for i in range(50)]
                 replies = await asyncio.gather(*(hello(ch, name) for name in names))
                 assert replies == [f"Hello, {name}!" for name in names]
-                pool = ch._pool
+                pool = ch._direct
+                assert pool is not None
                 assert 2 <= len(pool.connections) <= pool.max_connections
                 assert all(c.peer_max_concurrent_streams == 4 for c in pool.connections)
         finally:

@@ -1,4 +1,9 @@
-"""``Channel``: calls to one target over one multiplexed HTTP/2 connection."""
+"""``Channel``: calls to a target, balanced per call over its discovered endpoints.
+
+target -> resolver (discovery) -> balancer (picks an endpoint per call) -> the endpoint's
+connection pool -> a stream. A single fixed endpoint with no per-endpoint policy takes a
+shorter path that skips the bookkeeping.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .._deadline import effective_timeout
-from .._errors import Code, RpcError
+from .._errors import Code, RpcError, UnprocessedError
+from ..balancing import Balancer, Endpoint, OutlierDetection
 from ..codec import Codec, codec_for
+from ..discovery import Resolver, StaticResolver, resolve
 from ..protocol import (
     ClientProtocol,
     ConnectClient,
@@ -19,13 +26,16 @@ from ..protocol import (
     Metadata,
     ResponseMetadata,
 )
-from ..service import MethodDescriptor, Service
-from ..transport import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    ConnectionRefused,
-    Stream,
-    TransportConfig,
+from ..resilience import (
+    HedgingPolicy,
+    HedgingState,
+    HedgingVerdict,
+    RetryPolicy,
+    RetryState,
+    RetryThrottle,
 )
+from ..service import MethodDescriptor, Service
+from ..transport import DEFAULT_MAX_MESSAGE_SIZE, TransportConfig
 from ._pool import EndpointPool
 
 __all__ = ["Channel"]
@@ -33,6 +43,13 @@ __all__ = ["Channel"]
 S = TypeVar("S", bound=Service)
 
 _CLIENT_CONFIG = TransportConfig(idle_timeout=None, keepalive_interval=30.0)
+
+# Outcomes that count against an endpoint (outlier detection); caller errors do not.
+_ENDPOINT_FAILURES = frozenset(
+    {Code.UNAVAILABLE, Code.INTERNAL, Code.UNKNOWN, Code.DATA_LOSS, Code.DEADLINE_EXCEEDED}
+)
+# How often a call that never reached a server is sent again before giving up.
+_TRANSPARENT_RETRIES = 3
 
 
 def _codec(name: str) -> Codec:
@@ -61,18 +78,30 @@ def _client_protocol(
 
 
 class Channel:
-    """A client for one target URL (``http://host:port`` or ``https://host:port``).
+    """A client for a target: one server or a discovered set of replicas.
+
+    ``target`` is ``http://host:port`` / ``https://host:port`` (one endpoint),
+    ``static://h1:p1,h2:p2``, ``dns://name:port``, ``registry://service`` (the embedded
+    registry) or ``etcd://host:port/service``. Each call is balanced by ``policy``
+    (``round_robin``, ``pick_first``, ``least_request``, ``ring_hash`` with the call's
+    ``key=``, ``weighted``) over the endpoints not ejected by ``outlier_detection`` and
+    below ``max_concurrency`` calls in flight (none left: the call fails fast with
+    ``UNAVAILABLE``). Every endpoint gets its own pool of multiplexed HTTP/2 connections.
 
     ``protocol`` is ``"connect"`` (default codec ``msgpack``), ``"grpc"``, ``"grpc-web"``
     or ``"grpc-web-text"`` (default codec ``proto``); ``compression`` (``"gzip"``,
     ``"deflate"``, ``"zstd"``) compresses gRPC request messages.
 
-    Calls are multiplexed over one HTTP/2 connection, opened on first use and reopened
-    after a failure. Use as an async context manager, or call ``close()``.
+    Resilience: calls that never reached a server (no connection, refused stream,
+    GOAWAY) are sent again transparently. ``retry`` (gRFC A6) retries failed calls of
+    methods marked ``@rpc(idempotent=True)`` (all methods with ``retry_all=True``);
+    ``hedging`` sends idempotent unary calls to several endpoints, ``hedging_delay``
+    apart, and keeps the first success; ``retry_throttle`` bounds both. The deadline
+    (``timeout``) covers every attempt.
 
     ::
 
-        async with Channel("http://127.0.0.1:8080") as ch:
+        async with Channel("registry://demo.v1.Greeter", policy="least_request") as ch:
             greeter = ch.stub(Greeter)
             reply = await greeter.say_hello(HelloRequest(name="x"), timeout=1.0)
     """
@@ -91,56 +120,129 @@ class Channel:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         config: TransportConfig | None = None,
         connect_timeout: float = 5.0,
+        policy: str = "round_robin",
+        retry: RetryPolicy | None = None,
+        retry_all: bool = False,
+        hedging: HedgingPolicy | None = None,
+        retry_throttle: RetryThrottle | None = None,
+        outlier_detection: OutlierDetection | None = None,
+        max_concurrency: int | None = None,
+        max_connections_per_endpoint: int = 8,
+        resolver: Resolver | None = None,
     ) -> None:
-        url = urlsplit(target)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"target must look like http://host:port, got {target!r}")
         self.target = target
-        self.host = url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.tls = url.scheme == "https"
-        if self.tls and ssl_context is None:
+        scheme, sep, _ = target.partition("://")
+        if not sep:
+            raise ValueError(f"target must be a URL such as http://host:port, got {target!r}")
+        if scheme == "https" and ssl_context is None:
             ssl_context = ssl.create_default_context()
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["h2"])
         self._ssl = ssl_context
+        self._resolver = resolver if resolver is not None else resolve(target)
         self.protocol: ClientProtocol = _client_protocol(protocol, codec, compression, use_get)
         self.default_timeout = timeout
         self.default_headers = headers
         self.max_message_size = max_message_size
         self.config = config or _CLIENT_CONFIG
         self.connect_timeout = connect_timeout
-        authority = url.netloc.rpartition("@")[2].encode()
+        self.retry = retry
+        self.retry_all = retry_all
+        self.hedging = hedging
+        self.retry_throttle = retry_throttle
+        self.max_connections_per_endpoint = max_connections_per_endpoint
+        self.balancer = Balancer(
+            policy, outlier_detection=outlier_detection, max_concurrency=max_concurrency
+        )
+        self._outlier_detection = outlier_detection
         self._base_headers: list[tuple[bytes, bytes]] = [
             (b":method", b"POST"),
-            (b":scheme", url.scheme.encode()),
-            (b":authority", authority),
+            (b":scheme", b"https" if ssl_context is not None else b"http"),
+            (b":authority", _authority(target).encode()),
         ]
-        self._pool = EndpointPool(
-            self.host,
-            self.port,
-            ssl_context=ssl_context,
-            config=self.config,
-            connect_timeout=connect_timeout,
-        )
+        self._pools: dict[str, EndpointPool] = {}
+        # One fixed endpoint and nothing per-endpoint to enforce: skip the balancer.
+        self._direct: EndpointPool | None = None
+        fixed = self._resolver.current
+        if (
+            isinstance(self._resolver, StaticResolver)
+            and fixed is not None
+            and len(fixed) == 1
+            and outlier_detection is None
+            and max_concurrency is None
+        ):
+            self._apply(fixed)
+            self._direct = self._pools[fixed[0].address]
+        self._watcher: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
 
-    # -- connection management -----------------------------------------------------
-    async def _open_stream(self, headers: Sequence[tuple[bytes, bytes]], end: bool) -> Stream:
-        pool = self._pool
-        conn = pool.connection_nowait()
-        if conn is None:
-            conn = await pool.connection()
-        try:
-            return conn.open_stream(headers, end)
-        except ConnectionRefused:
-            # The connection started closing between the check and the send: one retry
-            # on another connection is safe because nothing reached the server.
-            conn = await pool.connection()
-            return conn.open_stream(headers, end)
+    # -- endpoints ------------------------------------------------------------------
+    def _apply(self, endpoints: Sequence[Endpoint]) -> None:
+        """Take a new endpoint set: balancer first, then pools (new ones, drained ones)."""
+        self.balancer.update(endpoints)
+        wanted = {ep.address: ep for ep in endpoints}
+        for address, ep in wanted.items():
+            if address not in self._pools:
+                self._pools[address] = EndpointPool(
+                    ep.host,
+                    ep.port,
+                    ssl_context=self._ssl,
+                    config=self.config,
+                    connect_timeout=self.connect_timeout,
+                    max_connections=self.max_connections_per_endpoint,
+                )
+        for address in [a for a in self._pools if a not in wanted]:
+            pool = self._pools.pop(address)
+            # In-flight calls finish on the old connections; no new call picks them.
+            asyncio.get_running_loop().create_task(pool.close(timeout=30.0))
+
+    async def _ensure_started(self) -> None:
+        if self._closed:
+            raise RpcError(Code.UNAVAILABLE, "channel is closed")
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+            if self._outlier_detection is not None:
+                self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        if self._resolver.current is None or not self._pools:
+            try:
+                endpoints = await self._resolver.first(self.connect_timeout)
+            except (TimeoutError, RuntimeError) as exc:
+                raise RpcError(Code.UNAVAILABLE, f"cannot resolve {self.target}: {exc}") from None
+            if not self._pools:
+                self._apply(endpoints)
+
+    async def _watch(self) -> None:
+        async for endpoints in self._resolver.updates():
+            self._apply(endpoints)
+
+    async def _tick(self) -> None:
+        assert self._outlier_detection is not None
+        loop = asyncio.get_running_loop()
+        interval = self._outlier_detection.interval
+        while True:
+            await asyncio.sleep(interval)
+            self.balancer.tick(loop.time())
+
+    def _pick(self, key: bytes | None) -> tuple[Endpoint, EndpointPool]:
+        endpoint = self.balancer.pick(key)
+        if endpoint is None:
+            self._resolver.refresh()
+            raise RpcError(Code.UNAVAILABLE, f"{self.target}: {self.balancer.unavailable_reason()}")
+        pool = self._pools.get(endpoint.address)
+        if pool is None:  # the set changed under us; the balancer catches up next pick
+            raise UnprocessedError(f"{endpoint.address} left {self.target}")
+        return endpoint, pool
 
     async def close(self) -> None:
-        """Close the connections after in-flight calls finish (5 s at most)."""
-        await self._pool.close()
+        """Stop discovery and close the connections after in-flight calls (5 s at most)."""
+        self._closed = True
+        for task in (self._watcher, self._ticker):
+            if task is not None:
+                task.cancel()
+        await self._resolver.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        await asyncio.gather(*(pool.close() for pool in pools))
 
     async def __aenter__(self) -> Channel:
         return self
@@ -164,19 +266,27 @@ class Channel:
         timeout: float | None = None,
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
+        key: bytes | str | None = None,
     ) -> Any:
         """Make a unary call; returns the response message or raises ``RpcError``."""
         timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
-        call = self.protocol.unary(
-            self._open_stream,
-            self._base_headers,
-            method,
-            request,
-            timeout,
-            self._metadata(headers),
-            metadata,
-            self.max_message_size,
-        )
+        md = self._metadata(headers)
+        direct = self._direct
+        if direct is not None and self.retry is None and self.hedging is None:
+            call = self.protocol.unary(
+                direct.open_stream,
+                self._base_headers,
+                method,
+                request,
+                timeout,
+                md,
+                metadata,
+                self.max_message_size,
+            )
+        elif self.hedging is not None and method.idempotent:
+            call = self._hedged(method, request, timeout, md, metadata, _key(key))
+        else:
+            call = self._attempts(method, request, timeout, md, metadata, _key(key))
         if timeout is None:
             return await call
         if timeout <= 0:
@@ -188,6 +298,141 @@ class Channel:
         except TimeoutError:
             raise RpcError(Code.DEADLINE_EXCEEDED, f"deadline of {timeout:.3f}s exceeded") from None
 
+    async def _attempt(
+        self,
+        method: MethodDescriptor,
+        request: Any,
+        deadline: float | None,
+        md: Metadata | None,
+        metadata: ResponseMetadata | None,
+        key: bytes | None,
+    ) -> Any:
+        """One attempt on one picked endpoint, with the balancer told how it went."""
+        await self._ensure_started()
+        endpoint, pool = self._pick(key)
+        balancer = self.balancer
+        balancer.started(endpoint)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ok = True
+        try:
+            return await self.protocol.unary(
+                pool.open_stream,
+                self._base_headers,
+                method,
+                request,
+                None if deadline is None else deadline - started,
+                md,
+                metadata,
+                self.max_message_size,
+            )
+        except RpcError as exc:
+            ok = exc.code not in _ENDPOINT_FAILURES
+            if isinstance(exc, UnprocessedError):
+                self._resolver.refresh()
+            raise
+        finally:
+            now = loop.time()
+            balancer.finished(endpoint, ok, now - started, now)
+
+    async def _attempts(
+        self,
+        method: MethodDescriptor,
+        request: Any,
+        timeout: float | None,
+        md: Metadata | None,
+        metadata: ResponseMetadata | None,
+        key: bytes | None,
+        retry: bool = True,
+    ) -> Any:
+        """A unary call with transparent retries and, if configured, A6 retries."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        state = (
+            RetryState(self.retry, throttle=self.retry_throttle)
+            if retry and self.retry is not None and (method.idempotent or self.retry_all)
+            else None
+        )
+        transparent = _TRANSPARENT_RETRIES
+        while True:
+            try:
+                result = await self._attempt(method, request, deadline, md, metadata, key)
+            except UnprocessedError:
+                if transparent <= 0:
+                    raise
+                transparent -= 1
+                continue
+            except RpcError as exc:
+                if state is None:
+                    raise
+                decision = state.on_failure(
+                    exc.code,
+                    pushback=exc.metadata.get("grpc-retry-pushback-ms"),
+                    time_remaining=None if deadline is None else deadline - loop.time(),
+                )
+                if not decision.retry:
+                    raise
+                if decision.delay > 0:
+                    await asyncio.sleep(decision.delay)
+                continue
+            if state is not None:
+                state.on_success()
+            return result
+
+    async def _hedged(
+        self,
+        method: MethodDescriptor,
+        request: Any,
+        timeout: float | None,
+        md: Metadata | None,
+        metadata: ResponseMetadata | None,
+        key: bytes | None,
+    ) -> Any:
+        """An idempotent unary call sent to several endpoints; the first success wins."""
+        assert self.hedging is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        state = HedgingState(self.hedging, throttle=self.retry_throttle)
+        attempts: dict[asyncio.Task[Any], int] = {}
+        last_error: RpcError | None = None
+        try:
+            while True:
+                now = loop.time()
+                if state.due(now):
+                    remaining = None if deadline is None else deadline - now
+                    task = loop.create_task(
+                        self._attempts(method, request, remaining, md, metadata, key, retry=False)
+                    )
+                    attempts[task] = state.sent(now)
+                if not attempts:
+                    assert last_error is not None
+                    raise last_error
+                send_at = state.next_send_at()
+                wait = None if send_at is None else max(0.0, send_at - loop.time())
+                done, _ = await asyncio.wait(
+                    attempts, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    attempt = attempts.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        state.on_result(attempt, Code.OK, now=loop.time())
+                        return task.result()
+                    if not isinstance(exc, RpcError):
+                        raise exc
+                    last_error = exc
+                    outcome = state.on_result(
+                        attempt,
+                        exc.code,
+                        now=loop.time(),
+                        pushback=exc.metadata.get("grpc-retry-pushback-ms"),
+                    )
+                    if outcome.verdict is HedgingVerdict.FAIL:
+                        raise exc
+        finally:
+            for task in attempts:
+                task.cancel()
+
     async def stream(
         self,
         method: MethodDescriptor,
@@ -197,32 +442,71 @@ class Channel:
         timeout: float | None = None,
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
+        key: bytes | str | None = None,
     ) -> AsyncIterator[Any]:
         """Make a streaming call; yields response messages.
 
         Pass ``request`` for server streams, ``requests`` for client and bidi streams.
+        A server stream that never reached a server is sent again transparently.
         """
         timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
         if timeout is not None and timeout <= 0:
             raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        md = self._metadata(headers)
+        transparent = _TRANSPARENT_RETRIES if requests is None else 0
+        while True:
+            yielded = False
+            try:
+                async for message in self._stream_attempt(
+                    method, request, requests, deadline, md, metadata, _key(key)
+                ):
+                    yielded = True
+                    yield message
+                return
+            except UnprocessedError:
+                if yielded or transparent <= 0:
+                    raise
+                transparent -= 1
+
+    async def _stream_attempt(
+        self,
+        method: MethodDescriptor,
+        request: Any,
+        requests: AsyncIterable[Any] | None,
+        deadline: float | None,
+        md: Metadata | None,
+        metadata: ResponseMetadata | None,
+        key: bytes | None,
+    ) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        direct = self._direct
+        if direct is not None:
+            endpoint = None
+            pool = direct
+        else:
+            await self._ensure_started()
+            endpoint, pool = self._pick(key)
+            self.balancer.started(endpoint)
+        started = loop.time()
+        ok = True
         responses = self.protocol.stream(
-            self._open_stream,
+            pool.open_stream,
             self._base_headers,
             method,
             requests,
             request,
-            timeout,
-            self._metadata(headers),
+            None if deadline is None else deadline - started,
+            md,
             metadata,
             self.max_message_size,
         )
         try:
-            if timeout is None:
+            if deadline is None:
                 async for message in responses:
                     yield message
                 return
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
             try:
                 while True:
                     async with asyncio.timeout_at(deadline):
@@ -231,19 +515,38 @@ class Channel:
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                raise RpcError(
-                    Code.DEADLINE_EXCEEDED, f"deadline of {timeout:.3f}s exceeded"
-                ) from None
+                raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
+        except RpcError as exc:
+            ok = exc.code not in _ENDPOINT_FAILURES
+            raise
         finally:
             await responses.aclose()  # type: ignore[attr-defined]
+            if endpoint is not None:
+                now = loop.time()
+                self.balancer.finished(endpoint, ok, now - started, now)
 
     def stub(self, service: type[S]) -> S:
         """A client for ``service`` whose methods mirror the service's.
 
         Unary and client-streaming methods are coroutines; server-streaming and bidi
         methods return async iterators. Every method also takes keyword arguments
-        ``timeout``, ``headers`` and ``metadata`` (a ``ResponseMetadata`` to fill).
+        ``timeout``, ``headers``, ``metadata`` (a ``ResponseMetadata`` to fill) and
+        ``key`` (the ring-hash key).
         """
         from ._stub import make_stub
 
         return make_stub(self, service)
+
+
+def _key(key: bytes | str | None) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
+
+
+def _authority(target: str) -> str:
+    """The ``:authority`` for calls to ``target``: host:port, or the service name."""
+    scheme, _, rest = target.partition("://")
+    if scheme in ("http", "https"):
+        return urlsplit(target).netloc.rpartition("@")[2]
+    if scheme == "etcd":
+        return urlsplit(target).path.strip("/") or rest
+    return rest.strip("/").split(",")[0]

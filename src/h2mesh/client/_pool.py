@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Sequence
 
-from .._errors import Code, RpcError
-from ..transport import H2Connection, TransportConfig
+from .._errors import Code, RpcError, UnprocessedError
+from ..transport import ConnectionRefused, H2Connection, Stream, TransportConfig
 
 __all__ = ["EndpointPool"]
 
@@ -97,9 +98,7 @@ class EndpointPool:
                 self._connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
-            raise RpcError(
-                Code.UNAVAILABLE, f"cannot connect to {self.host}:{self.port}: {exc}"
-            ) from None
+            raise UnprocessedError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         if self._ssl is not None:
             sslobj = conn.transport.get_extra_info("ssl_object") if conn.transport else None
             if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
@@ -112,6 +111,19 @@ class EndpointPool:
             raise RpcError(Code.UNAVAILABLE, "channel is closed")
         self.connections.append(conn)
         return conn
+
+    async def open_stream(self, headers: Sequence[tuple[bytes, bytes]], end: bool) -> Stream:
+        """Open a stream on a connection with room (the protocols' ``OpenStream``)."""
+        conn = self.connection_nowait()
+        if conn is None:
+            conn = await self.connection()
+        try:
+            return conn.open_stream(headers, end)
+        except ConnectionRefused:
+            # The connection started closing between the check and the send: one retry
+            # on another connection is safe because nothing reached the server.
+            conn = await self.connection()
+            return conn.open_stream(headers, end)
 
     # -- housekeeping ---------------------------------------------------------------
     def _prune(self) -> None:

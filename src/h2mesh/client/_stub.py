@@ -25,9 +25,10 @@ def _unary(method: MethodDescriptor) -> Callable[..., Any]:
         timeout: float | None = None,
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
+        key: bytes | str | None = None,
     ) -> Any:
         return await self._channel.unary(
-            method, request, timeout=timeout, headers=headers, metadata=metadata
+            method, request, timeout=timeout, headers=headers, metadata=metadata, key=key
         )
 
     return call
@@ -41,9 +42,10 @@ def _server_stream(method: MethodDescriptor) -> Callable[..., Any]:
         timeout: float | None = None,
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
+        key: bytes | str | None = None,
     ) -> AsyncIterator[Any]:
         return self._channel.stream(
-            method, request, None, timeout=timeout, headers=headers, metadata=metadata
+            method, request, None, timeout=timeout, headers=headers, metadata=metadata, key=key
         )
 
     return call
@@ -57,9 +59,10 @@ def _client_stream(method: MethodDescriptor) -> Callable[..., Any]:
         timeout: float | None = None,
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
+        key: bytes | str | None = None,
     ) -> Any:
         responses = self._channel.stream(
-            method, None, requests, timeout=timeout, headers=headers, metadata=metadata
+            method, None, requests, timeout=timeout, headers=headers, metadata=metadata, key=key
         )
         result = [message async for message in responses]
         if len(result) != 1:
@@ -79,9 +82,10 @@ def _bidi(method: MethodDescriptor) -> Callable[..., Any]:
         timeout: float | None = None,
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
+        key: bytes | str | None = None,
     ) -> AsyncIterator[Any]:
         return self._channel.stream(
-            method, None, requests, timeout=timeout, headers=headers, metadata=metadata
+            method, None, requests, timeout=timeout, headers=headers, metadata=metadata, key=key
         )
 
     return call

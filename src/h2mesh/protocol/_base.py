@@ -11,10 +11,17 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from .._errors import Code, RpcError
+from .._errors import Code, RpcError, UnprocessedError
 from ..codec import Codec
 from ..service import MethodDescriptor
-from ..transport import Headers, MessageTooLarge, Stream, StreamReset, TransportError
+from ..transport import (
+    ConnectionRefused,
+    Headers,
+    MessageTooLarge,
+    Stream,
+    StreamReset,
+    TransportError,
+)
 
 Metadata = dict[str, str]
 OpenStream = Callable[[Sequence[tuple[bytes, bytes]], bool], Awaitable[Stream]]
@@ -72,7 +79,11 @@ def error_from_transport(exc: BaseException) -> RpcError:
             return RpcError(Code.RESOURCE_EXHAUSTED, "peer asked to slow down (ENHANCE_YOUR_CALM)")
         if exc.error_code == 0xC:
             return RpcError(Code.PERMISSION_DENIED, "insufficient transport security")
+        if exc.refused:
+            return UnprocessedError(str(exc))
         return RpcError(Code.UNAVAILABLE, str(exc))
+    if isinstance(exc, ConnectionRefused):
+        return UnprocessedError(str(exc))
     if isinstance(exc, TransportError):
         return RpcError(Code.UNAVAILABLE, str(exc))
     return RpcError(Code.UNKNOWN, str(exc))
