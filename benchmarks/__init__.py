@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of h2mesh against other Python RPC stacks (see docs/benchmarks.md)."""

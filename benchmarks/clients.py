@@ -1,0 +1,581 @@
+"""The benchmark clients and workloads; one process runs every workload for one system.
+
+``python -m benchmarks.clients SPEC_JSON`` where the spec names the client, the port, the
+server's pid (for RSS) and the workloads with their counts. Each finished workload is
+printed to stdout as one JSON line; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import ssl
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+SERVICE = "bench.v1.Bench"
+SMALL_NAME = "x" * 36  # a ~40-byte message on every wire format
+
+
+class NotSupported(Exception):
+    """The system has no way to run this workload."""
+
+
+# -- one client per system ---------------------------------------------------------------------
+class Client:
+    """What a workload needs from a system's client. One instance = one connection."""
+
+    async def open(self) -> None:
+        """Open the connection (subclasses may connect lazily on the first call)."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def unary(self, size: int) -> None:
+        """One Echo call with a small message (size 0) or ``size`` bytes of data."""
+        raise NotImplementedError
+
+    async def server_stream(self, count: int) -> int:
+        raise NotImplementedError
+
+    async def client_stream(self, count: int) -> None:
+        raise NotImplementedError
+
+    async def bidi(self, rounds: int) -> None:
+        raise NotImplementedError
+
+
+def _lockstep(
+    rounds: int, make: Callable[[], Any]
+) -> tuple[AsyncIterator[Any], Callable[[], None]]:
+    """A request iterator that sends the next message only after ``ack()``."""
+    turn: asyncio.Queue[None] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[Any]:
+        for _ in range(rounds):
+            yield make()
+            await turn.get()
+
+    return requests(), lambda: turn.put_nowait(None)
+
+
+async def _n_times(count: int, message: Any) -> AsyncIterator[Any]:
+    for _ in range(count):
+        yield message
+
+
+class H2meshClient(Client):
+    def __init__(self, port: int, codec: str, protocol: str = "connect") -> None:
+        from h2mesh import Channel
+
+        from .servers import Bench, Msg
+
+        self.msg = Msg
+        self.channel = Channel(
+            f"http://127.0.0.1:{port}", protocol=protocol, codec=codec, max_message_size=8 << 20
+        )
+        self.stub = self.channel.stub(Bench)
+        self.small = Msg(name=SMALL_NAME)
+
+    async def open(self) -> None:
+        await self.stub.echo(self.small)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def unary(self, size: int) -> None:
+        req = self.msg(data=b"x" * size) if size else self.small
+        await self.stub.echo(req)
+
+    async def server_stream(self, count: int) -> int:
+        n = 0
+        async for _ in self.stub.stream(self.msg(name="s", count=count)):
+            n += 1
+        return n
+
+    async def client_stream(self, count: int) -> None:
+        reply = await self.stub.collect(_n_times(count, self.small))
+        assert reply.count == count, reply
+
+    async def bidi(self, rounds: int) -> None:
+        reqs, ack = _lockstep(rounds, lambda: self.small)
+        async for _ in self.stub.ping_pong(reqs):
+            ack()
+
+
+class GrpcioClient(Client):
+    def __init__(self, port: int) -> None:
+        import grpc
+
+        from . import _proto
+
+        pb = self.pb = _proto.load()
+        self.channel = grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}",
+            options=[
+                ("grpc.use_local_subchannel_pool", 1),  # one connection per client
+                ("grpc.max_receive_message_length", 8 << 20),
+                ("grpc.max_send_message_length", 8 << 20),
+            ],
+        )
+        codec = {
+            "request_serializer": pb.Msg.SerializeToString,
+            "response_deserializer": pb.Msg.FromString,
+        }
+        self.echo = self.channel.unary_unary(f"/{SERVICE}/Echo", **codec)
+        self.stream = self.channel.unary_stream(f"/{SERVICE}/Stream", **codec)
+        self.collect = self.channel.stream_unary(f"/{SERVICE}/Collect", **codec)
+        self.ping_pong = self.channel.stream_stream(f"/{SERVICE}/PingPong", **codec)
+        self.small = pb.Msg(name=SMALL_NAME)
+
+    async def open(self) -> None:
+        await self.echo(self.small)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def unary(self, size: int) -> None:
+        await self.echo(self.pb.Msg(data=b"x" * size) if size else self.small)
+
+    async def server_stream(self, count: int) -> int:
+        n = 0
+        async for _ in self.stream(self.pb.Msg(name="s", count=count)):
+            n += 1
+        return n
+
+    async def client_stream(self, count: int) -> None:
+        reply = await self.collect(_n_times(count, self.small))
+        assert reply.count == count, reply
+
+    async def bidi(self, rounds: int) -> None:
+        reqs, ack = _lockstep(rounds, lambda: self.small)
+        async for _ in self.ping_pong(reqs):
+            ack()
+
+
+class GrpclibClient(Client):
+    def __init__(self, port: int) -> None:
+        from grpclib.client import (
+            Channel,
+            StreamStreamMethod,
+            StreamUnaryMethod,
+            UnaryStreamMethod,
+            UnaryUnaryMethod,
+        )
+
+        from . import _proto
+
+        pb = self.pb = _proto.load()
+        self.channel = Channel("127.0.0.1", port)
+        self.echo = UnaryUnaryMethod(self.channel, f"/{SERVICE}/Echo", pb.Msg, pb.Msg)
+        self.stream = UnaryStreamMethod(self.channel, f"/{SERVICE}/Stream", pb.Msg, pb.Msg)
+        self.collect = StreamUnaryMethod(self.channel, f"/{SERVICE}/Collect", pb.Msg, pb.Msg)
+        self.ping_pong = StreamStreamMethod(self.channel, f"/{SERVICE}/PingPong", pb.Msg, pb.Msg)
+        self.small = pb.Msg(name=SMALL_NAME)
+
+    async def open(self) -> None:
+        await self.echo(self.small)
+
+    async def close(self) -> None:
+        self.channel.close()
+
+    async def unary(self, size: int) -> None:
+        await self.echo(self.pb.Msg(data=b"x" * size) if size else self.small)
+
+    async def server_stream(self, count: int) -> int:
+        n = 0
+        async with self.stream.open() as stream:
+            await stream.send_message(self.pb.Msg(name="s", count=count), end=True)
+            async for _ in stream:
+                n += 1
+        return n
+
+    async def client_stream(self, count: int) -> None:
+        async with self.collect.open() as stream:
+            for _ in range(count):
+                await stream.send_message(self.small)
+            await stream.end()
+            reply = await stream.recv_message()
+        assert reply is not None and reply.count == count, reply
+
+    async def bidi(self, rounds: int) -> None:
+        async with self.ping_pong.open() as stream:
+            for _ in range(rounds):
+                await stream.send_message(self.small)
+                await stream.recv_message()
+            await stream.end()
+            async for _ in stream:
+                pass
+
+
+class ConnectClient(Client):
+    """connect-python's client on a pyqwest HTTP/2 (prior knowledge) transport."""
+
+    def __init__(self, port: int) -> None:
+        from connectrpc.client import ConnectClient as Connect
+        from connectrpc.method import IdempotencyLevel, MethodInfo
+        from pyqwest import Client as HTTPClient
+        from pyqwest import HTTPTransport, HTTPVersion
+
+        from . import _proto
+
+        pb = self.pb = _proto.load()
+        self.info = {
+            name: MethodInfo(
+                name=name,
+                service_name=SERVICE,
+                input=pb.Msg,
+                output=pb.Msg,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            )
+            for name in ("Echo", "Stream", "Collect", "PingPong")
+        }
+        self.transport = HTTPTransport(http_version=HTTPVersion.HTTP2)
+        self.client = Connect(
+            f"http://127.0.0.1:{port}",
+            http_client=HTTPClient(self.transport),
+            send_compression=None,
+            accept_compression=(),
+            read_max_bytes=8 << 20,
+        )
+        self.small = pb.Msg(name=SMALL_NAME)
+
+    async def open(self) -> None:
+        await self.unary(0)
+
+    async def close(self) -> None:
+        await self.client.close()
+        closer = getattr(self.transport, "aclose", None) or getattr(self.transport, "close", None)
+        if closer is not None:
+            result = closer()
+            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+                await result
+
+    async def unary(self, size: int) -> None:
+        req = self.pb.Msg(data=b"x" * size) if size else self.small
+        await self.client.execute_unary(request=req, method=self.info["Echo"])
+
+    async def server_stream(self, count: int) -> int:
+        n = 0
+        req = self.pb.Msg(name="s", count=count)
+        async for _ in self.client.execute_server_stream(request=req, method=self.info["Stream"]):
+            n += 1
+        return n
+
+    async def client_stream(self, count: int) -> None:
+        reply = await self.client.execute_client_stream(
+            request=_n_times(count, self.small), method=self.info["Collect"]
+        )
+        assert reply.count == count, reply
+
+    async def bidi(self, rounds: int) -> None:
+        reqs, ack = _lockstep(rounds, lambda: self.small)
+        async for _ in self.client.execute_bidi_stream(request=reqs, method=self.info["PingPong"]):
+            ack()
+
+
+_HTTPX_SSL: ssl.SSLContext | None = None
+
+
+class FastapiClient(Client):
+    """httpx over HTTP/2 (prior knowledge) to FastAPI: JSON bodies, NDJSON streams."""
+
+    def __init__(self, port: int) -> None:
+        import httpx
+
+        global _HTTPX_SSL
+        if _HTTPX_SSL is None:  # cleartext only, but httpx builds a context per client
+            _HTTPX_SSL = ssl.create_default_context()
+        self.client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            http1=False,
+            http2=True,
+            timeout=60.0,
+            verify=_HTTPX_SSL,
+        )
+        self.headers = {"content-type": "application/json"}
+        self.small = json.dumps({"name": SMALL_NAME}).encode()
+
+    async def open(self) -> None:
+        await self.unary(0)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def unary(self, size: int) -> None:
+        body = json.dumps({"data": "x" * size}).encode() if size else self.small
+        resp = await self.client.post(f"/{SERVICE}/Echo", content=body, headers=self.headers)
+        resp.raise_for_status()
+        resp.json()
+
+    async def server_stream(self, count: int) -> int:
+        n = 0
+        body = json.dumps({"name": "s", "count": count}).encode()
+        async with self.client.stream(
+            "POST", f"/{SERVICE}/Stream", content=body, headers=self.headers
+        ) as resp:
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if line:
+                    json.loads(line)
+                    n += 1
+        return n
+
+    async def client_stream(self, count: int) -> None:
+        line = self.small + b"\n"
+        resp = await self.client.post(f"/{SERVICE}/Collect", content=_n_times(count, line))
+        resp.raise_for_status()
+        assert resp.json()["count"] == count, resp.text
+
+    async def bidi(self, rounds: int) -> None:
+        raise NotSupported("httpx sends the whole request body before reading the response")
+
+
+def make_client(kind: str, port: int) -> Client:
+    if kind == "h2mesh-msgpack":
+        return H2meshClient(port, "msgpack")
+    if kind == "h2mesh-json":
+        return H2meshClient(port, "json")
+    if kind == "h2mesh-grpc-msgpack":
+        return H2meshClient(port, "msgpack", protocol="grpc")
+    if kind == "grpcio":
+        return GrpcioClient(port)
+    if kind == "grpclib":
+        return GrpclibClient(port)
+    if kind == "connectrpc":
+        return ConnectClient(port)
+    if kind == "fastapi":
+        return FastapiClient(port)
+    raise ValueError(f"unknown client {kind!r}")
+
+
+# -- server memory -------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids.extend(int(p) for p in f.read().split())
+    except OSError:
+        pass
+    return kids
+
+
+def tree_rss_kib(pid: int) -> int:
+    """VmRSS of a process and all its descendants, in KiB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+        todo.extend(_children(p))
+    return total
+
+
+# -- workloads -----------------------------------------------------------------------------------
+async def _calls_in_flight(client: Client, calls: int, in_flight: int, size: int) -> list[float]:
+    """Make ``calls`` Echo calls, ``in_flight`` at a time; return each call's latency (s)."""
+    latencies: list[float] = []
+    remaining = calls
+    clock = time.perf_counter
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            t0 = clock()
+            await client.unary(size)
+            latencies.append(clock() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return latencies
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def w_unary(client: Client, p: dict[str, Any], ctx: dict[str, Any]) -> dict[str, float]:
+    t0 = time.perf_counter()
+    lat = await _calls_in_flight(client, p["calls"], p["in_flight"], 0)
+    elapsed = time.perf_counter() - t0
+    lat.sort()
+    return {
+        "rps": len(lat) / elapsed,
+        "p50_ms": _percentile(lat, 0.50) * 1e3,
+        "p99_ms": _percentile(lat, 0.99) * 1e3,
+    }
+
+
+async def w_payload(client: Client, p: dict[str, Any], ctx: dict[str, Any]) -> dict[str, float]:
+    t0 = time.perf_counter()
+    lat = await _calls_in_flight(client, p["calls"], p["in_flight"], p["size"])
+    elapsed = time.perf_counter() - t0
+    # Payload bytes carried per second, both directions (the request is echoed back).
+    return {"mb_per_s": 2 * p["size"] * len(lat) / elapsed / 1e6, "rps": len(lat) / elapsed}
+
+
+async def w_server_stream(
+    client: Client, p: dict[str, Any], ctx: dict[str, Any]
+) -> dict[str, float]:
+    t0 = time.perf_counter()
+    got = await asyncio.gather(*(client.server_stream(p["messages"]) for _ in range(p["streams"])))
+    elapsed = time.perf_counter() - t0
+    assert all(n == p["messages"] for n in got), got
+    return {"msgs_per_s": sum(got) / elapsed}
+
+
+async def w_client_stream(
+    client: Client, p: dict[str, Any], ctx: dict[str, Any]
+) -> dict[str, float]:
+    t0 = time.perf_counter()
+    await client.client_stream(p["messages"])
+    return {"msgs_per_s": p["messages"] / (time.perf_counter() - t0)}
+
+
+async def w_bidi(client: Client, p: dict[str, Any], ctx: dict[str, Any]) -> dict[str, float]:
+    t0 = time.perf_counter()
+    await client.bidi(p["rounds"])
+    return {"round_trips_per_s": p["rounds"] / (time.perf_counter() - t0)}
+
+
+async def w_many_conns(client: Client, p: dict[str, Any], ctx: dict[str, Any]) -> dict[str, float]:
+    """``connections`` clients, each its own connection: RSS idle-open, then calls on all."""
+    server_pid, kind, port = ctx["server_pid"], ctx["client"], ctx["port"]
+    rss_before = tree_rss_kib(server_pid)
+    clients = [make_client(kind, port) for _ in range(p["connections"])]
+    opening = asyncio.Semaphore(64)  # stay under the listen backlog
+
+    async def open_one(c: Client) -> None:
+        async with opening:
+            await c.open()
+
+    try:
+        await asyncio.gather(*(open_one(c) for c in clients))
+        await asyncio.sleep(0.5)  # let the server settle with every connection idle-open
+        rss_open = tree_rss_kib(server_pid)
+        t0 = time.perf_counter()
+
+        async def calls(c: Client) -> None:
+            for _ in range(p["calls_per_connection"]):
+                await c.unary(0)
+
+        await asyncio.gather(*(calls(c) for c in clients))
+        elapsed = time.perf_counter() - t0
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    total = p["connections"] * p["calls_per_connection"]
+    return {
+        "rps": total / elapsed,
+        "server_rss_before_mib": rss_before / 1024,
+        "server_rss_open_mib": rss_open / 1024,
+        "rss_per_conn_kib": (rss_open - rss_before) / p["connections"],
+    }
+
+
+WORKLOADS: dict[
+    str, Callable[[Client, dict[str, Any], dict[str, Any]], Awaitable[dict[str, float]]]
+] = {
+    "unary": w_unary,
+    "server_stream": w_server_stream,
+    "client_stream": w_client_stream,
+    "bidi": w_bidi,
+    "payload_1k": w_payload,
+    "payload_256k": w_payload,
+    "many_conns": w_many_conns,
+}
+
+
+def _shrink(params: dict[str, Any]) -> dict[str, Any]:
+    """Warm-up counts: a tenth of a repetition's (at least 1)."""
+    keep = {"in_flight", "size", "streams", "connections"}
+    return {
+        k: v if k in keep or not isinstance(v, int) else max(1, v // 10) for k, v in params.items()
+    }
+
+
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def run_spec(spec: dict[str, Any]) -> None:
+    name = spec["system"]
+    client = make_client(spec["client"], spec["port"])
+    await client.open()
+    try:
+        for wl in spec["workloads"]:
+            func = WORKLOADS[wl["name"]]
+            params, limit = wl["params"], wl["time_limit"]
+            result: dict[str, Any] = {"workload": wl["name"], "params": params}
+            started = time.monotonic()
+            try:
+                if wl["name"] == "many_conns":
+                    # One round: opening thousands of connections is its own warm-up.
+                    n = params["connections"]
+                    _progress(f"  {name:>15} {wl['name']:<14} {n} connections")
+                    reps = [await asyncio.wait_for(func(client, params, spec), limit)]
+                else:
+                    _progress(f"  {name:>15} {wl['name']:<14} warm-up")
+                    await asyncio.wait_for(func(client, _shrink(params), spec), limit)
+                    reps = []
+                    for i in range(spec["repetitions"]):
+                        _progress(
+                            f"  {name:>15} {wl['name']:<14} rep {i + 1}/{spec['repetitions']}"
+                        )
+                        left = limit - (time.monotonic() - started)
+                        reps.append(
+                            await asyncio.wait_for(func(client, params, spec), max(left, 1.0))
+                        )
+                result.update(status="ok", reps=reps)
+            except NotSupported as exc:
+                result.update(status=f"n/a: {exc}")
+            except TimeoutError:
+                result.update(status=f"error: over the {limit:.0f} s time limit")
+            except Exception as exc:  # a failing peer is a result, not a crash of the run
+                result.update(status=f"error: {type(exc).__name__}: {exc}"[:300])
+            print(json.dumps(result), flush=True)
+    finally:
+        await client.close()
+
+
+def _summary(reps: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {
+        key: {
+            "median": statistics.median(r[key] for r in reps),
+            "min": min(r[key] for r in reps),
+            "max": max(r[key] for r in reps),
+        }
+        for key in reps[0]
+    }
+
+
+summarize = _summary
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if spec["client"] == "grpcio":
+        asyncio.run(run_spec(spec))  # grpc.aio on plain asyncio
+    else:
+        import uvloop
+
+        uvloop.run(run_spec(spec))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of h2mesh against its peers (see docs/benchmarks.md).
+#
+#   bash benchmarks/run.sh [--quick | --smoke] [--systems a,b] [--workloads x,y] [--out DIR]
+#
+# Installs what is missing (the `bench` extra into .venv; h2o and h2load from Debian),
+# then runs every workload for every system and writes benchmarks/results/latest.{json,md,png}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(h2o nghttp2-client)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || echo "warning: could not install ${missing[*]}; those rows will read 'unavailable'" >&2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import grpc, grpc_tools, grpclib, connectrpc, pyqwest, granian, fastapi, matplotlib" 2>/dev/null; then
+  .venv/bin/pip install -q -e ".[bench]" \
+    || echo "warning: could not install the bench extra; missing peers will read 'unavailable'" >&2
+fi
+
+exec .venv/bin/python -m benchmarks.harness "$@"
