@@ -161,6 +161,7 @@ class Channel:
             (b":authority", _authority(target).encode()),
         ]
         self._pools: dict[str, EndpointPool] = {}
+        self._applied: tuple[Endpoint, ...] = ()
         # One fixed endpoint and nothing per-endpoint to enforce: skip the balancer.
         self._direct: EndpointPool | None = None
         fixed = self._resolver.current
@@ -180,6 +181,10 @@ class Channel:
     # -- endpoints ------------------------------------------------------------------
     def _apply(self, endpoints: Sequence[Endpoint]) -> None:
         """Take a new endpoint set: balancer first, then pools (new ones, drained ones)."""
+        endpoints = tuple(endpoints)
+        if endpoints == self._applied:
+            return  # the watcher's first set repeats the one resolved at start
+        self._applied = endpoints
         self.balancer.update(endpoints)
         wanted = {ep.address: ep for ep in endpoints}
         for address, ep in wanted.items():
