@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -75,7 +76,7 @@ async def _stop(servers: list[Server]) -> None:
 
 def test_round_robin_spreads_calls_evenly(run: Run) -> None:
     async def main() -> None:
-        replicas, servers, target = await _fleet(3)
+        _replicas, servers, target = await _fleet(3)
         try:
             async with Channel(target, policy="round_robin") as ch:
                 stub = ch.stub(Replica)
@@ -91,7 +92,7 @@ def test_a_dead_endpoint_costs_no_call(run: Run) -> None:
     """Connection refused never reached a server: the call goes elsewhere, transparently."""
 
     async def main() -> None:
-        replicas, servers, target = await _fleet(3)
+        _replicas, servers, target = await _fleet(3)
         await servers[1].stop(0.1)  # listening socket gone: connections are refused
         try:
             async with Channel(target, policy="round_robin") as ch:
@@ -173,7 +174,7 @@ def test_concurrency_limit_fails_fast(run: Run) -> None:
 
 def test_ring_hash_keeps_a_key_on_one_replica(run: Run) -> None:
     async def main() -> None:
-        replicas, servers, target = await _fleet(4)
+        _replicas, servers, target = await _fleet(4)
         try:
             async with Channel(target, policy="ring_hash") as ch:
                 stub = ch.stub(Replica)
@@ -202,10 +203,8 @@ def test_failing_replica_is_ejected(run: Run) -> None:
             async with Channel(target, outlier_detection=detection) as ch:
                 stub = ch.stub(Replica)
                 for _ in range(30):
-                    try:
+                    with contextlib.suppress(RpcError):
                         await stub.once(Ping())
-                    except RpcError:
-                        pass
                 await asyncio.sleep(0.25)  # an interval passes: r2 is judged
                 before = replicas[2].calls
                 names = [(await stub.once(Ping())).replica for _ in range(20)]
