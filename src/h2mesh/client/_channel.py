@@ -63,9 +63,7 @@ def _client_protocol(
     protocol: str, codec: str | None, compression: str | None, use_get: bool
 ) -> ClientProtocol:
     if protocol == "connect":
-        if compression not in (None, "identity"):
-            raise ValueError("compression is supported with protocol='grpc' or 'grpc-web'")
-        return ConnectClient(_codec(codec or "msgpack"), use_get=use_get)
+        return ConnectClient(_codec(codec or "msgpack"), use_get=use_get, compression=compression)
     if protocol == "grpc":
         return GrpcClient(_codec(codec or "proto"), compression)
     if protocol in ("grpc-web", "grpc-web-text"):
@@ -90,7 +88,8 @@ class Channel:
 
     ``protocol`` is ``"connect"`` (default codec ``msgpack``), ``"grpc"``, ``"grpc-web"``
     or ``"grpc-web-text"`` (default codec ``proto``); ``compression`` (``"gzip"``,
-    ``"deflate"``, ``"zstd"``) compresses gRPC request messages.
+    ``"deflate"``, ``"zstd"``) compresses request messages (and asks for compressed
+    responses).
 
     Resilience: calls that never reached a server (no connection, refused stream,
     GOAWAY) are sent again transparently. ``retry`` (gRFC A6) retries failed calls of

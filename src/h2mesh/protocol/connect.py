@@ -21,6 +21,7 @@ import msgspec
 
 from .._errors import Code, RpcError
 from ..codec import JSON, Codec, codec_for
+from ..compression import Compressor, compressor_for, supported_names
 from ..service import MethodDescriptor, MethodKind
 from ..transport import MessageTooLarge, Stream, TransportError
 from ._base import (
@@ -91,13 +92,33 @@ def _parse_timeout(value: bytes | None) -> float | None:
     return int(value) / 1000.0
 
 
-def _check_encoding(request: dict[bytes, bytes], header: bytes) -> None:
+def _request_compressor(request: dict[bytes, bytes], header: bytes) -> Compressor | None:
+    """The compressor the request body (or its messages) uses; None for identity."""
     enc = request.get(header)
-    if enc is not None and enc not in (b"identity", b""):
+    if enc is None or enc in (b"identity", b""):
+        return None
+    name = enc.decode("latin-1").strip().lower()
+    comp = compressor_for(name)
+    if comp is None:
+        supported = ", ".join(supported_names())
         raise RpcError(
-            Code.UNIMPLEMENTED,
-            f"unsupported compression {enc.decode('latin-1')!r}; supported: identity",
+            Code.UNIMPLEMENTED, f"unsupported compression {name!r}; supported: {supported}"
         )
+    return comp
+
+
+def _response_compressor(
+    request: dict[bytes, bytes], header: bytes, used: Compressor | None
+) -> Compressor | None:
+    """Compress responses only when the caller compressed its request with an encoding
+    it also accepts back: compression costs CPU that a fast network rarely repays."""
+    if used is None:
+        return None
+    accepted = request.get(header)
+    if accepted is None:
+        return None
+    names = {a.split(b";", 1)[0].strip().lower() for a in accepted.split(b",")}
+    return used if used.name.encode() in names else None
 
 
 def _end_stream_payload(error: RpcError | None, trailers: Metadata | None) -> bytes:
@@ -117,7 +138,7 @@ def _status_headers(code: Code) -> list[tuple[bytes, bytes]]:
 # server side
 # ---------------------------------------------------------------------------------
 class _UnaryCall(ServerCall):
-    __slots__ = ("_body", "_sent")
+    __slots__ = ("_body", "_compress", "_decompress", "_sent")
 
     def __init__(
         self,
@@ -127,9 +148,13 @@ class _UnaryCall(ServerCall):
         timeout: float | None,
         max_size: int,
         body: bytes | None,
+        decompress: Compressor | None = None,
+        compress: Compressor | None = None,
     ) -> None:
         super().__init__(stream, method, codec, timeout, max_size)
         self._body = body
+        self._decompress = decompress
+        self._compress = compress
         self._sent = False
 
     @property
@@ -140,6 +165,8 @@ class _UnaryCall(ServerCall):
         body = self._body
         if body is None:
             body = await self.stream.read_all(self.max_size)
+        if self._decompress is not None:
+            body = self._decompress.decompress(body, self.max_size)
         return self.method.request_decoder(self.codec)(body)
 
     async def send_unary(
@@ -147,6 +174,9 @@ class _UnaryCall(ServerCall):
     ) -> None:
         body = self.codec.encode(message)
         out = [_STATUS_200, _UNARY_CT_HEADER[self.codec.name]]
+        if self._compress is not None:
+            body = self._compress.compress(body)
+            out.append((b"content-encoding", self._compress.name.encode()))
         if headers:
             out += encode_metadata(headers)
         if trailers:
@@ -172,7 +202,7 @@ class _UnaryCall(ServerCall):
 
 
 class _StreamCall(ServerCall):
-    __slots__ = ("_reader", "_sent")
+    __slots__ = ("_compress", "_decompress", "_reader", "_sent")
 
     def __init__(
         self,
@@ -181,9 +211,13 @@ class _StreamCall(ServerCall):
         codec: Codec,
         timeout: float | None,
         max_size: int,
+        decompress: Compressor | None = None,
+        compress: Compressor | None = None,
     ) -> None:
         super().__init__(stream, method, codec, timeout, max_size)
         self._reader = EnvelopeReader(max_size)
+        self._decompress = decompress
+        self._compress = compress
         self._sent = False
 
     @property
@@ -198,10 +232,12 @@ class _StreamCall(ServerCall):
             if env is not None:
                 flags, payload = env
                 if flags & FLAG_COMPRESSED:
-                    raise RpcError(
-                        Code.INTERNAL,
-                        "received a compressed message with no compression negotiated",
-                    )
+                    if self._decompress is None:
+                        raise RpcError(
+                            Code.INTERNAL,
+                            "received a compressed message with no compression negotiated",
+                        )
+                    payload = self._decompress.decompress(payload, self.max_size)
                 return payload
             chunk = await stream.read()
             if not chunk:
@@ -225,6 +261,8 @@ class _StreamCall(ServerCall):
 
     def _send_headers(self, headers: Metadata | None) -> None:
         out = [_STATUS_200, _STREAM_CT_HEADER[self.codec.name]]
+        if self._compress is not None:
+            out.append((b"connect-content-encoding", self._compress.name.encode()))
         if headers:
             out += encode_metadata(headers)
         self._sent = True
@@ -233,7 +271,12 @@ class _StreamCall(ServerCall):
     async def send_message(self, message: Any, headers: Metadata | None) -> None:
         if not self._sent:
             self._send_headers(headers)
-        await self.stream.send_data(encode_envelope(self.codec.encode(message)))
+        payload = self.codec.encode(message)
+        if self._compress is not None:
+            envelope = encode_envelope(self._compress.compress(payload), FLAG_COMPRESSED)
+        else:
+            envelope = encode_envelope(payload)
+        await self.stream.send_data(envelope)
 
     async def send_unary(
         self, message: Any, headers: Metadata | None, trailers: Metadata | None
@@ -279,15 +322,17 @@ class ConnectServer(ServerProtocol):
         if is_stream:
             if method.kind is MethodKind.UNARY:
                 raise RpcError(Code.UNIMPLEMENTED, f"{method.path} is unary; use application/json")
-            _check_encoding(request, b"connect-content-encoding")
-            return _StreamCall(stream, method, codec, timeout, max_size)
+            used = _request_compressor(request, b"connect-content-encoding")
+            back = _response_compressor(request, b"connect-accept-encoding", used)
+            return _StreamCall(stream, method, codec, timeout, max_size, used, back)
         if method.kind is not MethodKind.UNARY:
             raise RpcError(
                 Code.UNIMPLEMENTED,
                 f"{method.path} is a stream; use application/connect+{codec.name}",
             )
-        _check_encoding(request, b"content-encoding")
-        return _UnaryCall(stream, method, codec, timeout, max_size, None)
+        used = _request_compressor(request, b"content-encoding")
+        back = _response_compressor(request, b"accept-encoding", used)
+        return _UnaryCall(stream, method, codec, timeout, max_size, None, used, back)
 
     def _get_call(
         self,
@@ -306,8 +351,7 @@ class ConnectServer(ServerProtocol):
         if codec is None:
             raise RpcError(Code.INVALID_ARGUMENT, "GET needs encoding=json or encoding=msgpack")
         compression = query.get("compression", ["identity"])[0]
-        if compression not in ("identity", ""):
-            raise RpcError(Code.UNIMPLEMENTED, f"unsupported compression {compression!r}")
+        decompress = _request_compressor({b"c": compression.encode("latin-1")}, b"c")
         raw = query.get("message", [""])[0]
         if query.get("base64", ["0"])[0] == "1":
             try:
@@ -319,7 +363,8 @@ class ConnectServer(ServerProtocol):
         if len(body) > max_size:
             raise RpcError(Code.RESOURCE_EXHAUSTED, f"message larger than {max_size} bytes")
         timeout = _parse_timeout(request.get(b"connect-timeout-ms"))
-        return _UnaryCall(stream, method, codec, timeout, max_size, body)
+        back = _response_compressor(request, b"accept-encoding", decompress)
+        return _UnaryCall(stream, method, codec, timeout, max_size, body, decompress, back)
 
     async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
         is_stream, codec = parse_content_type(request.get(b"content-type", b""))
@@ -374,11 +419,31 @@ class ConnectClient(ClientProtocol):
 
     name = "connect"
 
-    def __init__(self, codec: Codec = JSON, *, use_get: bool = False) -> None:
+    def __init__(
+        self, codec: Codec = JSON, *, use_get: bool = False, compression: str | None = None
+    ) -> None:
         self.codec = codec
         self.use_get = use_get
         self._unary_ct = _UNARY_CT_HEADER[codec.name]
         self._stream_ct = _STREAM_CT_HEADER[codec.name]
+        self.compressor: Compressor | None = None
+        if compression not in (None, "identity"):
+            self.compressor = compressor_for(compression)
+            if self.compressor is None:
+                supported = ", ".join(supported_names())
+                raise ValueError(f"unknown compression {compression!r}; supported: {supported}")
+
+    def _decompressor(self, headers: list[tuple[bytes, bytes]], name: bytes) -> Compressor | None:
+        """The compressor a response declares in header ``name`` (None: identity)."""
+        for key, value in headers:
+            if key == name and value not in (b"identity", b""):
+                comp = compressor_for(value.decode("latin-1").strip().lower())
+                if comp is None:
+                    raise RpcError(
+                        Code.INTERNAL, f"response uses unsupported compression {value!r}"
+                    )
+                return comp
+        return None
 
     def _headers(
         self,
@@ -408,10 +473,15 @@ class ConnectClient(ClientProtocol):
     ) -> Any:
         codec = self.codec
         body = codec.encode(request)
+        comp = self.compressor
+        if comp is not None:
+            body = comp.compress(body)
         try:
             if self.use_get and method.idempotent:
                 query = "?encoding=" + codec.name + "&base64=1&connect=v1&message="
                 query += base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+                if comp is not None:
+                    query += "&compression=" + comp.name
                 headers = self._headers(
                     base_headers,
                     method.path.encode() + query.encode(),
@@ -426,6 +496,9 @@ class ConnectClient(ClientProtocol):
                 headers = self._headers(
                     base_headers, method.path.encode(), self._unary_ct, timeout, metadata
                 )
+                if comp is not None:
+                    name = comp.name.encode()
+                    headers += [(b"content-encoding", name), (b"accept-encoding", name)]
                 stream = await open_stream(headers, False)
             try:
                 if not stream.ended_local:
@@ -442,6 +515,10 @@ class ConnectClient(ClientProtocol):
         except TransportError as exc:
             raise error_from_transport(exc) from None
         if status == 200:
+            if comp is not None:
+                used = self._decompressor(resp_headers, b"content-encoding")
+                if used is not None:
+                    data = used.decompress(data, max_size)
             return method.response_decoder(codec)(data)
         try:
             obj = _json_decode(data) if data else None
@@ -465,21 +542,32 @@ class ConnectClient(ClientProtocol):
         max_size: int,
     ) -> AsyncIterator[Any]:
         codec = self.codec
-        encode = codec.encode
+        comp = self.compressor
+        if comp is None:
+
+            def frame(message: Any) -> bytes:
+                return encode_envelope(codec.encode(message))
+        else:
+            compress = comp.compress
+
+            def frame(message: Any) -> bytes:
+                return encode_envelope(compress(codec.encode(message)), FLAG_COMPRESSED)
+
         headers = self._headers(
             base_headers, method.path.encode(), self._stream_ct, timeout, metadata
         )
+        if comp is not None:
+            name = comp.name.encode()
+            headers += [(b"connect-content-encoding", name), (b"connect-accept-encoding", name)]
         sender: asyncio.Task[None] | None = None
         stream: Stream | None = None
         finished = False
         try:
             stream = await open_stream(headers, False)
             if requests is None:
-                await stream.send_data(encode_envelope(encode(request)), end_stream=True)
+                await stream.send_data(frame(request), end_stream=True)
             else:
-                sender = asyncio.ensure_future(
-                    pump_requests(stream, requests, lambda m: encode_envelope(encode(m)))
-                )
+                sender = asyncio.ensure_future(pump_requests(stream, requests, frame))
             resp_headers = await stream.wait_response()
             status = _decode_headers(resp_headers, response_md)
             if status != 200:
@@ -490,6 +578,7 @@ class ConnectClient(ClientProtocol):
                     obj = None
                 raise RpcError.from_json(obj, status)
             decode = method.response_decoder(codec)
+            used = self._decompressor(resp_headers, b"connect-content-encoding")
             reader = EnvelopeReader(max_size)
             while True:
                 env = reader.next()
@@ -502,6 +591,12 @@ class ConnectClient(ClientProtocol):
                     reader.feed(chunk)
                     continue
                 flags, payload = env
+                if flags & FLAG_COMPRESSED:
+                    if used is None:
+                        raise RpcError(
+                            Code.INTERNAL, "compressed message with no compression negotiated"
+                        )
+                    payload = used.decompress(payload, max_size)
                 if flags & FLAG_END_STREAM:
                     try:
                         end = _json_decode(payload)
@@ -512,10 +607,6 @@ class ConnectClient(ClientProtocol):
                     if error is not None:
                         raise error
                     return
-                if flags & FLAG_COMPRESSED:
-                    raise RpcError(
-                        Code.INTERNAL, "compressed message with no compression negotiated"
-                    )
                 yield decode(payload)
         except TransportError as exc:
             # If the request iterator failed, that is the real cause: the sender reset
