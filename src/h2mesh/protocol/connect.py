@@ -151,7 +151,12 @@ class _UnaryCall(ServerCall):
         decompress: Compressor | None = None,
         compress: Compressor | None = None,
     ) -> None:
-        super().__init__(stream, method, codec, timeout, max_size)
+        # Fields set here rather than through super().__init__: one call less per request.
+        self.stream = stream
+        self.method = method
+        self.codec = codec
+        self.timeout = timeout
+        self.max_size = max_size
         self._body = body
         self._decompress = decompress
         self._compress = compress
@@ -318,7 +323,8 @@ class ConnectServer(ServerProtocol):
         is_stream, codec = parse_content_type(request.get(b"content-type", b""))
         if codec is None:
             raise RpcError(Code.INTERNAL, "unsupported content type")
-        timeout = _parse_timeout(request.get(b"connect-timeout-ms"))
+        timeout_ms = request.get(b"connect-timeout-ms")
+        timeout = None if timeout_ms is None else _parse_timeout(timeout_ms)
         if is_stream:
             if method.kind is MethodKind.UNARY:
                 raise RpcError(Code.UNIMPLEMENTED, f"{method.path} is unary; use application/json")
@@ -330,6 +336,8 @@ class ConnectServer(ServerProtocol):
                 Code.UNIMPLEMENTED,
                 f"{method.path} is a stream; use application/connect+{codec.name}",
             )
+        if b"content-encoding" not in request:
+            return _UnaryCall(stream, method, codec, timeout, max_size, None)
         used = _request_compressor(request, b"content-encoding")
         back = _response_compressor(request, b"accept-encoding", used)
         return _UnaryCall(stream, method, codec, timeout, max_size, None, used, back)
