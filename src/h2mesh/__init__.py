@@ -8,7 +8,14 @@ from ._errors import Code, RpcError
 from ._loop import new_event_loop, run
 from .client import Channel, SyncChannel
 from .protocol import ResponseMetadata
-from .server import Context, Server, ServerInterceptor, server_ssl_context
+from .server import (
+    Context,
+    HealthService,
+    Server,
+    ServerInterceptor,
+    ServingStatus,
+    server_ssl_context,
+)
 from .service import MethodDescriptor, MethodKind, Service, rpc
 from .transport import TransportConfig
 
@@ -18,6 +25,7 @@ __all__ = [
     "Channel",
     "Code",
     "Context",
+    "HealthService",
     "MethodDescriptor",
     "MethodKind",
     "ResponseMetadata",
@@ -25,6 +33,7 @@ __all__ = [
     "Server",
     "ServerInterceptor",
     "Service",
+    "ServingStatus",
     "SyncChannel",
     "TransportConfig",
     "__version__",

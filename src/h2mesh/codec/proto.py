@@ -1,8 +1,11 @@
 """The protobuf codec, and protobuf support for the JSON codec.
 
 Services whose message types are generated protobuf classes (``messages_pb2.X``) speak
-``proto`` (binary) and ``json`` (the canonical protobuf JSON mapping). ``protobuf`` is an
-optional dependency (``pip install h2mesh[proto]``): nothing here imports it until a
+``proto`` (binary) and ``json`` (the canonical protobuf JSON mapping). Python-first
+services (Structs, dataclasses, TypedDicts) speak ``proto`` too, through message classes
+built from their schema (``h2mesh.schema``): slower than generated code, but wire
+compatible with the ``.proto`` that ``h2mesh proto`` writes. ``protobuf`` is an optional
+dependency (``pip install h2mesh[proto]``): nothing here imports it until ``proto`` or a
 protobuf message type is actually used.
 """
 
@@ -64,13 +67,50 @@ def json_encode(message: Any) -> bytes:
     return text.encode()
 
 
-def _not_proto(tp: Any) -> Any:
+def _refuse(tp: Any, reason: str) -> Any:
     def decode(data: bytes | memoryview) -> Any:
         raise RpcError(
-            Code.INTERNAL, f"{getattr(tp, '__name__', tp)!s} is not a protobuf message type"
+            Code.INTERNAL, f"{getattr(tp, '__name__', tp)!s} cannot travel as protobuf: {reason}"
         )
 
     return decode
+
+
+def _schema_decoder(tp: Any) -> Any:
+    """Decode protobuf bytes into a Python-first type, through its schema."""
+    import msgspec
+
+    from ..schema import SchemaError, message_codec
+
+    try:
+        _, parse = message_codec(tp)
+    except SchemaError as exc:
+        return _refuse(tp, str(exc))
+    except ImportError:
+        return _refuse(tp, "the protobuf package is not installed (pip install h2mesh[proto])")
+    from google.protobuf.message import DecodeError
+
+    name = getattr(tp, "__name__", str(tp))
+
+    def decode(data: bytes | memoryview) -> Any:
+        try:
+            return parse(bytes(data))
+        except msgspec.ValidationError as exc:
+            raise RpcError(Code.INVALID_ARGUMENT, f"invalid protobuf {name}: {exc}") from None
+        except (DecodeError, ValueError, TypeError) as exc:
+            raise RpcError(Code.INVALID_ARGUMENT, f"malformed protobuf {name}: {exc}") from None
+
+    return decode
+
+
+def _schema_encode(value: Any) -> bytes:
+    from ..schema import SchemaError, message_codec
+
+    try:
+        encode, _ = message_codec(type(value))
+    except SchemaError as exc:
+        raise TypeError(f"cannot encode {type(value).__name__} as protobuf: {exc}") from None
+    return encode(value)
 
 
 class _ProtoCodec:
@@ -79,13 +119,15 @@ class _ProtoCodec:
     def encode(self, value: Any) -> bytes:
         serialize = getattr(value, "SerializeToString", None)
         if serialize is None:
-            raise TypeError(f"cannot encode {type(value).__name__} as protobuf")
+            # A Python-first message: its type picks the schema (so TypedDict values,
+            # plain dicts at run time, cannot be encoded; Structs and dataclasses can).
+            return _schema_encode(value)
         return serialize()  # type: ignore[no-any-return]
 
     def decoder(self, tp: Any) -> Any:
         if is_message_type(tp):
             return _proto_decoder(tp)
-        return _not_proto(tp)
+        return _schema_decoder(tp)
 
     def __repr__(self) -> str:
         return "<codec proto>"

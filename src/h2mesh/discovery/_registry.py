@@ -141,6 +141,19 @@ class Registry:
             out.setdefault(service, []).append(Endpoint(address, int(weight), _metadata(metadata)))
         return out
 
+    def entries(self) -> list[tuple[str, Endpoint, float]]:
+        """Every live row as ``(service, endpoint, expires_at)`` (for tools: the CLI)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT service, address, weight, metadata, expires_at FROM endpoints"
+                " WHERE expires_at > ? ORDER BY service, address",
+                (time.time(),),
+            ).fetchall()
+        return [
+            (service, Endpoint(address, int(weight), _metadata(metadata)), float(expires_at))
+            for service, address, weight, metadata, expires_at in rows
+        ]
+
 
 def _metadata(text: str) -> dict[str, str]:
     try:

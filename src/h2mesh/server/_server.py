@@ -12,6 +12,7 @@ from typing import Any
 
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
+from ..discovery import Registrar
 from ..protocol import ServerCall, ServerProtocol, negotiate
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import (
@@ -24,8 +25,10 @@ from ..transport import (
 )
 from ..transport._h1 import H1Connection
 from ._context import Context
+from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
 from ._listener import Sniffer, server_ssl_context
+from ._registration import ServerRegistration
 
 __all__ = ["Server"]
 
@@ -60,6 +63,10 @@ class Server:
 
         server = Server([Greeter()])
         await server.serve("0.0.0.0", 8080)   # until SIGTERM/SIGINT
+
+    Built in, unless turned off: ``grpc.health.v1.Health`` (``health=False``; statuses
+    through ``server.health.set(name, status)``) and gRPC server reflection, v1 and
+    v1alpha (``reflection=False``; served when the ``protobuf`` package is installed).
     """
 
     def __init__(
@@ -69,14 +76,29 @@ class Server:
         interceptors: Sequence[ServerInterceptor] = (),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         config: TransportConfig | None = None,
+        register: str | None = None,
+        registry: Registrar | str | None = None,
+        register_ttl: float = 10.0,
+        register_address: str | None = None,
+        health: bool = True,
+        reflection: bool = True,
     ) -> None:
         self.config = config or TransportConfig()
+        # register="name": announce this server in a registry while serving (_registration.py).
+        self.registration = (
+            ServerRegistration(register, registry, ttl=register_ttl, address=register_address)
+            if register
+            else None
+        )
         self.max_message_size = max_message_size
         self.interceptors = tuple(interceptors)
         self.services: list[Service] = []
+        #: The built-in health service (``set(name, status)``), or None if turned off.
+        self.health: HealthService | None = HealthService() if health else None
         self._routes: dict[bytes, _Route] = {}
         for svc in services:
             self.add_service(svc)
+        self._add_builtins(reflection)
         self._servers: list[asyncio.Server] = []
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
@@ -97,6 +119,25 @@ class Server:
                 raise ValueError(f"two services serve {method.path}")
             self._routes[path] = _Route(method, handler)
         self.services.append(service)
+        if self.health is not None and service is not self.health:
+            self.health.set(service.__service_name__, ServingStatus.SERVING)
+
+    def _add_builtins(self, reflection: bool) -> None:
+        # A service of the same name given by the caller wins over the built-in one.
+        taken = {svc.__service_name__ for svc in self.services}
+        builtins: list[Service] = []
+        if self.health is not None:
+            if self.health.__service_name__ in taken:
+                self.health = None
+            else:
+                builtins.append(self.health)
+        if reflection and _have_protobuf():
+            from ._reflection import reflection_services
+
+            builtins += reflection_services(lambda: self.services)
+        for svc in builtins:
+            if svc.__service_name__ not in taken:
+                self.add_service(svc)
 
     @property
     def methods(self) -> list[MethodDescriptor]:
@@ -122,6 +163,8 @@ class Server:
 
         srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
         self._servers.append(srv)
+        if self.registration is not None:
+            await self.registration.start(srv.sockets[0].getsockname())
 
     @property
     def port(self) -> int:
@@ -168,7 +211,12 @@ class Server:
             self._stopping.set()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Graceful shutdown: stop accepting, GOAWAY, drain for ``grace`` s, then cancel."""
+        """Graceful shutdown: deregister, stop accepting, GOAWAY, drain for ``grace`` s, then
+        cancel."""
+        if self.health is not None:
+            self.health.shutdown()  # watchers hear NOT_SERVING, then their streams end
+        if self.registration is not None:
+            await self.registration.stop()
         for srv in self._servers:
             srv.close()
         for conn in list(self._connections):
@@ -307,6 +355,15 @@ class Server:
             return
         with contextlib.suppress(TransportError):
             await call.finish(error, ctx._response_headers, ctx._response_trailers)
+
+
+def _have_protobuf() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("google.protobuf") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _expire(ctx: Context, task: asyncio.Task[Any]) -> None:
