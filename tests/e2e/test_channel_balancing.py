@@ -214,3 +214,24 @@ def test_failing_replica_is_ejected(run: Run) -> None:
             await _stop(servers)
 
     run(main())
+
+
+def test_active_health_checks_route_around_not_serving(run: Run) -> None:
+    async def main() -> None:
+        replicas, servers, target = await _fleet(3)
+        try:
+            async with Channel(target, health_check_interval=0.1) as ch:
+                stub = ch.stub(Replica)
+                assert {(await stub.once(Ping())).replica for _ in range(9)} == {"r0", "r1", "r2"}
+                servers[1].health.set("", "NOT_SERVING")
+                await asyncio.sleep(0.35)
+                names = {(await stub.once(Ping())).replica for _ in range(12)}
+                assert names == {"r0", "r2"}
+                servers[1].health.set("", "SERVING")
+                await asyncio.sleep(0.35)
+                names = {(await stub.once(Ping())).replica for _ in range(12)}
+                assert names == {"r0", "r1", "r2"}
+        finally:
+            await _stop(servers)
+
+    run(main())

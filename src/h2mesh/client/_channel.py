@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from .._deadline import effective_timeout
 from .._errors import Code, RpcError, UnprocessedError
 from ..balancing import Balancer, Endpoint, OutlierDetection
-from ..codec import Codec, codec_for
+from ..codec import JSON, Codec, codec_for
 from ..discovery import Resolver, StaticResolver, resolve
 from ..protocol import (
     ClientProtocol,
@@ -34,7 +34,7 @@ from ..resilience import (
     RetryState,
     RetryThrottle,
 )
-from ..service import MethodDescriptor, Service
+from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import DEFAULT_MAX_MESSAGE_SIZE, TransportConfig
 from ._pool import EndpointPool
 
@@ -50,6 +50,12 @@ _ENDPOINT_FAILURES = frozenset(
 )
 # How often a call that never reached a server is sent again before giving up.
 _TRANSPARENT_RETRIES = 3
+
+# The standard health check, called as Connect JSON with untyped messages.
+_HEALTH_CHECK = MethodDescriptor(
+    "grpc.health.v1.Health", "Check", "check", MethodKind.UNARY, dict[str, Any], dict[str, Any]
+)
+_HEALTH_CLIENT = ConnectClient(JSON)
 
 
 def _codec(name: str) -> Codec:
@@ -84,7 +90,9 @@ class Channel:
     (``round_robin``, ``pick_first``, ``least_request``, ``ring_hash`` with the call's
     ``key=``, ``weighted``) over the endpoints not ejected by ``outlier_detection`` and
     below ``max_concurrency`` calls in flight (none left: the call fails fast with
-    ``UNAVAILABLE``). Every endpoint gets its own pool of multiplexed HTTP/2 connections.
+    ``UNAVAILABLE``); with ``health_check_interval``, endpoints whose
+    ``grpc.health.v1.Health/Check`` does not answer SERVING are left out too. Every
+    endpoint gets its own pool of multiplexed HTTP/2 connections.
 
     ``protocol`` is ``"connect"`` (default codec ``msgpack``), ``"grpc"``, ``"grpc-web"``
     or ``"grpc-web-text"`` (default codec ``proto``); ``compression`` (``"gzip"``,
@@ -127,6 +135,8 @@ class Channel:
         outlier_detection: OutlierDetection | None = None,
         max_concurrency: int | None = None,
         max_connections_per_endpoint: int = 8,
+        health_check_interval: float | None = None,
+        health_check_service: str = "",
         resolver: Resolver | None = None,
     ) -> None:
         self.target = target
@@ -150,6 +160,8 @@ class Channel:
         self.hedging = hedging
         self.retry_throttle = retry_throttle
         self.max_connections_per_endpoint = max_connections_per_endpoint
+        self.health_check_interval = health_check_interval
+        self.health_check_service = health_check_service
         self.balancer = Balancer(
             policy, outlier_detection=outlier_detection, max_concurrency=max_concurrency
         )
@@ -170,11 +182,14 @@ class Channel:
             and len(fixed) == 1
             and outlier_detection is None
             and max_concurrency is None
+            and health_check_interval is None
         ):
             self._apply(fixed)
             self._direct = self._pools[fixed[0].address]
         self._watcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._health: asyncio.Task[None] | None = None
+        self._unhealthy: set[str] = set()
         self._closed = False
 
     # -- endpoints ------------------------------------------------------------------
@@ -184,7 +199,7 @@ class Channel:
         if endpoints == self._applied:
             return  # the watcher's first set repeats the one resolved at start
         self._applied = endpoints
-        self.balancer.update(endpoints)
+        self._update_balancer()
         wanted = {ep.address: ep for ep in endpoints}
         for address, ep in wanted.items():
             if address not in self._pools:
@@ -201,6 +216,49 @@ class Channel:
             # In-flight calls finish on the old connections; no new call picks them.
             asyncio.get_running_loop().create_task(pool.close(timeout=30.0))
 
+    def _update_balancer(self) -> None:
+        """The balancer sees the resolved endpoints that passed their last health check."""
+        unhealthy = self._unhealthy
+        self.balancer.update(
+            [ep for ep in self._applied if ep.address not in unhealthy]
+            if unhealthy
+            else self._applied
+        )
+
+    async def _check_health(self) -> None:
+        """Active health checks: ``grpc.health.v1.Health/Check`` on every endpoint, every
+        ``health_check_interval`` seconds; endpoints not SERVING take no calls until
+        they are again. The check speaks Connect JSON, so the server needs no protobuf."""
+        assert self.health_check_interval is not None
+        interval = self.health_check_interval
+        while True:
+            results = await asyncio.gather(
+                *(self._probe(address, pool) for address, pool in list(self._pools.items()))
+            )
+            unhealthy = {address for address, ok in results if not ok}
+            if unhealthy != self._unhealthy:
+                self._unhealthy = unhealthy
+                self._update_balancer()
+            await asyncio.sleep(interval)
+
+    async def _probe(self, address: str, pool: EndpointPool) -> tuple[str, bool]:
+        assert self.health_check_interval is not None
+        try:
+            async with asyncio.timeout(self.health_check_interval):
+                reply = await _HEALTH_CLIENT.unary(
+                    pool.open_stream,
+                    self._base_headers,
+                    _HEALTH_CHECK,
+                    {"service": self.health_check_service},
+                    self.health_check_interval,
+                    None,
+                    None,
+                    64 * 1024,
+                )
+        except (RpcError, TimeoutError):
+            return address, False
+        return address, isinstance(reply, dict) and reply.get("status") == "SERVING"
+
     async def _ensure_started(self) -> None:
         if self._closed:
             raise RpcError(Code.UNAVAILABLE, "channel is closed")
@@ -208,6 +266,8 @@ class Channel:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
             if self._outlier_detection is not None:
                 self._ticker = asyncio.get_running_loop().create_task(self._tick())
+            if self.health_check_interval is not None:
+                self._health = asyncio.get_running_loop().create_task(self._check_health())
         if self._resolver.current is None or not self._pools:
             try:
                 endpoints = await self._resolver.first(self.connect_timeout)
@@ -241,7 +301,7 @@ class Channel:
     async def close(self) -> None:
         """Stop discovery and close the connections after in-flight calls (5 s at most)."""
         self._closed = True
-        for task in (self._watcher, self._ticker):
+        for task in (self._watcher, self._ticker, self._health):
             if task is not None:
                 task.cancel()
         await self._resolver.aclose()
