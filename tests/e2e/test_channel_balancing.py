@@ -218,7 +218,7 @@ def test_failing_replica_is_ejected(run: Run) -> None:
 
 def test_active_health_checks_route_around_not_serving(run: Run) -> None:
     async def main() -> None:
-        replicas, servers, target = await _fleet(3)
+        _replicas, servers, target = await _fleet(3)
         try:
             async with Channel(target, health_check_interval=0.1) as ch:
                 stub = ch.stub(Replica)
