@@ -173,6 +173,7 @@ class Channel:
         ]
         self._pools: dict[str, EndpointPool] = {}
         self._applied: tuple[Endpoint, ...] = ()
+        self._unhealthy: set[str] = set()
         # One fixed endpoint and nothing per-endpoint to enforce: skip the balancer.
         self._direct: EndpointPool | None = None
         fixed = self._resolver.current
@@ -189,7 +190,6 @@ class Channel:
         self._watcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._health: asyncio.Task[None] | None = None
-        self._unhealthy: set[str] = set()
         self._closed = False
 
     # -- endpoints ------------------------------------------------------------------
