@@ -7,10 +7,20 @@ An envelope is one flags byte, a 4-byte big-endian length, then the payload.
 from __future__ import annotations
 
 import struct
+from typing import Protocol
 
-from ..transport import MessageTooLarge
+from .._errors import Code, RpcError
+from ..compression import Compressor
+from ..transport import MessageTooLarge, Stream
 
-__all__ = ["FLAG_COMPRESSED", "FLAG_END_STREAM", "EnvelopeReader", "encode_envelope"]
+__all__ = [
+    "FLAG_COMPRESSED",
+    "FLAG_END_STREAM",
+    "BodyFraming",
+    "EnvelopeReader",
+    "MessageReader",
+    "encode_envelope",
+]
 
 FLAG_COMPRESSED = 0x01
 FLAG_END_STREAM = 0x02
@@ -74,3 +84,62 @@ class EnvelopeReader:
     def pending(self) -> int:
         """Bytes received but not yet returned as an envelope."""
         return len(self._buf) - self._pos
+
+
+class BodyFraming(Protocol):
+    """How a body wraps its envelopes (identity, or base64 for gRPC-Web text)."""
+
+    def decode(self, chunk: bytes) -> bytes: ...
+
+    def decode_end(self) -> bytes: ...
+
+
+class MessageReader:
+    """The request messages of a stream: envelopes, size limit and decompression.
+
+    ``next()`` returns each message's payload, decompressed, and None at the end of the
+    body; a body that ends inside an envelope raises ``RpcError(truncated_code)``.
+    """
+
+    __slots__ = ("_decompress", "_framing", "_reader", "_stream", "_truncated_code", "max_size")
+
+    def __init__(
+        self,
+        stream: Stream,
+        max_size: int,
+        decompress: Compressor | None = None,
+        framing: BodyFraming | None = None,
+        truncated_code: Code = Code.INTERNAL,
+    ) -> None:
+        self._stream = stream
+        self._reader = EnvelopeReader(max_size)
+        self._decompress = decompress
+        self._framing = framing
+        self._truncated_code = truncated_code
+        self.max_size = max_size
+
+    async def next(self) -> bytes | None:
+        reader = self._reader
+        framing = self._framing
+        while True:
+            env = reader.next()
+            if env is not None:
+                flags, payload = env
+                if flags & FLAG_COMPRESSED:
+                    if self._decompress is None:
+                        raise RpcError(
+                            Code.INTERNAL,
+                            "received a compressed message with no compression negotiated",
+                        )
+                    payload = self._decompress.decompress(payload, self.max_size)
+                return payload
+            chunk = await self._stream.read()
+            if not chunk:
+                tail = framing.decode_end() if framing is not None else b""
+                if tail:
+                    reader.feed(tail)
+                    continue
+                if reader.pending:
+                    raise RpcError(self._truncated_code, "request body ends inside a message")
+                return None
+            reader.feed(framing.decode(chunk) if framing is not None else chunk)

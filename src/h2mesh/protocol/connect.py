@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -35,7 +35,13 @@ from ._base import (
     error_from_transport,
     pump_requests,
 )
-from ._envelope import FLAG_COMPRESSED, FLAG_END_STREAM, EnvelopeReader, encode_envelope
+from ._envelope import (
+    FLAG_COMPRESSED,
+    FLAG_END_STREAM,
+    EnvelopeReader,
+    MessageReader,
+    encode_envelope,
+)
 
 __all__ = ["CONNECT", "ConnectClient", "ConnectServer"]
 
@@ -207,7 +213,7 @@ class _UnaryCall(ServerCall):
 
 
 class _StreamCall(ServerCall):
-    __slots__ = ("_compress", "_decompress", "_reader", "_sent")
+    __slots__ = ("_compress", "_reader", "_sent")
 
     def __init__(
         self,
@@ -220,8 +226,9 @@ class _StreamCall(ServerCall):
         compress: Compressor | None = None,
     ) -> None:
         super().__init__(stream, method, codec, timeout, max_size)
-        self._reader = EnvelopeReader(max_size)
-        self._decompress = decompress
+        self._reader = MessageReader(
+            stream, max_size, decompress, truncated_code=Code.INVALID_ARGUMENT
+        )
         self._compress = compress
         self._sent = False
 
@@ -229,27 +236,8 @@ class _StreamCall(ServerCall):
     def headers_sent(self) -> bool:
         return self._sent
 
-    async def _next_payload(self) -> bytes | None:
-        reader = self._reader
-        stream = self.stream
-        while True:
-            env = reader.next()
-            if env is not None:
-                flags, payload = env
-                if flags & FLAG_COMPRESSED:
-                    if self._decompress is None:
-                        raise RpcError(
-                            Code.INTERNAL,
-                            "received a compressed message with no compression negotiated",
-                        )
-                    payload = self._decompress.decompress(payload, self.max_size)
-                return payload
-            chunk = await stream.read()
-            if not chunk:
-                if reader.pending:
-                    raise RpcError(Code.INVALID_ARGUMENT, "request body ends inside a message")
-                return None
-            reader.feed(chunk)
+    def _next_payload(self) -> Awaitable[bytes | None]:
+        return self._reader.next()
 
     async def receive(self) -> Any:
         payload = await self._next_payload()

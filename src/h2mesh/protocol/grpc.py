@@ -22,7 +22,7 @@ import asyncio
 import base64
 import binascii
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from typing import Any
 
 from .._errors import Code, RpcError
@@ -39,7 +39,7 @@ from ._base import (
     ServerProtocol,
     error_from_transport,
 )
-from ._envelope import FLAG_COMPRESSED, EnvelopeReader, encode_envelope
+from ._envelope import FLAG_COMPRESSED, EnvelopeReader, MessageReader, encode_envelope
 
 __all__ = [
     "FLAG_TRAILERS",
@@ -401,7 +401,6 @@ class GrpcCall(ServerCall):
     """One gRPC call on the server."""
 
     __slots__ = (
-        "_decompressor",
         "_extra",
         "_framing",
         "_proto",
@@ -426,8 +425,7 @@ class GrpcCall(ServerCall):
         super().__init__(stream, method, codec, timeout, max_size)
         self._proto = proto
         self._framing = framing
-        self._reader = EnvelopeReader(max_size)
-        self._decompressor = decompressor
+        self._reader = MessageReader(stream, max_size, decompressor, framing)
         self._response_comp = response_comp
         self._extra = extra
         self._sent = False
@@ -436,32 +434,8 @@ class GrpcCall(ServerCall):
     def headers_sent(self) -> bool:
         return self._sent
 
-    async def _next_payload(self) -> bytes | None:
-        reader = self._reader
-        framing = self._framing
-        stream = self.stream
-        while True:
-            env = reader.next()
-            if env is not None:
-                flags, payload = env
-                if flags & FLAG_COMPRESSED:
-                    if self._decompressor is None:
-                        raise RpcError(
-                            Code.INTERNAL,
-                            "compressed message received with no grpc-encoding negotiated",
-                        )
-                    payload = self._decompressor.decompress(payload, self.max_size)
-                return payload
-            chunk = await stream.read()
-            if not chunk:
-                tail = framing.decode_end()
-                if tail:
-                    reader.feed(tail)
-                    continue
-                if reader.pending:
-                    raise RpcError(Code.INTERNAL, "request body ends inside a message")
-                return None
-            reader.feed(framing.decode(chunk))
+    def _next_payload(self) -> Awaitable[bytes | None]:
+        return self._reader.next()
 
     async def receive(self) -> Any:
         payload = await self._next_payload()
