@@ -50,6 +50,9 @@ _ENDPOINT_FAILURES = frozenset(
 )
 # How often a call that never reached a server is sent again before giving up.
 _TRANSPARENT_RETRIES = 3
+# Backoff of an endpoint that refuses connections before calls try it again.
+_DOWN_BACKOFF = 1.0
+_DOWN_BACKOFF_MAX = 30.0
 
 # The standard health check, called as Connect JSON with untyped messages.
 _HEALTH_CHECK = MethodDescriptor(
@@ -174,6 +177,7 @@ class Channel:
         self._pools: dict[str, EndpointPool] = {}
         self._applied: tuple[Endpoint, ...] = ()
         self._unhealthy: set[str] = set()
+        self._down: dict[str, asyncio.TimerHandle] = {}
         # One fixed endpoint and nothing per-endpoint to enforce: skip the balancer.
         self._direct: EndpointPool | None = None
         fixed = self._resolver.current
@@ -217,13 +221,27 @@ class Channel:
             asyncio.get_running_loop().create_task(pool.close(timeout=30.0))
 
     def _update_balancer(self) -> None:
-        """The balancer sees the resolved endpoints that passed their last health check."""
-        unhealthy = self._unhealthy
+        """The balancer sees the resolved endpoints that passed their last health check
+        and are not backing off after failed connection attempts."""
+        out = self._unhealthy | self._down.keys() if self._down else self._unhealthy
         self.balancer.update(
-            [ep for ep in self._applied if ep.address not in unhealthy]
-            if unhealthy
-            else self._applied
+            [ep for ep in self._applied if ep.address not in out] if out else self._applied
         )
+
+    def _mark_down(self, address: str, failures: int) -> None:
+        """Take an endpoint that refuses connections out of rotation for a backoff
+        (1 s doubling to 30 s with failures in a row), as gRPC does with subchannels in
+        TRANSIENT_FAILURE; after it, calls may try it again."""
+        if address in self._down or address not in self._pools:
+            return
+        backoff = min(_DOWN_BACKOFF_MAX, _DOWN_BACKOFF * 2 ** (failures - 1))
+        loop = asyncio.get_running_loop()
+        self._down[address] = loop.call_later(backoff, self._readmit, address)
+        self._update_balancer()
+
+    def _readmit(self, address: str) -> None:
+        if self._down.pop(address, None) is not None and not self._closed:
+            self._update_balancer()
 
     async def _check_health(self) -> None:
         """Active health checks: ``grpc.health.v1.Health/Check`` on every endpoint, every
@@ -292,7 +310,13 @@ class Channel:
         endpoint = self.balancer.pick(key)
         if endpoint is None:
             self._resolver.refresh()
-            raise RpcError(Code.UNAVAILABLE, f"{self.target}: {self.balancer.unavailable_reason()}")
+            if self._applied and not self.balancer.endpoints:
+                reason = (
+                    f"all {len(self._applied)} endpoints are unreachable or failing health checks"
+                )
+            else:
+                reason = self.balancer.unavailable_reason()
+            raise RpcError(Code.UNAVAILABLE, f"{self.target}: {reason}")
         pool = self._pools.get(endpoint.address)
         if pool is None:  # the set changed under us; the balancer catches up next pick
             raise UnprocessedError(f"{endpoint.address} left {self.target}")
@@ -301,6 +325,9 @@ class Channel:
     async def close(self) -> None:
         """Stop discovery and close the connections after in-flight calls (5 s at most)."""
         self._closed = True
+        for timer in self._down.values():
+            timer.cancel()
+        self._down.clear()
         for task in (self._watcher, self._ticker, self._health):
             if task is not None:
                 task.cancel()
@@ -394,6 +421,8 @@ class Channel:
             ok = exc.code not in _ENDPOINT_FAILURES
             if isinstance(exc, UnprocessedError):
                 self._resolver.refresh()
+                if pool.connect_failures:
+                    self._mark_down(endpoint.address, pool.connect_failures)
             raise
         finally:
             now = loop.time()
@@ -421,12 +450,10 @@ class Channel:
         while True:
             try:
                 result = await self._attempt(method, request, deadline, md, metadata, key)
-            except UnprocessedError:
-                if transparent <= 0:
-                    raise
-                transparent -= 1
-                continue
             except RpcError as exc:
+                if isinstance(exc, UnprocessedError) and transparent > 0:
+                    transparent -= 1
+                    continue
                 if state is None:
                     raise
                 decision = state.on_failure(
@@ -438,6 +465,7 @@ class Channel:
                     raise
                 if decision.delay > 0:
                     await asyncio.sleep(decision.delay)
+                transparent = _TRANSPARENT_RETRIES
                 continue
             if state is not None:
                 state.on_success()

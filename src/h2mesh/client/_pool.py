@@ -43,6 +43,8 @@ class EndpointPool:
         self.connections: list[H2Connection] = []
         self._connecting: asyncio.Future[H2Connection] | None = None
         self._closed = False
+        #: Connection attempts that failed in a row (0 once one succeeds).
+        self.connect_failures = 0
 
     # -- predicates -----------------------------------------------------------------
     @property
@@ -98,7 +100,9 @@ class EndpointPool:
                 self._connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
+            self.connect_failures += 1
             raise UnprocessedError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+        self.connect_failures = 0
         if self._ssl is not None:
             sslobj = conn.transport.get_extra_info("ssl_object") if conn.transport else None
             if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
