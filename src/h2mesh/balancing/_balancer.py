@@ -30,7 +30,7 @@ class Balancer:
         *,
         outlier_detection: OutlierDetection | None = None,
         max_concurrency: int | None = None,
-        latency_decay: float = 10.0,
+        latency_decay: float = 2.0,
         rng: random.Random | None = None,
     ) -> None:
         rng = rng if rng is not None else random.Random()

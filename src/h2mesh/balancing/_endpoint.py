@@ -38,7 +38,8 @@ class PeakEwma:
     """Peak-sensitive exponentially weighted moving average of latency (seconds).
 
     A sample above the average replaces it at once (so a slowing endpoint is noticed
-    immediately); lower samples pull it down with time constant ``decay`` seconds.
+    immediately); lower samples pull it down with time constant ``decay`` seconds, and by
+    at least a tenth of the gap each.
     """
 
     __slots__ = ("decay", "stamp", "value")
@@ -52,7 +53,10 @@ class PeakEwma:
         if self.stamp is None or sample > self.value:
             self.value = sample
         else:
-            w = math.exp(-max(now - self.stamp, 0.0) / self.decay)
+            # Time-based weight, but every lower sample pulls at least 10% of the way
+            # down: under dense traffic a one-off spike fades within ~20 calls instead
+            # of ``decay`` seconds, so a healthy endpoint does not look slow for long.
+            w = min(math.exp(-max(now - self.stamp, 0.0) / self.decay), 0.9)
             self.value = self.value * w + sample * (1.0 - w)
         self.stamp = now
 
@@ -77,7 +81,7 @@ class EndpointStats:
         "successes",
     )
 
-    def __init__(self, max_concurrency: int | None = None, latency_decay: float = 10.0) -> None:
+    def __init__(self, max_concurrency: int | None = None, latency_decay: float = 2.0) -> None:
         self.in_flight = 0
         self.max_concurrency = max_concurrency
         self.latency = PeakEwma(latency_decay)
@@ -128,7 +132,7 @@ class StatsTable:
     with the endpoint set (new endpoints start fresh, removed ones are forgotten).
     """
 
-    def __init__(self, max_concurrency: int | None = None, latency_decay: float = 10.0) -> None:
+    def __init__(self, max_concurrency: int | None = None, latency_decay: float = 2.0) -> None:
         self.max_concurrency = max_concurrency
         self.latency_decay = latency_decay
         self._stats: dict[str, EndpointStats] = {}

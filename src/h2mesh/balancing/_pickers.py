@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from ._endpoint import Endpoint, StatsTable
+from ._endpoint import Endpoint, EndpointStats, StatsTable
 
 __all__ = [
     "LeastRequest",
@@ -107,6 +107,7 @@ class LeastRequest(Picker):
         self,
         *,
         choices: int = 2,
+        probe_after: float = 10.0,
         stats: StatsTable | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -114,6 +115,7 @@ class LeastRequest(Picker):
         if choices < 2:
             raise ValueError("choices must be >= 2")
         self.choices = choices
+        self.probe_after = probe_after
 
     def pick(self, key: bytes | None = None) -> Endpoint | None:
         candidates = self._available()
@@ -123,16 +125,31 @@ class LeastRequest(Picker):
             sample = candidates
         else:
             sample = self.rng.sample(candidates, self.choices)
-        stats = self.stats
-        best = sample[0]
-        best_stats = stats[best.address]
-        for ep in sample[1:]:
-            s = stats[ep.address]
-            if s.in_flight < best_stats.in_flight or (
-                s.in_flight == best_stats.in_flight and s.latency.value < best_stats.latency.value
-            ):
-                best, best_stats = ep, s
-        return best
+        stats = [self.stats[ep.address] for ep in sample]
+        # "Now" is the newest latency sample of the pair: the picker reads no clock.
+        now = max((s.latency.stamp for s in stats if s.latency.stamp is not None), default=0.0)
+        best = 0
+        probe_after = self.probe_after
+        best_cost = _cost(stats[0], now, probe_after)
+        for i in range(1, len(sample)):
+            cost = _cost(stats[i], now, probe_after)
+            if cost < best_cost:
+                best, best_cost = i, cost
+        return sample[best]
+
+
+def _cost(s: EndpointStats, now: float, probe_after: float) -> tuple[float, int]:
+    """Peak-EWMA latency times (in-flight + 1); then the in-flight count alone. The
+    latency of an endpoint that got no call for a while decays with time constant
+    ``probe_after``, so a slow endpoint is tried again in time and can show it recovered;
+    endpoints with no sample yet cost 0 and are tried first."""
+    lat = s.latency
+    if lat.stamp is None:
+        return 0.0, s.in_flight
+    value = lat.value
+    if now > lat.stamp:
+        value *= math.exp(-(now - lat.stamp) / probe_after)
+    return value * (s.in_flight + 1), s.in_flight
 
 
 def hash_key(data: bytes) -> int:
