@@ -33,3 +33,6 @@ h2mesh call "$url" demo.v1.Greeter/Count '{"to":3}'
 kill -TERM $server_pid
 wait $server_pid
 echo "== server stopped gracefully"
+
+echo "== mesh: three replicas register themselves; a least_request client balances over them"
+python examples/mesh_demo.py
