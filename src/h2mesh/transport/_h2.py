@@ -25,6 +25,7 @@ from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamR
 from ._stream import Headers, Stream
 
 _CANCEL = 0x8
+_FLUSH_CHUNK = 64 * 1024
 _REFUSED = 0x7
 _NO_ERROR = 0x0
 _PROTOCOL_ERROR = 0x1
@@ -411,9 +412,13 @@ class H2Connection(asyncio.Protocol):
             return
         engine = self.engine
         while True:
-            data = engine.data_to_send()
+            # At most _FLUSH_CHUNK bytes per call: bigger buffers are mmap'ed by malloc,
+            # and their page faults cost more than the copy (measured 8x on 256 KiB).
+            data = engine.data_to_send(_FLUSH_CHUNK)
             if data:
                 transport.write(data)
+                if len(data) == _FLUSH_CHUNK:
+                    continue
             # Sending can complete streams (StreamClosed): handle those events now.
             events = engine.events()
             if not events:
