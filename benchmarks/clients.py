@@ -70,17 +70,25 @@ async def _n_times(count: int, message: Any) -> AsyncIterator[Any]:
 
 
 class H2meshClient(Client):
+    """``h2mesh.Channel``; codec ``proto`` calls the service typed with the generated ``Msg``."""
+
     def __init__(self, port: int, codec: str, protocol: str = "connect") -> None:
-        from h2mesh import Channel
+        from h2mesh import Channel, Service
 
-        from .servers import Bench, Msg
+        service: type[Service]
+        if codec == "proto":
+            from .proto_service import Msg, ProtoBench
 
-        self.msg = Msg
+            service, self.msg = ProtoBench, Msg
+        else:
+            from .servers import Bench, Msg
+
+            service, self.msg = Bench, Msg
         self.channel = Channel(
             f"http://127.0.0.1:{port}", protocol=protocol, codec=codec, max_message_size=8 << 20
         )
-        self.stub = self.channel.stub(Bench)
-        self.small = Msg(name=SMALL_NAME)
+        self.stub: Any = self.channel.stub(service)
+        self.small = self.msg(name=SMALL_NAME)
 
     async def open(self) -> None:
         await self.stub.echo(self.small)
@@ -343,6 +351,8 @@ def make_client(kind: str, port: int) -> Client:
         return H2meshClient(port, "json")
     if kind == "h2mesh-grpc-msgpack":
         return H2meshClient(port, "msgpack", protocol="grpc")
+    if kind == "h2mesh-grpc-proto":
+        return H2meshClient(port, "proto", protocol="grpc")
     if kind == "grpcio":
         return GrpcioClient(port)
     if kind == "grpclib":
@@ -524,15 +534,15 @@ async def run_spec(spec: dict[str, Any]) -> None:
                 if wl["name"] == "many_conns":
                     # One round: opening thousands of connections is its own warm-up.
                     n = params["connections"]
-                    _progress(f"  {name:>15} {wl['name']:<14} {n} connections")
+                    _progress(f"  {name:>19} {wl['name']:<14} {n} connections")
                     reps = [await asyncio.wait_for(func(client, params, spec), limit)]
                 else:
-                    _progress(f"  {name:>15} {wl['name']:<14} warm-up")
+                    _progress(f"  {name:>19} {wl['name']:<14} warm-up")
                     await asyncio.wait_for(func(client, _shrink(params), spec), limit)
                     reps = []
                     for i in range(spec["repetitions"]):
                         _progress(
-                            f"  {name:>15} {wl['name']:<14} rep {i + 1}/{spec['repetitions']}"
+                            f"  {name:>19} {wl['name']:<14} rep {i + 1}/{spec['repetitions']}"
                         )
                         left = limit - (time.monotonic() - started)
                         reps.append(

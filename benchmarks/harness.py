@@ -42,7 +42,7 @@ SERVER_CPU, CLIENT_CPU = 0, 1
 class System:
     name: str
     label: str
-    server: str  # how to start it: "h2mesh", "grpcio", "grpclib", "granian:<app>", "h2o"
+    server: str  # "h2mesh", "h2mesh-proto", "grpcio", "grpclib", "granian:<app>", "h2o"
     client: str | None  # the Python client of benchmarks.clients, None = server-only
     h2load: str  # h2load's request: msgpack, json, grpc, grpc-msgpack, proto, fastapi, static
     modules: tuple[str, ...] = ()
@@ -64,7 +64,15 @@ SYSTEMS: dict[str, System] = {
             "h2mesh-grpc-msgpack",
             "grpc-msgpack",
         ),
-        # A gRPC+protobuf row for h2mesh needs a protobuf-typed variant of servers.Bench.
+        System(
+            "h2mesh-grpc-proto",
+            "h2mesh gRPC+protobuf",
+            "h2mesh-proto",
+            "h2mesh-grpc-proto",
+            "grpc",
+            modules=("google.protobuf", "grpc_tools"),
+            notes="generated bench_pb2.Msg as the message type (codec proto)",
+        ),
         System(
             "grpcio",
             "grpcio (grpc.aio)",
@@ -405,7 +413,11 @@ def progress(text: str) -> None:
 def availability(system: System, workloads: list[str]) -> str | None:
     """None if the system can run here, else why not."""
     for module in system.modules:
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a dotted name whose parent package is missing
+            found = False
+        if not found:
             return f"unavailable: Python module {module!r} is not installed (extra 'bench')"
     for binary in system.binaries:
         if shutil.which(binary) is None:
@@ -460,14 +472,14 @@ def _h2load_workload(
         result["status"] = "unavailable: h2load is not installed (apt-get install nghttp2-client)"
         return result
     try:
-        progress(f"  {system.name:>15} {'h2load':<14} warm-up")
+        progress(f"  {system.name:>19} {'h2load':<14} warm-up")
         warm = dict(
             params, requests=max(params["clients"] * params["streams"], params["requests"] // 10)
         )
         run_h2load(system, port, warm, workdir, limit)
         rows = []
         for i in range(reps):
-            progress(f"  {system.name:>15} {'h2load':<14} rep {i + 1}/{reps}")
+            progress(f"  {system.name:>19} {'h2load':<14} rep {i + 1}/{reps}")
             rows.append(run_h2load(system, port, params, workdir, limit))
         result.update(status="ok", reps=rows)
     except subprocess.TimeoutExpired:

@@ -1,7 +1,8 @@
 """The benchmark servers: one echo service (Echo, Stream, Collect, PingPong) per system.
 
-Run one with ``python -m benchmarks.servers SYSTEM PORT`` (h2mesh, grpcio, grpclib), or
-serve ``benchmarks.servers:connect_app`` with granian (FastAPI: ``benchmarks/fastapi_app.py``).
+Run one with ``python -m benchmarks.servers SYSTEM PORT`` (h2mesh, h2mesh-proto, grpcio,
+grpclib), or serve ``benchmarks.servers:connect_app`` with granian (FastAPI:
+``benchmarks/fastapi_app.py``). ``h2mesh-proto`` serves ``proto_service.ProtoBench``.
 Every server listens on 127.0.0.1 only and runs until SIGTERM.
 
 Messages: ``Msg{name, data, count}``. Echo returns its request; Stream answers
@@ -57,8 +58,16 @@ class Bench(Service, name=SERVICE):
             yield req
 
 
-async def serve_h2mesh(port: int) -> None:
-    await Server([Bench()], max_message_size=MAX_MESSAGE).serve("127.0.0.1", port, grace=1.0)
+async def serve_h2mesh(port: int, service: Service | None = None) -> None:
+    server = Server([service or Bench()], max_message_size=MAX_MESSAGE)
+    await server.serve("127.0.0.1", port, grace=1.0)
+
+
+async def serve_h2mesh_proto(port: int) -> None:
+    """``Bench`` with the protoc-generated ``Msg``: the ``proto`` codec (gRPC+protobuf row)."""
+    from .proto_service import ProtoBench
+
+    await serve_h2mesh(port, ProtoBench())
 
 
 # -- grpcio (grpc.aio) ----------------------------------------------------------------------
@@ -234,6 +243,8 @@ def main() -> None:
     system, port = sys.argv[1], int(sys.argv[2])
     if system == "h2mesh":
         h2mesh_run(serve_h2mesh(port))
+    elif system == "h2mesh-proto":
+        h2mesh_run(serve_h2mesh_proto(port))
     elif system == "grpcio":
         asyncio.run(serve_grpcio(port))  # grpc.aio brings its own poller; plain asyncio
     elif system == "grpclib":

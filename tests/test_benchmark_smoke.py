@@ -68,6 +68,32 @@ def test_smoke_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "| h2mesh Connect+MessagePack |" in md
 
 
+def test_smoke_run_of_the_grpc_protobuf_row(tmp_path: Path) -> None:
+    # h2mesh serving and calling the protoc-generated bench_pb2.Msg over gRPC; protobuf and
+    # grpcio-tools (which compiles bench.proto) come with the test extra.
+    require_binary("h2load")
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "benchmarks.harness", "--smoke",
+            "--systems", "h2mesh-grpc-proto", "--out", str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    entry = doc["systems"]["h2mesh-grpc-proto"]
+    assert entry["status"] == "ok", entry["status"]
+    assert set(entry["workloads"]) == set(WORKLOADS)
+    for name, result in entry["workloads"].items():
+        assert result["status"] == "ok", (name, result["status"])
+        assert result["metrics"][WORKLOADS[name]]["median"] > 0
+    assert entry["workloads"]["h2load"]["metrics"]["failed"]["max"] == 0
+    assert "| h2mesh gRPC+protobuf |" in (tmp_path / "latest.md").read_text()
+
+
 def test_unknown_system_is_refused(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.harness", "--smoke", "--systems", "nope"],
