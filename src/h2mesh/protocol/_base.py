@@ -22,6 +22,7 @@ from ..transport import (
     StreamReset,
     TransportError,
 )
+from ._envelope import MessageReader
 
 Metadata = dict[str, str]
 OpenStream = Callable[[Sequence[tuple[bytes, bytes]], bool], Awaitable[Stream]]
@@ -139,6 +140,39 @@ class ServerCall:
     @property
     def headers_sent(self) -> bool:
         raise NotImplementedError
+
+
+class EnvelopedServerCall(ServerCall):
+    """A call whose request is a stream of enveloped messages (Connect streams, gRPC).
+
+    Subclasses set ``_reader`` and ``_sent`` and say which code a malformed request
+    stream earns (``request_error_code``).
+    """
+
+    __slots__ = ("_reader", "_sent")
+
+    request_error_code = Code.INTERNAL
+    _reader: MessageReader
+    _sent: bool
+
+    @property
+    def headers_sent(self) -> bool:
+        return self._sent
+
+    async def receive(self) -> Any:
+        reader = self._reader
+        payload = await reader.next()
+        if payload is None:
+            raise RpcError(self.request_error_code, "request has no message")
+        if await reader.next() is not None:
+            raise RpcError(self.request_error_code, "request has more than one message")
+        return self.method.request_decoder(self.codec)(payload)
+
+    async def receive_stream(self) -> AsyncIterator[Any]:
+        decode = self.method.request_decoder(self.codec)
+        reader = self._reader
+        while (payload := await reader.next()) is not None:
+            yield decode(payload)
 
 
 class ServerProtocol:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,6 +26,7 @@ from ..service import MethodDescriptor, MethodKind
 from ..transport import MessageTooLarge, Stream, TransportError
 from ._base import (
     ClientProtocol,
+    EnvelopedServerCall,
     Metadata,
     OpenStream,
     ResponseMetadata,
@@ -212,8 +213,10 @@ class _UnaryCall(ServerCall):
         await self.stream.send_data(_json_encode(error.to_json()), end_stream=True)
 
 
-class _StreamCall(ServerCall):
-    __slots__ = ("_compress", "_reader", "_sent")
+class _StreamCall(EnvelopedServerCall):
+    __slots__ = ("_compress",)
+
+    request_error_code = Code.INVALID_ARGUMENT
 
     def __init__(
         self,
@@ -231,26 +234,6 @@ class _StreamCall(ServerCall):
         )
         self._compress = compress
         self._sent = False
-
-    @property
-    def headers_sent(self) -> bool:
-        return self._sent
-
-    def _next_payload(self) -> Awaitable[bytes | None]:
-        return self._reader.next()
-
-    async def receive(self) -> Any:
-        payload = await self._next_payload()
-        if payload is None:
-            raise RpcError(Code.INVALID_ARGUMENT, "request stream has no message")
-        if await self._next_payload() is not None:
-            raise RpcError(Code.INVALID_ARGUMENT, "request stream has more than one message")
-        return self.method.request_decoder(self.codec)(payload)
-
-    async def receive_stream(self) -> AsyncIterator[Any]:
-        decode = self.method.request_decoder(self.codec)
-        while (payload := await self._next_payload()) is not None:
-            yield decode(payload)
 
     def _send_headers(self, headers: Metadata | None) -> None:
         out = [_STATUS_200, _STREAM_CT_HEADER[self.codec.name]]

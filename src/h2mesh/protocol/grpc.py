@@ -22,7 +22,7 @@ import asyncio
 import base64
 import binascii
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from .._errors import Code, RpcError
@@ -32,6 +32,7 @@ from ..service import MethodDescriptor
 from ..transport import MessageTooLarge, Stream, TransportError
 from ._base import (
     ClientProtocol,
+    EnvelopedServerCall,
     Metadata,
     OpenStream,
     ResponseMetadata,
@@ -397,16 +398,14 @@ FLAG_TRAILERS = 0x80
 # ---------------------------------------------------------------------------------
 # server side
 # ---------------------------------------------------------------------------------
-class GrpcCall(ServerCall):
+class GrpcCall(EnvelopedServerCall):
     """One gRPC call on the server."""
 
     __slots__ = (
         "_extra",
         "_framing",
         "_proto",
-        "_reader",
         "_response_comp",
-        "_sent",
     )
 
     def __init__(
@@ -429,26 +428,6 @@ class GrpcCall(ServerCall):
         self._response_comp = response_comp
         self._extra = extra
         self._sent = False
-
-    @property
-    def headers_sent(self) -> bool:
-        return self._sent
-
-    def _next_payload(self) -> Awaitable[bytes | None]:
-        return self._reader.next()
-
-    async def receive(self) -> Any:
-        payload = await self._next_payload()
-        if payload is None:
-            raise RpcError(Code.INTERNAL, "request has no message")
-        if await self._next_payload() is not None:
-            raise RpcError(Code.INTERNAL, "request has more than one message")
-        return self.method.request_decoder(self.codec)(payload)
-
-    async def receive_stream(self) -> AsyncIterator[Any]:
-        decode = self.method.request_decoder(self.codec)
-        while (payload := await self._next_payload()) is not None:
-            yield decode(payload)
 
     def _head(self, headers: Metadata | None) -> list[tuple[bytes, bytes]]:
         out = [_STATUS_200, self._proto.content_type_header(self.codec), _ACCEPT_ENCODING_HEADER]
