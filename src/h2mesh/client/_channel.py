@@ -42,7 +42,9 @@ __all__ = ["Channel"]
 
 S = TypeVar("S", bound=Service)
 
-_CLIENT_CONFIG = TransportConfig(idle_timeout=None, keepalive_interval=30.0)
+# Client connections ping after 30 s of silence and close after 5 idle minutes (the pool
+# opens a new one on demand), so connections opened for a burst do not linger.
+_CLIENT_CONFIG = TransportConfig(idle_timeout=300.0, keepalive_interval=30.0)
 
 # Outcomes that count against an endpoint (outlier detection); caller errors do not.
 _ENDPOINT_FAILURES = frozenset(
