@@ -262,5 +262,39 @@ async def pump_requests(
         raise
 
 
+class RequestSender:
+    """Sends a client stream's request messages while its response is read."""
+
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(
+        self,
+        stream: Stream,
+        requests: AsyncIterable[Any] | None,
+        request: Any,
+        frame: Callable[[Any], bytes],
+    ) -> None:
+        """Send the single ``request``, or start pumping ``requests`` in a task."""
+        if requests is None:
+            await stream.send_data(frame(request), end_stream=True)
+        else:
+            self.task = asyncio.ensure_future(pump_requests(stream, requests, frame))
+
+    def failure(self) -> BaseException | None:
+        """The request iterator's own error, if it failed: the real cause of a reset."""
+        task = self.task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        cause = task.exception()
+        return None if isinstance(cause, TransportError) else cause
+
+    def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
 def header_list(headers: Headers | None) -> list[tuple[bytes, bytes]]:
     return headers if headers is not None else []

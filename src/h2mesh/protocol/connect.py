@@ -29,12 +29,12 @@ from ._base import (
     EnvelopedServerCall,
     Metadata,
     OpenStream,
+    RequestSender,
     ResponseMetadata,
     ServerCall,
     ServerProtocol,
     encode_metadata,
     error_from_transport,
-    pump_requests,
 )
 from ._envelope import (
     FLAG_COMPRESSED,
@@ -538,15 +538,12 @@ class ConnectClient(ClientProtocol):
         if comp is not None:
             name = comp.name.encode()
             headers += [(b"connect-content-encoding", name), (b"connect-accept-encoding", name)]
-        sender: asyncio.Task[None] | None = None
+        sender = RequestSender()
         stream: Stream | None = None
         finished = False
         try:
             stream = await open_stream(headers, False)
-            if requests is None:
-                await stream.send_data(frame(request), end_stream=True)
-            else:
-                sender = asyncio.ensure_future(pump_requests(stream, requests, frame))
+            await sender.start(stream, requests, request, frame)
             resp_headers = await stream.wait_response()
             status = _decode_headers(resp_headers, response_md)
             if status != 200:
@@ -588,15 +585,11 @@ class ConnectClient(ClientProtocol):
                     return
                 yield decode(payload)
         except TransportError as exc:
-            # If the request iterator failed, that is the real cause: the sender reset
-            # the stream because of it.
-            if sender is not None and sender.done() and not sender.cancelled():
-                cause = sender.exception()
-                if cause is not None and not isinstance(cause, TransportError):
-                    raise cause from None
+            cause = sender.failure()
+            if cause is not None:
+                raise cause from None
             raise error_from_transport(exc) from None
         finally:
-            if sender is not None and not sender.done():
-                sender.cancel()
+            sender.stop()
             if stream is not None and not finished:
                 stream.reset(0x8)

@@ -18,7 +18,6 @@ bytes go on the wire) that gRPC-Web overrides.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import math
@@ -35,6 +34,7 @@ from ._base import (
     EnvelopedServerCall,
     Metadata,
     OpenStream,
+    RequestSender,
     ResponseMetadata,
     ServerCall,
     ServerProtocol,
@@ -655,15 +655,12 @@ class GrpcClient(ClientProtocol):
         max_size: int,
     ) -> AsyncIterator[Any]:
         headers = self._headers(base_headers, method, timeout, metadata)
-        sender: asyncio.Task[None] | None = None
+        sender = RequestSender()
         stream: Stream | None = None
         finished = False
         try:
             stream = await open_stream(headers, False)
-            if requests is None:
-                await stream.send_data(self._frame(request), end_stream=True)
-            else:
-                sender = asyncio.ensure_future(_pump(stream, requests, self._frame))
+            await sender.start(stream, requests, request, self._frame)
             resp_headers = await stream.wait_response()
             fields = dict(resp_headers)
             if response_md is not None:
@@ -727,14 +724,12 @@ class GrpcClient(ClientProtocol):
         except MessageTooLarge as exc:
             raise RpcError(Code.RESOURCE_EXHAUSTED, str(exc)) from None
         except TransportError as exc:
-            if sender is not None and sender.done() and not sender.cancelled():
-                cause = sender.exception()
-                if cause is not None and not isinstance(cause, TransportError):
-                    raise cause from None
+            cause = sender.failure()
+            if cause is not None:
+                raise cause from None
             raise error_from_transport(exc) from None
         finally:
-            if sender is not None and not sender.done():
-                sender.cancel()
+            sender.stop()
             if stream is not None and not finished:
                 stream.reset(0x8)
 
@@ -755,15 +750,3 @@ def _http_error(status: bytes) -> RpcError:
     except ValueError:
         code = 0
     return RpcError(Code.from_http_status(code), f"HTTP status {code}")
-
-
-async def _pump(stream: Stream, requests: AsyncIterable[Any], frame: Any) -> None:
-    try:
-        async for item in requests:
-            await stream.send_data(frame(item))
-        stream.end()
-    except (TransportError, asyncio.CancelledError):
-        raise
-    except BaseException:
-        stream.reset(0x8)
-        raise
