@@ -365,7 +365,9 @@ class Channel:
         timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
         md = self._metadata(headers)
         direct = self._direct
-        if direct is not None and self.retry is None and self.hedging is None:
+        fast = direct is not None and self.retry is None and self.hedging is None
+        if fast:
+            assert direct is not None
             call = self.protocol.unary(
                 direct.open_stream,
                 self._base_headers,
@@ -381,13 +383,27 @@ class Channel:
         else:
             call = self._attempts(method, request, timeout, md, metadata, _key(key))
         if timeout is None:
-            return await call
+            try:
+                return await call
+            except UnprocessedError:
+                if not fast:
+                    raise
+                # The fast path's one attempt never reached the server (refused by a
+                # GOAWAY, or no connection): send it again, as the other paths do.
+                return await self._attempts(method, request, None, md, metadata, None, False)
         if timeout <= 0:
             call.close()
             raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
         try:
-            async with asyncio.timeout(timeout):
-                return await call
+            async with asyncio.timeout(timeout) as scope:
+                try:
+                    return await call
+                except UnprocessedError:
+                    if not fast:
+                        raise
+                    when = scope.when()
+                    left = None if when is None else when - asyncio.get_running_loop().time()
+                    return await self._attempts(method, request, left, md, metadata, None, False)
         except TimeoutError:
             raise RpcError(Code.DEADLINE_EXCEEDED, f"deadline of {timeout:.3f}s exceeded") from None
 
