@@ -186,18 +186,30 @@ async def wait_async(predicate: Callable[[], bool], timeout: float) -> None:
 
 
 # -- spreading connections -------------------------------------------------------------------
-@pytest.mark.parametrize("mode", [[], ["--reuse-port"]], ids=["shared-socket", "reuse-port"])
-def test_two_workers_share_200_connections(
-    tmp_path: Path, servers: list[Supervised], mode: list[str]
-) -> None:
-    servers.append(sup := start(tmp_path, "--workers", "2", *mode))
+def test_two_workers_share_200_connections(tmp_path: Path, servers: list[Supervised]) -> None:
+    # One shared accept queue: whichever worker wakes first takes what is queued, so the
+    # split of a burst varies (50-85% for the busier one, measured on an idle machine;
+    # docs/deployment.md). Both workers serve, over at most three bursts of 200.
+    servers.append(sup := start(tmp_path, "--workers", "2"))
     workers = sup.worker_pids()
     assert len(workers) == 2
+    served: Counter[int] = Counter()
+    for _ in range(3):
+        served += asyncio.run(pids_of_new_connections(sup.url, 200))
+        if set(served) == workers:
+            break
+    assert set(served) == workers, served
+
+
+def test_reuse_port_spreads_200_connections_evenly(
+    tmp_path: Path, servers: list[Supervised]
+) -> None:
+    # SO_REUSEPORT: the kernel hashes each connection to one worker's socket.
+    servers.append(sup := start(tmp_path, "--workers", "2", "--reuse-port"))
+    workers = sup.worker_pids()
     served = asyncio.run(pids_of_new_connections(sup.url, 200))
     assert set(served) == workers, served
-    # Both take a real share (the measured split is 50-85% for the busiest; see
-    # docs/deployment.md), not a stray connection or two.
-    assert min(served.values()) >= 10, served
+    assert min(served.values()) >= 60, served  # binomial(200, 1/2): 60 is 5.6 sigma off
 
 
 # -- a worker killed ----------------------------------------------------------------------------
