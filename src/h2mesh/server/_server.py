@@ -24,6 +24,7 @@ from ..transport import (
     TransportError,
 )
 from ..transport._h1 import H1Connection
+from ._app import HostedApp, host_app
 from ._context import Context
 from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
@@ -64,6 +65,11 @@ class Server:
         server = Server([Greeter()])
         await server.serve("0.0.0.0", 8080)   # until SIGTERM/SIGINT
 
+    ``app=`` mounts an ASGI 3 or WSGI application beside the services (told apart
+    automatically; ``interface="asgi"|"wsgi"`` forces it): every request that no service
+    method claims goes to it, so unknown paths get the application's 404. Its lifespan
+    startup runs before the port opens, its shutdown after the drain.
+
     Built in, unless turned off: ``grpc.health.v1.Health`` (``health=False``; statuses
     through ``server.health.set(name, status)``) and gRPC server reflection, v1 and
     v1alpha (``reflection=False``; served when the ``protobuf`` package is installed).
@@ -82,6 +88,13 @@ class Server:
         register_address: str | None = None,
         health: bool = True,
         reflection: bool = True,
+        app: Any = None,
+        interface: str = "auto",
+        root_path: str = "",
+        lifespan: str = "auto",
+        server_header: bool = True,
+        date_header: bool = True,
+        wsgi_threads: int = 40,
     ) -> None:
         self.config = config or TransportConfig()
         # register="name": announce this server in a registry while serving (_registration.py).
@@ -99,6 +112,20 @@ class Server:
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
+        #: The hosted ASGI/WSGI application, if one is mounted.
+        self.app: HostedApp | None = (
+            None
+            if app is None
+            else host_app(
+                app,
+                interface=interface,
+                root_path=root_path,
+                lifespan=lifespan,
+                server_header=server_header,
+                date_header=date_header,
+                wsgi_threads=wsgi_threads,
+            )
+        )
         self._servers: list[asyncio.Server] = []
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
@@ -157,6 +184,8 @@ class Server:
         loop = self._loop = asyncio.get_running_loop()
         ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
         scheme = b"https" if ctx is not None else b"http"
+        if self.app is not None:
+            await self.app.startup()  # before the port opens
 
         def factory() -> asyncio.Protocol:
             return Sniffer(self._make_h2, self._make_h1, scheme, self.config.handshake_timeout)
@@ -232,6 +261,8 @@ class Server:
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        if self.app is not None:
+            await self.app.shutdown()
 
     async def __aenter__(self) -> Server:
         if not self._servers:
@@ -265,16 +296,19 @@ class Server:
         stream.task = loop.create_task(self._serve_stream(stream))
 
     # -- one request --------------------------------------------------------------
-    def _accept(self, stream: Stream) -> tuple[_Route, ServerCall, ServerProtocol]:
-        """Route a request to a method and a protocol, or raise ``_Refused``."""
+    def _accept(self, stream: Stream) -> tuple[_Route, ServerCall, ServerProtocol] | None:
+        """Route a request to a method and a protocol, or raise ``_Refused``; None hands
+        it to the hosted application."""
         request = dict(stream.headers or ())
-        proto = negotiate(request.get(b":method"), request.get(b"content-type"))
-        if proto is None:
-            raise _Refused(None, request, None)
         path = request.get(b":path", b"")
         route = self._routes.get(path)
         if route is None and b"?" in path:
             route = self._routes.get(path.partition(b"?")[0])
+        if route is None and self.app is not None:
+            return None  # no service claims it: the hosted application answers
+        proto = negotiate(request.get(b":method"), request.get(b"content-type"))
+        if proto is None:
+            raise _Refused(None, request, None)
         if route is None:
             error = RpcError(Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}")
             raise _Refused(proto, request, error)
@@ -288,11 +322,16 @@ class Server:
         # One coroutine per request, from routing to the last byte: every extra await
         # layer on this path costs each call.
         try:
-            route, call, proto = self._accept(stream)
+            accepted = self._accept(stream)
         except _Refused as refused:
             with contextlib.suppress(TransportError):  # the peer may have gone away
                 await refused.answer(stream)
             return
+        if accepted is None:
+            assert self.app is not None
+            await self.app.serve(stream)
+            return
+        route, call, proto = accepted
         method = route.method
         timer: asyncio.TimerHandle | None = None
         task = stream.task
