@@ -49,6 +49,7 @@ def host_app(
             WsgiAdapter(app, threads=wsgi_threads),
             root_path=root_path,
             lifespan="off",
+            kind="WSGI",
             server_header=server_header,
             date_header=date_header,
         )

@@ -188,10 +188,12 @@ class AsgiHost:
         lifespan: str = "auto",
         server_header: bool = True,
         date_header: bool = True,
+        kind: str = "ASGI",
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {lifespan!r}")
         self.app = app
+        self.kind = kind
         self.root_path = root_path
         self.lifespan = lifespan
         #: The lifespan state; each request's ``scope["state"]`` is a shallow copy.
@@ -204,6 +206,12 @@ class AsgiHost:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lifespan: _Lifespan | None = None
         self.started = False
+
+    def describe(self) -> str:
+        """What is mounted, for logs: ``ASGI application module:name``."""
+        app = getattr(self.app, "app", None) if self.kind == "WSGI" else self.app
+        name = getattr(app, "__qualname__", None) or type(app).__qualname__
+        return f"{self.kind} application {getattr(app, '__module__', '?')}:{name}"
 
     # -- lifespan ---------------------------------------------------------------------
     async def startup(self) -> None:
@@ -230,6 +238,9 @@ class AsgiHost:
         self.started = False
         if lifespan is not None:
             await lifespan.shutdown()
+        close = getattr(self.app, "close", None) if self.kind == "WSGI" else None
+        if close is not None:
+            close()
 
     # -- requests ---------------------------------------------------------------------
     async def serve(self, stream: Stream) -> None:

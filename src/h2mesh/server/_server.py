@@ -112,11 +112,14 @@ class Server:
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[H2Connection | H1Connection] = set()
+        self._stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: The hosted ASGI/WSGI application, if one is mounted.
-        self.app: HostedApp | None = (
-            None
-            if app is None
-            else host_app(
+        self.app: HostedApp | None = None
+        if app is not None:
+            self.mount(
                 app,
                 interface=interface,
                 root_path=root_path,
@@ -125,11 +128,6 @@ class Server:
                 date_header=date_header,
                 wsgi_threads=wsgi_threads,
             )
-        )
-        self._servers: list[asyncio.Server] = []
-        self._connections: set[H2Connection | H1Connection] = set()
-        self._stopping: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add_service(self, service: Service | type[Service]) -> None:
         """Register a service (an instance, or a class to instantiate with no arguments)."""
@@ -148,6 +146,15 @@ class Server:
         self.services.append(service)
         if self.health is not None and service is not self.health:
             self.health.set(service.__service_name__, ServingStatus.SERVING)
+
+    def mount(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
+        """Mount an ASGI or WSGI application (the ``app=`` of the constructor, with the
+        same options), before the server starts."""
+        if self.app is not None:
+            raise ValueError("an application is already mounted")
+        if self._servers:
+            raise RuntimeError("mount() must come before start()")
+        self.app = host_app(app, interface=interface, **options)
 
     def _add_builtins(self, reflection: bool) -> None:
         # A service of the same name given by the caller wins over the built-in one.

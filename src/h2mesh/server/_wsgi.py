@@ -14,7 +14,6 @@ no hop back to the loop beyond the one that returns from the thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -48,6 +47,8 @@ def wsgi_environ(scope: Scope, body: Any, errors: Any) -> dict[str, Any]:
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scope["scheme"],
         "wsgi.input": body,
+        # The input ends where the body ends (chunked bodies too): read() to EOF is safe.
+        "wsgi.input_terminated": True,
         "wsgi.errors": errors,
         "wsgi.multithread": True,
         "wsgi.multiprocess": False,
@@ -178,7 +179,9 @@ class _Response:
             raise RuntimeError("start_response() called twice without exc_info")
         self.status = int(status.split(" ", 1)[0])
         self.headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+            # Surrounding whitespace is not part of a value (Django's set-cookie has some).
+            (name.lower().encode("latin-1"), value.strip().encode("latin-1"))
+            for name, value in headers
         ]
         return self.write
 
@@ -230,7 +233,7 @@ class WsgiAdapter:
             raise ValueError("a WSGI application needs at least one thread")
         self.app = app
         self.threads = threads
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="h2mesh-wsgi")
+        self._executor: ThreadPoolExecutor | None = None  # started with the first request
         self._errors = _Errors()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -242,11 +245,17 @@ class WsgiAdapter:
         first = await receive()
         environ = wsgi_environ(scope, _Input(loop, receive, first), self._errors)
         response = _Response(loop, send)
-        body = await loop.run_in_executor(self._executor, response.run, self.app, environ)
+        executor = self._executor
+        if executor is None:
+            executor = self._executor = ThreadPoolExecutor(
+                max_workers=self.threads, thread_name_prefix="h2mesh-wsgi"
+            )
+        body = await loop.run_in_executor(executor, response.run, self.app, environ)
         if body is not None:
             await response._send(body, False)
 
     def close(self) -> None:
-        """Stop the worker threads once the calls in them return."""
-        with contextlib.suppress(RuntimeError):
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        """Let the worker threads end once the calls in them return."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
