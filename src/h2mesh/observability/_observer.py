@@ -28,8 +28,8 @@ class CallObserver:
 
     ``serve(stream)`` serves the request and returns its outcome: an object with
     ``method`` (a ``MethodDescriptor``, or None for a request that never became a call),
-    ``protocol`` (a protocol name or None) and ``code`` (a ``Code``, or None when the
-    request was refused before any protocol took it).
+    ``protocol`` (a protocol name or None) and ``code`` (a ``Code``, or None when no
+    protocol took the request: then ``status`` says what answered it, ``415`` or ``app``).
     """
 
     async def observe(self, serve: Serve, stream: Any) -> None:
@@ -110,5 +110,5 @@ class ServerObserver(CallObserver):
             protocol, code = "", _CANCELED
         else:
             protocol = outcome.protocol or "http"
-            code = outcome.code.name if outcome.code is not None else "415"
+            code = outcome.code.name if outcome.code is not None else outcome.status
         access.add(time.time(), stream.peer, stream.http_version, protocol, _path(stream), code, dt)
