@@ -277,9 +277,12 @@ def _serve(args: argparse.Namespace) -> int:
                 factory,
             )
         if access is not None:
-            from .observability import AccessLog, ServerObserver
+            from .observability import AccessLog
+            from .observability._observer import observer_of
 
-            server.observer = ServerObserver(access=AccessLog(*access))
+            observer = observer_of(server)
+            observer.access = AccessLog(*access)
+            server.observer = observer
 
         def ready(srv: Server) -> None:
             announce(srv.sockets)

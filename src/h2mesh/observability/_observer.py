@@ -14,8 +14,9 @@ from typing import Any
 
 from ._access import AccessLog
 from ._stats import CallStats
+from ._tracing import serve_traced
 
-__all__ = ["CallObserver", "ServerObserver"]
+__all__ = ["CallObserver", "ServerObserver", "observer_of"]
 
 Serve = Callable[[Any], Awaitable[Any]]
 
@@ -46,17 +47,25 @@ def _path(stream: Any) -> str:
 class ServerObserver(CallObserver):
     """Times each request once and hands the result to statistics and the access log."""
 
-    __slots__ = ("access", "on_request", "stats")
+    __slots__ = ("access", "on_request", "stats", "tracer")
 
     def __init__(
         self,
         stats: CallStats | None = None,
         access: AccessLog | None = None,
         on_request: Callable[[], None] | None = None,
+        tracer: Any = None,
     ) -> None:
         self.stats = stats
         self.access = access
         self.on_request = on_request
+        #: An OpenTelemetry tracer: a SERVER span around each call (see ``_tracing``).
+        self.tracer = tracer
+
+    @property
+    def active(self) -> bool:
+        """True if any part is on (an observer with none is not worth installing)."""
+        return any(x is not None for x in (self.stats, self.access, self.on_request, self.tracer))
 
     async def observe(self, serve: Serve, stream: Any) -> None:
         if self.on_request is not None:
@@ -67,7 +76,10 @@ class ServerObserver(CallObserver):
         start = time.perf_counter()
         outcome = None
         try:
-            outcome = await serve(stream)
+            if self.tracer is None:
+                outcome = await serve(stream)
+            else:
+                outcome = await serve_traced(self.tracer, serve, stream)
         finally:
             dt = time.perf_counter() - start
             if stats is not None:
@@ -112,3 +124,13 @@ class ServerObserver(CallObserver):
             protocol = outcome.protocol or "http"
             code = outcome.code.name if outcome.code is not None else outcome.status
         access.add(time.time(), stream.peer, stream.http_version, protocol, _path(stream), code, dt)
+
+
+def observer_of(server: Any) -> ServerObserver:
+    """The server's ``ServerObserver``, made (but not installed) if it has none yet."""
+    current = server.observer
+    if isinstance(current, ServerObserver):
+        return current
+    if current is not None:
+        raise ValueError(f"the server already has an observer of its own: {current!r}")
+    return ServerObserver()

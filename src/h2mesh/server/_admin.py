@@ -25,11 +25,11 @@ from ..observability import (
     DURATION_BOUNDS,
     CallStats,
     Series,
-    ServerObserver,
     Snapshot,
     merge_series,
     quantile,
 )
+from ..observability._observer import observer_of
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -85,16 +85,11 @@ class _Local:
 
 async def start_local_admin(server: Server, host: str, port: int) -> AdminListener:
     """Turn call statistics on for ``server`` and serve its admin pages at ``host:port``."""
-    observer = server.observer
-    if isinstance(observer, ServerObserver):
-        if observer.stats is None:
-            observer.stats = CallStats()
-        stats = observer.stats
-    elif observer is None:
-        stats = CallStats()
-        server.observer = ServerObserver(stats)
-    else:
-        raise ValueError("the server already has an observer that keeps no CallStats")
+    observer = observer_of(server)
+    if observer.stats is None:
+        observer.stats = CallStats()
+    stats = observer.stats
+    server.observer = observer
     stats.gauges["connections_open"] = lambda: len(server._connections)
     stats.counters["connections_total"] = lambda: server.connections_accepted
     listener = AdminListener(_Local(server, stats))

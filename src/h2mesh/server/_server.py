@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
 from ..discovery import Registrar
+from ..observability._observer import ServerObserver
+from ..observability._tracing import server_tracer
 from ..protocol import ServerCall, ServerProtocol, negotiate
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import (
@@ -101,6 +103,7 @@ class Server:
         date_header: bool = True,
         wsgi_threads: int = 40,
         executor: Executor | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.config = config or TransportConfig()
         # register="name": announce this server in a registry while serving (_registration.py).
@@ -130,6 +133,10 @@ class Server:
         self.connections_accepted = 0
         #: Sees every request (metrics, access log, request counting); None costs nothing.
         self.observer: CallObserver | None = None
+        # A server span per call, when an OpenTelemetry SDK is configured (or given).
+        tracer = server_tracer(tracer_provider)
+        if tracer is not None:
+            self.observer = ServerObserver(tracer=tracer)
         #: The hosted ASGI/WSGI application, if one is mounted.
         self.app: HostedApp | None = None
         if app is not None:

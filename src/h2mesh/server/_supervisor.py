@@ -43,7 +43,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..observability import AccessLog, CallStats, Series, ServerObserver, Snapshot
+from ..observability import AccessLog, CallStats, Series, Snapshot
+from ..observability._observer import observer_of
 from ..observability._stats import merge_series, read_snapshot, write_snapshot
 from ._sockets import bind_tcp
 
@@ -501,8 +502,10 @@ class Supervisor:
         stats = CallStats() if self._stats_dir is not None else None
         access = AccessLog(*self.access_log) if self.access_log is not None else None
         on_request = self._request_counter(pipe) if self.max_requests else None
-        if stats is not None or access is not None or on_request is not None:
-            server.observer = ServerObserver(stats, access, on_request)
+        observer = observer_of(server)
+        observer.stats, observer.access, observer.on_request = stats, access, on_request
+        if observer.active:
+            server.observer = observer
         if stats is not None:
             stats.gauges["connections_open"] = lambda: len(server._connections)
             stats.counters["connections_total"] = lambda: server.connections_accepted
