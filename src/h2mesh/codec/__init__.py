@@ -13,10 +13,11 @@ from typing import Any, Protocol
 import msgspec
 
 from .._errors import Code, RpcError
+from . import _pydantic
 from .proto import PROTO as _PROTO
 from .proto import is_message_type, json_decoder
 
-__all__ = ["JSON", "MSGPACK", "PROTO", "Codec", "DecodeFn", "codec_for"]
+__all__ = ["JSON", "MSGPACK", "PROTO", "Codec", "DecodeFn", "codec_for", "is_message_type"]
 
 DecodeFn = Callable[[bytes | memoryview], Any]
 
@@ -31,13 +32,22 @@ class Codec(Protocol):
     def decoder(self, tp: Any) -> DecodeFn: ...
 
 
-def _enc_hook(value: Any) -> Any:
-    # Objects exposing a dict view (pydantic models, simple records) encode as that.
+def _json_enc_hook(value: Any) -> Any:
     if hasattr(value, "DESCRIPTOR") and hasattr(value, "SerializeToString"):
         from .proto import json_encode
 
         # A protobuf message: its canonical JSON, as a raw fragment.
         return msgspec.Raw(json_encode(value))
+    if _pydantic.is_pydantic_model(type(value)):
+        # pydantic's own (compiled) JSON serializer, with the aliases it reads.
+        return msgspec.Raw(value.model_dump_json(by_alias=True))
+    return _enc_hook(value)
+
+
+def _enc_hook(value: Any) -> Any:
+    # Objects exposing a dict view (pydantic models, simple records) encode as that.
+    if _pydantic.is_pydantic_model(type(value)):
+        return value.model_dump(mode="json", by_alias=True)
     dump = getattr(value, "model_dump", None)
     if dump is not None:
         return dump(mode="json")
@@ -60,11 +70,13 @@ class _JsonCodec:
     name = "json"
 
     def __init__(self) -> None:
-        self.encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode
+        self.encode = msgspec.json.Encoder(enc_hook=_json_enc_hook).encode
 
     def decoder(self, tp: Any) -> DecodeFn:
         if is_message_type(tp):
             return json_decoder(tp)  # type: ignore[no-any-return]
+        if _pydantic.is_pydantic_model(tp):
+            return _pydantic.json_decoder(tp)
         return _wrap(msgspec.json.Decoder(tp).decode, "JSON")
 
     def __repr__(self) -> str:
@@ -78,6 +90,8 @@ class _MsgpackCodec:
         self.encode = msgspec.msgpack.Encoder(enc_hook=_enc_hook).encode
 
     def decoder(self, tp: Any) -> DecodeFn:
+        if _pydantic.is_pydantic_model(tp):
+            return _pydantic.msgpack_decoder(tp)
         return _wrap(msgspec.msgpack.Decoder(tp).decode, "MessagePack")
 
     def __repr__(self) -> str:

@@ -14,6 +14,9 @@ from .._deadline import current_deadline
 from .._errors import Code, RpcError
 from ..discovery import Registrar
 from ..protocol import ServerCall, ServerProtocol, negotiate
+from ..protocol._cors import CorsPolicy
+from ..protocol.grpc_web import CorsPreflight
+from ..protocol.rest import PAGE_METHOD, RestServer
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -65,8 +68,14 @@ class Server:
         await server.serve("0.0.0.0", 8080)   # until SIGTERM/SIGINT
 
     Built in, unless turned off: ``grpc.health.v1.Health`` (``health=False``; statuses
-    through ``server.health.set(name, status)``) and gRPC server reflection, v1 and
-    v1alpha (``reflection=False``; served when the ``protobuf`` package is installed).
+    through ``server.health.set(name, status)``), gRPC server reflection, v1 and
+    v1alpha (``reflection=False``; served when the ``protobuf`` package is installed),
+    the OpenAPI document at ``/openapi.json`` (``openapi=False``) and its interactive
+    page at ``/docs`` (``docs=False``; needs ``h2mesh[docs]``).
+
+    ``cors`` says which browser origins may call, for every protocol: by default any
+    origin (echoed, without credentials); a list of origins, or a ``CorsPolicy``, to
+    restrict; ``False`` for no CORS headers at all.
     """
 
     def __init__(
@@ -82,6 +91,9 @@ class Server:
         register_address: str | None = None,
         health: bool = True,
         reflection: bool = True,
+        cors: CorsPolicy | str | Sequence[str] | bool | None = None,
+        openapi: bool = True,
+        docs: bool = True,
     ) -> None:
         self.config = config or TransportConfig()
         # register="name": announce this server in a registry while serving (_registration.py).
@@ -96,9 +108,20 @@ class Server:
         #: The built-in health service (``set(name, status)``), or None if turned off.
         self.health: HealthService | None = HealthService() if health else None
         self._routes: dict[bytes, _Route] = {}
+        # REST routes (@rpc(http=...)) and the pages beside them (_pages.py).
+        self._rest = RestServer()
+        #: The CORS policy for browsers (None: no CORS headers at all).
+        self.cors = _cors_policy(cors)
+        self._preflight = CorsPreflight(self.cors, self._rest)
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
+        if openapi or docs:
+            from ._pages import add_pages, page_handler
+
+            page = _Route(PAGE_METHOD, page_handler)
+            add_pages(self, self._rest, page, openapi=openapi, docs=docs)
+        self._rest.check()
         self._servers: list[asyncio.Server] = []
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
@@ -117,7 +140,9 @@ class Server:
             path = method.path.encode()
             if path in self._routes:
                 raise ValueError(f"two services serve {method.path}")
-            self._routes[path] = _Route(method, handler)
+            route = self._routes[path] = _Route(method, handler)
+            for rule in method.http:
+                self._rest.add(method, rule, route)
         self.services.append(service)
         if self.health is not None and service is not self.health:
             self.health.set(service.__service_name__, ServingStatus.SERVING)
@@ -264,31 +289,56 @@ class Server:
         assert loop is not None
         stream.task = loop.create_task(self._serve_stream(stream))
 
+    @property
+    def rest(self) -> RestServer:
+        """The HTTP routes of this server's methods (and its built-in pages)."""
+        return self._rest
+
     # -- one request --------------------------------------------------------------
-    def _accept(self, stream: Stream) -> tuple[_Route, ServerCall, ServerProtocol]:
-        """Route a request to a method and a protocol, or raise ``_Refused``."""
+    def _accept(
+        self, stream: Stream
+    ) -> tuple[_Route, ServerCall, ServerProtocol, dict[str, str] | None]:
+        """Route a request to a method and a protocol, or raise ``_Refused``.
+
+        Order: the exact RPC path (any protocol), then the REST routes, then today's
+        415 / ``unimplemented`` answers. Also returns the CORS headers of the response.
+        """
         request = dict(stream.headers or ())
-        proto = negotiate(request.get(b":method"), request.get(b"content-type"))
-        if proto is None:
-            raise _Refused(None, request, None)
+        method = request.get(b":method")
+        if method == b"OPTIONS":
+            raise _Refused(self._preflight, request, _PREFLIGHT)
+        cors = None if self.cors is None else self.cors.response_headers(request.get(b"origin"))
         path = request.get(b":path", b"")
         route = self._routes.get(path)
         if route is None and b"?" in path:
             route = self._routes.get(path.partition(b"?")[0])
         if route is None:
+            if self._rest:
+                try:
+                    hit = self._rest.accept(stream, request, self.max_message_size)
+                except RpcError as exc:
+                    raise _Refused(self._rest, request, exc) from None
+                if hit is not None:
+                    return hit[0], hit[1], self._rest, cors
+            proto = negotiate(method, request.get(b"content-type"))
+            if proto is None:
+                raise _Refused(None, request, None)
             error = RpcError(Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}")
             raise _Refused(proto, request, error)
+        proto = negotiate(method, request.get(b"content-type"))
+        if proto is None:
+            raise _Refused(None, request, None)
         try:
             call = proto.server_call(stream, route.method, request, self.max_message_size)
         except RpcError as exc:
             raise _Refused(proto, request, exc) from None
-        return route, call, proto
+        return route, call, proto, cors
 
     async def _serve_stream(self, stream: Stream) -> None:
         # One coroutine per request, from routing to the last byte: every extra await
         # layer on this path costs each call.
         try:
-            route, call, proto = self._accept(stream)
+            route, call, proto, cors = self._accept(stream)
         except _Refused as refused:
             with contextlib.suppress(TransportError):  # the peer may have gone away
                 await refused.answer(stream)
@@ -305,6 +355,8 @@ class Server:
             timer = loop.call_at(deadline, _expire, ctx, task)
         else:
             ctx = Context(stream, method, proto.name, None)
+        if cors is not None:
+            ctx._response_headers = cors
         try:
             kind = method.kind
             if kind is MethodKind.UNARY:
@@ -355,6 +407,19 @@ class Server:
             return
         with contextlib.suppress(TransportError):
             await call.finish(error, ctx._response_headers, ctx._response_trailers)
+
+
+_PREFLIGHT = RpcError(Code.UNIMPLEMENTED, "OPTIONS is answered as a CORS preflight")
+
+
+def _cors_policy(cors: CorsPolicy | str | Sequence[str] | bool | None) -> CorsPolicy | None:
+    if cors is None or cors is True:
+        return CorsPolicy("*")
+    if cors is False:
+        return None
+    if isinstance(cors, CorsPolicy):
+        return cors
+    return CorsPolicy(cors)
 
 
 def _have_protobuf() -> bool:
