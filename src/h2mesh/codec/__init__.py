@@ -66,6 +66,50 @@ def _wrap(decode: Callable[[Any], Any], label: str) -> DecodeFn:
     return decode_or_raise
 
 
+def _integral_floats(value: Any) -> tuple[Any, bool]:
+    """``value`` with every float that has no fractional part made an int, and whether
+    any was."""
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value), True
+        return value, False
+    if isinstance(value, list):
+        changed = False
+        for i, item in enumerate(value):
+            value[i], hit = _integral_floats(item)
+            changed |= hit
+        return value, changed
+    if isinstance(value, dict):
+        changed = False
+        for key, item in value.items():
+            value[key], hit = _integral_floats(item)
+            changed |= hit
+        return value, changed
+    return value, False
+
+
+def _json_decoder(tp: Any) -> DecodeFn:
+    decode = msgspec.json.Decoder(tp).decode
+    strict = _wrap(decode, "JSON")
+
+    def decode_or_raise(data: bytes | memoryview) -> Any:
+        try:
+            return decode(data)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise RpcError(Code.INVALID_ARGUMENT, f"invalid JSON message: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise RpcError(Code.INVALID_ARGUMENT, f"malformed JSON: {exc}") from None
+        # JSON has one number type: 3.0 is an integer to JSON Schema (and to JavaScript),
+        # so an int field takes it. Only this rare path pays for a second decode.
+        fixed, changed = _integral_floats(msgspec.json.decode(data))
+        if not changed:
+            return strict(data)
+        return strict(msgspec.json.encode(fixed))
+
+    return decode_or_raise
+
+
 class _JsonCodec:
     name = "json"
 
@@ -77,7 +121,7 @@ class _JsonCodec:
             return json_decoder(tp)  # type: ignore[no-any-return]
         if _pydantic.is_pydantic_model(tp):
             return _pydantic.json_decoder(tp)
-        return _wrap(msgspec.json.Decoder(tp).decode, "JSON")
+        return _json_decoder(tp)
 
     def __repr__(self) -> str:
         return "<codec json>"

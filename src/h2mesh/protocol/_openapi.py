@@ -33,7 +33,6 @@ _ERROR_SCHEMA: Schema = {
     "required": ["code"],
 }
 _ERROR_REF = {"$ref": REF_PREFIX + "h2mesh.Error"}
-_INT_RANGE = {"minimum": -(1 << 63), "maximum": (1 << 64) - 1}
 _MAX_QUERY_DEPTH = 3
 
 
@@ -48,7 +47,7 @@ def _error_statuses() -> dict[str, list[str]]:
 _STATUSES = _error_statuses()
 
 
-def _error_responses(*, connect_stream: bool = False) -> dict[str, Any]:
+def _error_responses() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status, names in _STATUSES.items():
         out[status] = {
@@ -72,25 +71,14 @@ def _describe(op: dict[str, Any], method: MethodDescriptor, tag: str) -> None:
     op["tags"] = [tag]
 
 
-def _bound_integers(schema: Any) -> None:
-    """Give every unbounded integer the range the decoders accept (int64/uint64)."""
-    if isinstance(schema, dict):
-        kinds = schema.get("type")
-        if kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds):
-            for key, value in _INT_RANGE.items():
-                schema.setdefault(key, value)
-        for value in schema.values():
-            _bound_integers(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _bound_integers(value)
-
-
 class _Builder:
     def __init__(self, rest: RestServer) -> None:
         self.schemas = rest.schemas
         self.paths: dict[str, dict[str, Any]] = {}
         self.operation_ids: set[str] = set()
+
+    def schema(self, tp: Any, mode: str = "validation") -> Schema:
+        return copy.deepcopy(self.schemas.schema(tp, mode))
 
     def operation_id(self, base: str) -> str:
         name, n = base, 1
@@ -128,16 +116,18 @@ class _Builder:
         }
         _describe(op, method, method.service_name)
         if route.body == "*":
+            body = self.body_schema(req, bound)
             op["requestBody"] = {
-                "required": False,
-                "content": {"application/json": {"schema": self.body_schema(req, bound)}},
+                "required": bool(schemas.resolve(body).get("required")),
+                "content": {"application/json": {"schema": body}},
             }
         else:
             if route.body:
                 bound.add((route.body,))
                 field_schema = schemas.field(req, (route.body,)) or {}
+                root = schemas.resolve(schemas.schema(req))
                 op["requestBody"] = {
-                    "required": False,
+                    "required": route.body in root.get("required", ()),
                     "content": {"application/json": {"schema": copy.deepcopy(field_schema)}},
                 }
             params += self.query_params(req, bound)
@@ -233,53 +223,19 @@ class _Builder:
         }
         _describe(op, method, method.service_name)
         op["tags"] = [method.service_name + " (Connect)"]
-        if method.kind is MethodKind.UNARY:
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": copy.deepcopy(self.schemas.schema(method.request_type))
-                    }
-                },
-            }
-            response = copy.deepcopy(self.schemas.schema(method.response_type, "serialization"))
-            op["responses"] = {
-                "200": {"description": "OK", "content": {"application/json": {"schema": response}}},
-                **_error_responses(),
-            }
-        else:
-            stream = {"schema": {"type": "string", "format": "binary"}}
-            op["description"] = (
-                (op.get("description", "") + "\n\n").lstrip()
-                + f"A {method.kind.value.replace('_', ' ')} method: the body is a sequence of "
-                "Connect envelopes (connectrpc.com/docs/protocol#streaming-rpcs)."
-            )
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/connect+json": stream},
-            }
-            op["responses"] = {
-                "200": {
-                    "description": "Enveloped messages, then the end-of-stream message",
-                    "content": {"application/connect+json": stream},
-                },
-                **_error_responses(),
-            }
-        params = [
-            {
-                "name": "connect-protocol-version",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "enum": ["1"]},
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": self.schema(method.request_type)}},
+        }
+        response = self.schema(method.response_type, "serialization")
+        op["responses"] = {
+            "200": {"description": "OK", "content": {"application/json": {"schema": response}}},
+            **_error_responses(),
+            "415": {
+                "description": "The request's content type is not one the server speaks",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
             },
-            {
-                "name": "connect-timeout-ms",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"},
-            },
-        ]
-        op["parameters"] = params
+        }
         self.paths.setdefault(method.path, {})["post"] = op
 
 
@@ -341,7 +297,10 @@ def openapi_document(
     for route in rest.routes():
         builder.route(route)
     for method in methods:
-        builder.connect(method)
+        # Streams are enveloped binary frames, which OpenAPI cannot describe: their REST
+        # routes (NDJSON/SSE) and the RPC clients serve them.
+        if method.kind is MethodKind.UNARY:
+            builder.connect(method)
     components = copy.deepcopy(rest.schemas.components)
     components["h2mesh.Error"] = _ERROR_SCHEMA
     doc: dict[str, Any] = {
@@ -352,5 +311,4 @@ def openapi_document(
     }
     if description:
         doc["info"]["description"] = description
-    _bound_integers(doc)
     return doc
