@@ -80,7 +80,7 @@ class PatchUserRequest(msgspec.Struct):
     id: int
     name: str | None = None
     email: str | None = None
-    tags: list[str] | None = None
+    tags: list[str] = []  # replaces the tags when not empty
 
 
 class OrgUsersRequest(msgspec.Struct):
@@ -169,7 +169,7 @@ class Users(Service, name="demo.users.v1.Users"):
         user = self._get(req.id)
         changes = {
             k: v
-            for k, v in (("name", req.name), ("email", req.email), ("tags", req.tags))
+            for k, v in (("name", req.name), ("email", req.email), ("tags", req.tags or None))
             if v is not None
         }
         user = msgspec.structs.replace(user, **changes)

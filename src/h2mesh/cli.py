@@ -4,6 +4,7 @@
 
     h2mesh serve examples.greeter:Greeter --port 8080
     h2mesh proto examples.greeter:Greeter -o greeter.proto
+    h2mesh openapi examples.users:Users -o openapi.json
     h2mesh call http://127.0.0.1:8080 demo.v1.Greeter/SayHello '{"name": "x"}'
 """
 
@@ -198,6 +199,25 @@ def _proto(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- openapi ----------------------------------------------------------------------------
+def _openapi(args: argparse.Namespace) -> int:
+    from .server._pages import server_openapi
+
+    server = load_server(args.target)
+    try:
+        doc = server_openapi(server)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{args.target}: {exc}") from None
+    text = msgspec.json.format(msgspec.json.encode(doc), indent=2).decode() + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    return 0
+
+
 # -- call -------------------------------------------------------------------------------
 def _descriptor(service: str, method: str, kind: MethodKind) -> MethodDescriptor:
     # The message types are unknown here: requests and replies travel as plain JSON values.
@@ -364,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
     )
     proto.set_defaults(func=_proto)
+
+    openapi = sub.add_parser(
+        "openapi",
+        help="write the OpenAPI 3.1 document of services or a Server",
+        description="Write the OpenAPI 3.1 document (JSON) that a server of MODULE:OBJECT "
+        "serves at /openapi.json: its HTTP routes and the Connect endpoints of its methods.",
+    )
+    openapi.add_argument("target", metavar="MODULE:OBJECT")
+    openapi.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+    openapi.set_defaults(func=_openapi)
 
     call = sub.add_parser(
         "call",

@@ -172,6 +172,8 @@ def parse_template(text: str) -> Template:
             end: int | None = None if subs[-1] == DOUBLE_STAR else len(segments)
             variables.append(Variable(field, start, end))
         else:
+            if "{" in part or "}" in part:
+                raise TemplateError(f"{where}: a variable must be a whole segment ({part!r})")
             _check_segment(part, where)
             segments.append(part)
     for i, seg in enumerate(segments):
