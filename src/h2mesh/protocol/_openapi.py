@@ -124,7 +124,7 @@ class _Builder:
         else:
             if route.body:
                 bound.add((route.body,))
-                field_schema = schemas.field(req, (route.body,)) or {}
+                field_schema = schemas.field(req, (route.body,), resolve=False) or {}
                 root = schemas.resolve(schemas.schema(req))
                 op["requestBody"] = {
                     "required": route.body in root.get("required", ()),
@@ -135,7 +135,12 @@ class _Builder:
             op["parameters"] = params
         response = schemas.schema(method.response_type, "serialization")
         if route.response_body:
-            response = schemas.field(method.response_type, (route.response_body,)) or {}
+            response = (
+                schemas.field(
+                    method.response_type, (route.response_body,), "serialization", resolve=False
+                )
+                or {}
+            )
         response = copy.deepcopy(response)
         if method.kind.server_streams:
             content = {
@@ -237,6 +242,37 @@ class _Builder:
             },
         }
         self.paths.setdefault(method.path, {})["post"] = op
+        if method.idempotent:
+            self.connect_get(method, op)
+
+    def connect_get(self, method: MethodDescriptor, post: dict[str, Any]) -> None:
+        """An idempotent method's Connect GET: the message travels in the query."""
+        op = {k: v for k, v in post.items() if k != "requestBody"}
+        op = copy.deepcopy(op)
+        op["operationId"] = self.operation_id(f"{method.service_name}.{method.name}.connect_get")
+        op["parameters"] = [
+            {
+                "name": "encoding",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string", "enum": ["json"]},
+            },
+            {
+                "name": "message",
+                "in": "query",
+                "required": True,
+                "description": "The request message, as JSON",
+                "content": {"application/json": {"schema": self.schema(method.request_type)}},
+            },
+            {
+                "name": "connect",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": ["v1"]},
+            },
+        ]
+        op["responses"].pop("415", None)
+        self.paths[method.path]["get"] = op
 
 
 def _openapi_path(route: RestRoute) -> tuple[str, list[tuple[str, tuple[str, ...]]]]:

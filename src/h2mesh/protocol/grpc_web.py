@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from .._errors import Code, RpcError
 from ..codec import PROTO, Codec
@@ -140,15 +140,19 @@ class CorsPreflight(ServerProtocol):
     protocol, from one ``CorsPolicy`` (see ``_cors``).
 
     It never becomes a call: ``server_call`` declines and ``reject`` sends the ``204``.
-    ``routes`` (the server's REST routes) tells which methods a route path allows.
+    ``methods_for(path)`` (from the server) says which HTTP methods a path serves.
     """
 
     name = "cors"
 
-    def __init__(self, policy: CorsPolicy | None = None, routes: Any = None) -> None:
+    def __init__(
+        self,
+        policy: CorsPolicy | None = None,
+        methods_for: Callable[[bytes], Sequence[str]] | None = None,
+    ) -> None:
         self.policy = policy if policy is not None else CorsPolicy("*")
-        self.routes = routes
-        self.enabled = policy is not None or routes is None
+        self.methods_for = methods_for
+        self.enabled = policy is not None or methods_for is None
 
     def accepts(self, method: bytes | None, content_type: bytes | None) -> bool:
         return method == b"OPTIONS"
@@ -164,8 +168,8 @@ class CorsPreflight(ServerProtocol):
 
     async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
         methods: tuple[str, ...] = RPC_METHODS
-        if self.routes is not None:
-            served = self.routes.methods_for(request.get(b":path", b""))
+        if self.methods_for is not None:
+            served = self.methods_for(request.get(b":path", b""))
             if served:
                 methods = (*served, "OPTIONS")
         if not self.enabled:

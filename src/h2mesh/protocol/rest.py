@@ -31,10 +31,17 @@ from ..codec import JSON
 from ..schema._jsonschema import JsonSchemas, ScalarError, parse_scalar
 from ..service import HttpRule, MethodDescriptor, MethodKind
 from ..transport import Stream
-from ._base import Metadata, ServerCall, ServerProtocol, encode_metadata
+from ._base import (
+    Metadata,
+    ServerCall,
+    ServerProtocol,
+    encode_metadata,
+    error_status_headers,
+    method_not_allowed,
+)
 from ._routes import Router, Template, parse_template
 
-__all__ = ["REST", "RestRoute", "RestServer", "RouteError"]
+__all__ = ["PAGE_METHOD", "RestRoute", "RestServer"]
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -45,19 +52,6 @@ _CT_NDJSON = (b"content-type", b"application/x-ndjson")
 _CT_SSE = (b"content-type", b"text/event-stream")
 _NO_CACHE = (b"cache-control", b"no-cache")
 _MAX_QUERY_FIELDS = 1000
-
-
-class RouteError(RpcError):
-    """An error answered with its own HTTP status and headers (``405`` + ``allow``)."""
-
-    __slots__ = ("headers", "status")
-
-    def __init__(
-        self, code: Code, message: str, status: int, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        super().__init__(code, message)
-        self.status = status
-        self.headers = headers
 
 
 class RestRoute:
@@ -207,11 +201,7 @@ class Page:
 # calls
 # ---------------------------------------------------------------------------------
 def _error_headers(error: RpcError) -> list[tuple[bytes, bytes]]:
-    status = error.status if isinstance(error, RouteError) else error.code.http_status
-    out = [(b":status", str(status).encode()), _CT_JSON]
-    if isinstance(error, RouteError):
-        out += error.headers
-    return out
+    return error_status_headers(error, b"application/json")
 
 
 class RestCall(ServerCall):
@@ -406,12 +396,7 @@ class RestServer(ServerProtocol):
                 allowed = self.router.methods_for(path)
                 if not allowed:
                     return None
-                raise RouteError(
-                    Code.UNIMPLEMENTED,
-                    f"{verb} is not allowed on {path} (allowed: {', '.join(allowed)})",
-                    405,
-                    [(b"allow", ", ".join(allowed).encode())],
-                )
+                raise method_not_allowed(path, verb, allowed)
         target = match.target
         if isinstance(target, Page):
             return target.target, PageCall(stream, target, PAGE_METHOD)
@@ -428,9 +413,6 @@ class RestServer(ServerProtocol):
     async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
         stream.send_headers(_error_headers(error))
         await stream.send_data(_json_encode(error.to_json()), end_stream=True)
-
-
-REST = RestServer  # the class: each server has its own routes
 
 
 def _check_route(route: RestRoute, schemas: JsonSchemas) -> None:

@@ -104,14 +104,20 @@ class JsonSchemas:
             return schema
         return schema
 
-    def field(self, tp: Any, path: tuple[str, ...]) -> Schema | None:
-        """The schema of the field at ``path`` (JSON names) inside ``tp``; None if absent."""
-        schema = self.resolve(self.schema(tp))
-        for name in path:
+    def field(
+        self, tp: Any, path: tuple[str, ...], mode: str = "validation", *, resolve: bool = True
+    ) -> Schema | None:
+        """The schema of the field at ``path`` (JSON names) inside ``tp``; None if absent.
+
+        ``resolve=False`` keeps the field's own schema (a ``$ref``) as it is.
+        """
+        schema = self.resolve(self.schema(tp, mode))
+        for i, name in enumerate(path):
             props = schema.get("properties")
             if not isinstance(props, dict) or name not in props:
                 return None
-            schema = self.resolve(props[name])
+            last = i == len(path) - 1
+            schema = props[name] if last and not resolve else self.resolve(props[name])
         return schema
 
     def is_repeated(self, schema: Schema | None) -> bool:

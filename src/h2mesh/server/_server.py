@@ -13,8 +13,10 @@ from typing import Any
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
 from ..discovery import Registrar
-from ..protocol import ServerCall, ServerProtocol, negotiate
+from ..protocol import CONNECT, ServerCall, ServerProtocol, negotiate
+from ..protocol._base import method_not_allowed
 from ..protocol._cors import CorsPolicy
+from ..protocol.connect import allowed_methods
 from ..protocol.grpc_web import CorsPreflight
 from ..protocol.rest import PAGE_METHOD, RestServer
 from ..service import MethodDescriptor, MethodKind, Service
@@ -112,7 +114,7 @@ class Server:
         self._rest = RestServer()
         #: The CORS policy for browsers (None: no CORS headers at all).
         self.cors = _cors_policy(cors)
-        self._preflight = CorsPreflight(self.cors, self._rest)
+        self._preflight = CorsPreflight(self.cors, self._methods_for)
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
@@ -289,6 +291,13 @@ class Server:
         assert loop is not None
         stream.task = loop.create_task(self._serve_stream(stream))
 
+    def _methods_for(self, path: bytes) -> list[str]:
+        """The HTTP methods served at ``path`` (for preflights)."""
+        route = self._routes.get(path.partition(b"?")[0])
+        if route is not None:
+            return allowed_methods(route.method)
+        return self._rest.methods_for(path)
+
     @property
     def rest(self) -> RestServer:
         """The HTTP routes of this server's methods (and its built-in pages)."""
@@ -327,6 +336,13 @@ class Server:
             raise _Refused(proto, request, error)
         proto = negotiate(method, request.get(b"content-type"))
         if proto is None:
+            if method not in (b"POST", b"GET"):
+                # Every RPC protocol calls with POST (Connect also GET): 405, not 415.
+                desc = route.method
+                error = method_not_allowed(
+                    desc.path, (method or b"").decode("latin-1"), allowed_methods(desc)
+                )
+                raise _Refused(CONNECT, request, error)
             raise _Refused(None, request, None)
         try:
             call = proto.server_call(stream, route.method, request, self.max_message_size)
