@@ -179,6 +179,15 @@ def _enable_registration(server: Server, args: argparse.Namespace) -> None:
 
 
 # -- proto ------------------------------------------------------------------------------
+def _write_output(text: str, path: str | None) -> None:
+    if path in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+
+
 def _proto(args: argparse.Namespace) -> int:
     from .schema import SchemaError, render_proto, service_file
 
@@ -190,12 +199,7 @@ def _proto(args: argparse.Namespace) -> int:
         text = render_proto(service_file(obj), header=header)
     except SchemaError as exc:
         raise UsageError(f"{args.target}: {exc}") from None
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+    _write_output(text, args.output)
     return 0
 
 
@@ -209,12 +213,7 @@ def _openapi(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{args.target}: {exc}") from None
     text = msgspec.json.format(msgspec.json.encode(doc), indent=2).decode() + "\n"
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+    _write_output(text, args.output)
     return 0
 
 
@@ -316,6 +315,12 @@ def _run_call(args: argparse.Namespace) -> int:
 
 
 # -- entry point -------------------------------------------------------------------------
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``h2mesh`` command."""
     parser = argparse.ArgumentParser(
@@ -380,9 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for gRPC tools and other languages. Field numbers follow declaration order.",
     )
     proto.add_argument("target", metavar="MODULE:SERVICE")
-    proto.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
-    )
+    _output_option(proto)
     proto.set_defaults(func=_proto)
 
     openapi = sub.add_parser(
@@ -392,9 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serves at /openapi.json: its HTTP routes and the Connect endpoints of its methods.",
     )
     openapi.add_argument("target", metavar="MODULE:OBJECT")
-    openapi.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
-    )
+    _output_option(openapi)
     openapi.set_defaults(func=_openapi)
 
     call = sub.add_parser(

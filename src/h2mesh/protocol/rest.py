@@ -204,10 +204,22 @@ def _error_headers(error: RpcError) -> list[tuple[bytes, bytes]]:
     return error_status_headers(error, b"application/json")
 
 
-class RestCall(ServerCall):
+class _HttpCall(ServerCall):
+    """A call answered as plain HTTP (no envelopes, no trailers)."""
+
+    __slots__ = ("_sent",)
+
+    _sent: bool
+
+    @property
+    def headers_sent(self) -> bool:
+        return self._sent
+
+
+class RestCall(_HttpCall):
     """One call through a route: binds the request, sends JSON, NDJSON or SSE."""
 
-    __slots__ = ("_params", "_query", "_route", "_sent", "_sse")
+    __slots__ = ("_params", "_query", "_route", "_sse")
 
     def __init__(
         self,
@@ -228,10 +240,6 @@ class RestCall(ServerCall):
         self._query = query
         self._sent = False
         self._sse = sse
-
-    @property
-    def headers_sent(self) -> bool:
-        return self._sent
 
     async def receive(self) -> Any:
         route = self._route
@@ -296,10 +304,10 @@ class RestCall(ServerCall):
             await stream.send_data(_json_encode({"error": error.to_json()}) + b"\n", True)
 
 
-class PageCall(ServerCall):
-    """Serves a ``Page``: the handler's result is the body."""
+class PageCall(_HttpCall):
+    """Serves a ``Page``: its render function makes the body."""
 
-    __slots__ = ("_page", "_sent")
+    __slots__ = ("_page",)
 
     def __init__(self, stream: Stream, page: Page, method: MethodDescriptor) -> None:
         self.stream = stream
@@ -309,10 +317,6 @@ class PageCall(ServerCall):
         self.max_size = 0
         self._page = page
         self._sent = False
-
-    @property
-    def headers_sent(self) -> bool:
-        return self._sent
 
     async def receive(self) -> Any:
         return None
