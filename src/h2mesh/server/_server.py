@@ -7,7 +7,8 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from .._deadline import current_deadline
@@ -29,6 +30,7 @@ from ..transport import (
     TransportError,
 )
 from ..transport._h1 import H1Connection
+from ._app import HostedApp, host_app
 from ._context import Context
 from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
@@ -69,6 +71,11 @@ class Server:
         server = Server([Greeter()])
         await server.serve("0.0.0.0", 8080)   # until SIGTERM/SIGINT
 
+    ``app=`` mounts an ASGI 3 or WSGI application beside the services (told apart
+    automatically; ``interface="asgi"|"wsgi"`` forces it): every request that no service
+    method claims goes to it, so unknown paths get the application's 404. Its lifespan
+    startup runs before the port opens, its shutdown after the drain.
+
     Built in, unless turned off: ``grpc.health.v1.Health`` (``health=False``; statuses
     through ``server.health.set(name, status)``), gRPC server reflection, v1 and
     v1alpha (``reflection=False``; served when the ``protobuf`` package is installed),
@@ -96,6 +103,14 @@ class Server:
         cors: CorsPolicy | str | Sequence[str] | bool | None = None,
         openapi: bool = True,
         docs: bool = True,
+        app: Any = None,
+        interface: str = "auto",
+        root_path: str = "",
+        lifespan: str = "auto",
+        server_header: bool = True,
+        date_header: bool = True,
+        wsgi_threads: int = 40,
+        executor: Executor | None = None,
     ) -> None:
         self.config = config or TransportConfig()
         # register="name": announce this server in a registry while serving (_registration.py).
@@ -115,6 +130,10 @@ class Server:
         #: The CORS policy for browsers (None: no CORS headers at all).
         self.cors = _cors_policy(cors)
         self._preflight = CorsPreflight(self.cors, self._methods_for)
+        # Runs blocking handlers (grpcio sync servicers); made on first need if not given.
+        self._executor = executor
+        self._own_executor: ThreadPoolExecutor | None = None
+        self._builtins: list[Service] = []
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
@@ -128,6 +147,18 @@ class Server:
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The hosted ASGI/WSGI application, if one is mounted.
+        self.app: HostedApp | None = None
+        if app is not None:
+            self.mount(
+                app,
+                interface=interface,
+                root_path=root_path,
+                lifespan=lifespan,
+                server_header=server_header,
+                date_header=date_header,
+                wsgi_threads=wsgi_threads,
+            )
 
     def add_service(self, service: Service | type[Service]) -> None:
         """Register a service (an instance, or a class to instantiate with no arguments)."""
@@ -149,6 +180,63 @@ class Server:
         if self.health is not None and service is not self.health:
             self.health.set(service.__service_name__, ServingStatus.SERVING)
 
+    def mount(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
+        """Mount an ASGI or WSGI application (the ``app=`` of the constructor, with the
+        same options), before the server starts."""
+        if self.app is not None:
+            raise ValueError("an application is already mounted")
+        if self._servers:
+            raise RuntimeError("mount() must come before start()")
+        self.app = host_app(app, interface=interface, **options)
+
+    # -- grpcio servicers (server/_grpcio.py) -----------------------------------------
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[Any]) -> None:
+        """Serve grpcio method handlers, as ``add_XServicer_to_server(servicer, server)``
+        of grpcio's generated code calls it (needs the servicer's grpcio and protobuf)."""
+        from ._grpcio import services_from_generic_handlers
+
+        for svc in services_from_generic_handlers(generic_rpc_handlers, self._blocking_pool):
+            self._add_grpcio(svc)
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, Any]
+    ) -> None:
+        """Serve ``{"Method": grpc.RpcMethodHandler}`` (grpcio >= 1.62 generated code)."""
+        from ._grpcio import service_from_method_handlers
+
+        self._add_grpcio(
+            service_from_method_handlers(service_name, method_handlers, self._blocking_pool)
+        )
+
+    def _add_grpcio(self, service: Service) -> None:
+        from ._grpcio import GrpcioService
+
+        name = service.__service_name__
+        for old in self.services:
+            if old.__service_name__ != name:
+                continue
+            if isinstance(old, GrpcioService) and isinstance(service, GrpcioService):
+                if old.paths == service.paths:
+                    return  # generated code adds each service twice (generic + registered)
+            elif any(old is builtin for builtin in self._builtins):
+                self._remove_service(old)  # the caller's service wins over a built-in one
+                if old is self.health:
+                    self.health = None
+                break
+        self.add_service(service)
+
+    def _remove_service(self, service: Service) -> None:
+        for method in service.__methods__.values():
+            self._routes.pop(method.path.encode(), None)
+        self.services.remove(service)
+
+    def _blocking_pool(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._own_executor = ThreadPoolExecutor(
+                max_workers=32, thread_name_prefix="h2mesh-sync"
+            )
+        return self._executor
+
     def _add_builtins(self, reflection: bool) -> None:
         # A service of the same name given by the caller wins over the built-in one.
         taken = {svc.__service_name__ for svc in self.services}
@@ -162,6 +250,7 @@ class Server:
             from ._reflection import reflection_services
 
             builtins += reflection_services(lambda: self.services)
+        self._builtins = builtins
         for svc in builtins:
             if svc.__service_name__ not in taken:
                 self.add_service(svc)
@@ -184,6 +273,8 @@ class Server:
         loop = self._loop = asyncio.get_running_loop()
         ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
         scheme = b"https" if ctx is not None else b"http"
+        if self.app is not None:
+            await self.app.startup()  # before the port opens
 
         def factory() -> asyncio.Protocol:
             return Sniffer(self._make_h2, self._make_h1, scheme, self.config.handshake_timeout)
@@ -259,6 +350,12 @@ class Server:
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        if self.app is not None:
+            await self.app.shutdown()
+        if self._own_executor is not None:
+            # Threads still running a servicer finish on their own; none are waited for.
+            self._own_executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._own_executor = None
 
     async def __aenter__(self) -> Server:
         if not self._servers:
@@ -306,34 +403,41 @@ class Server:
     # -- one request --------------------------------------------------------------
     def _accept(
         self, stream: Stream
-    ) -> tuple[_Route, ServerCall, ServerProtocol, dict[str, str] | None]:
-        """Route a request to a method and a protocol, or raise ``_Refused``.
+    ) -> tuple[_Route, ServerCall, ServerProtocol, dict[str, str] | None] | None:
+        """Route a request to a method and a protocol, or raise ``_Refused``; None hands
+        it to the hosted application.
 
-        Order: the exact RPC path (any protocol), then the REST routes, then today's
-        415 / ``unimplemented`` answers. Also returns the CORS headers of the response.
+        Order: the exact RPC path (any protocol), then the REST routes, then the hosted
+        application, then the 415 / ``unimplemented`` answers. Also returns the CORS
+        headers of the response.
         """
         request = dict(stream.headers or ())
         method = request.get(b":method")
-        if method == b"OPTIONS":
-            raise _Refused(self._preflight, request, _PREFLIGHT)
-        cors = None if self.cors is None else self.cors.response_headers(request.get(b"origin"))
         path = request.get(b":path", b"")
         route = self._routes.get(path)
         if route is None and b"?" in path:
             route = self._routes.get(path.partition(b"?")[0])
         if route is None:
             if self._rest:
+                if method == b"OPTIONS" and self._rest.methods_for(path):
+                    raise _Refused(self._preflight, request, _PREFLIGHT)
                 try:
                     hit = self._rest.accept(stream, request, self.max_message_size)
                 except RpcError as exc:
                     raise _Refused(self._rest, request, exc) from None
                 if hit is not None:
-                    return hit[0], hit[1], self._rest, cors
+                    return hit[0], hit[1], self._rest, self._cors_headers(request)
+            if self.app is not None:
+                return None  # no service claims it: the hosted application answers
+            if method == b"OPTIONS":
+                raise _Refused(self._preflight, request, _PREFLIGHT)
             proto = negotiate(method, request.get(b"content-type"))
             if proto is None:
                 raise _Refused(None, request, None)
             error = RpcError(Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}")
             raise _Refused(proto, request, error)
+        if method == b"OPTIONS":
+            raise _Refused(self._preflight, request, _PREFLIGHT)
         proto = negotiate(method, request.get(b"content-type"))
         if proto is None:
             if method not in (b"POST", b"GET"):
@@ -348,17 +452,27 @@ class Server:
             call = proto.server_call(stream, route.method, request, self.max_message_size)
         except RpcError as exc:
             raise _Refused(proto, request, exc) from None
-        return route, call, proto, cors
+        return route, call, proto, self._cors_headers(request)
+
+    def _cors_headers(self, request: dict[bytes, bytes]) -> dict[str, str] | None:
+        if self.cors is None:
+            return None
+        return self.cors.response_headers(request.get(b"origin"))
 
     async def _serve_stream(self, stream: Stream) -> None:
         # One coroutine per request, from routing to the last byte: every extra await
         # layer on this path costs each call.
         try:
-            route, call, proto, cors = self._accept(stream)
+            accepted = self._accept(stream)
         except _Refused as refused:
             with contextlib.suppress(TransportError):  # the peer may have gone away
                 await refused.answer(stream)
             return
+        if accepted is None:
+            assert self.app is not None
+            await self.app.serve(stream)
+            return
+        route, call, proto, cors = accepted
         method = route.method
         timer: asyncio.TimerHandle | None = None
         task = stream.task
