@@ -23,6 +23,7 @@ import msgspec
 
 from . import __version__
 from ._errors import Code, RpcError
+from ._lbconfig_cli import add_lb_config_parser
 from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .client import Channel
@@ -392,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--cacert", metavar="FILE", help="CA certificates to trust for https")
     call.set_defaults(func=_run_call)
     add_registry_parser(sub)
+    add_lb_config_parser(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections.abc import AsyncIterator
 
 import msgspec
 
@@ -67,6 +68,12 @@ class Mesh(Service, name="mesh.v1.Mesh"):
             await asyncio.sleep(delay)
         ctx.response_headers["x-replica"] = self.replica
         return WorkReply(replica=self.replica, key=req.key)
+
+    @rpc
+    async def count(self, req: WorkRequest) -> AsyncIterator[WorkReply]:
+        """Three replies from this replica (a server stream)."""
+        for i in range(3):
+            yield WorkReply(replica=self.replica, key=f"{req.key}.{i}")
 
     @rpc
     async def configure(self, knobs: Knobs) -> Knobs:
