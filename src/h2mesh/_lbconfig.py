@@ -99,6 +99,8 @@ def _nginx_locations(spec: EdgeSpec, upstream: str) -> list[str]:
         "grpc_next_upstream error timeout;",
         "grpc_next_upstream_tries 3;",
         "grpc_socket_keepalive on;",
+        # The client's address, for replicas started with --forwarded-allow-ips.
+        "grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
     ]
 
     def block(match: str, read_timeout: float, retry_sent: bool) -> list[str]:
@@ -208,6 +210,8 @@ def render_haproxy(spec: EdgeSpec) -> str:
         "    mode http",
         "    log global",
         "    option dontlognull",
+        "    # The client's address, for replicas started with --forwarded-allow-ips.",
+        "    option forwardfor",
         f"    timeout connect {_seconds(spec.connect_timeout)}",
         f"    timeout client {_seconds(spec.stream_timeout)}",
         f"    timeout server {_seconds(spec.timeout)}",
@@ -232,7 +236,7 @@ def render_haproxy(spec: EdgeSpec) -> str:
         f"    http-check send meth POST uri {HEALTH_PATH} ver HTTP/2 "
         f"hdr host {_ident(spec.name)} hdr content-type application/json "
         f"body '{spec.health_body}'",
-        "    http-check expect rstring '\"status\"\\s*:\\s*\"SERVING\"'",
+        '    http-check expect rstring \'"status"\\s*:\\s*"SERVING"\'',
         # Retries: a connection failure is always safe to retry (nothing was sent);
         # a failed response only for idempotent methods.
         "    retry-on conn-failure empty-response response-timeout 502 503 504",
@@ -338,6 +342,8 @@ def render_envoy(spec: EdgeSpec) -> str:
         ),
         "stat_prefix": cluster,
         "codec_type": "AUTO",  # HTTP/1.1 and HTTP/2 cleartext on one port
+        # Append the client's address to X-Forwarded-For (see --forwarded-allow-ips).
+        "use_remote_address": True,
         "stream_idle_timeout": _duration(spec.stream_timeout),
         "route_config": {
             "name": cluster,

@@ -146,6 +146,11 @@ def _serve(args: argparse.Namespace) -> int:
     server = load_server(args.target)
     if args.register:
         _enable_registration(server, args)
+    if args.forwarded_allow_ips is not None:
+        try:
+            server.forwarded_allow_ips = args.forwarded_allow_ips
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     scheme = "https" if tls is not None else "http"
 
     def ready(srv: Server) -> None:
@@ -351,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--register-address",
         metavar="HOST[:PORT]",
         help="the address to announce (default: the bound one; 127.0.0.1 for 0.0.0.0)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        default=os.environ.get("FORWARDED_ALLOW_IPS"),
+        help="comma-separated proxy addresses/networks (or '*') whose Forwarded and "
+        "X-Forwarded-For headers give the client's address (default: $FORWARDED_ALLOW_IPS, "
+        "else none)",
     )
     serve.set_defaults(func=_serve)
 
