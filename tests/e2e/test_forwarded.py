@@ -79,3 +79,27 @@ def test_trusted_proxy_sets_the_peer(curl: str, trusted: LiveServer, http: str) 
 def test_untrusted_peer_cannot_forge_it(curl: str, untrusting: LiveServer, http: str) -> None:
     got = whoami(curl, untrusting.url, http, "X-Forwarded-For: 203.0.113.7")
     assert got["host"] == "127.0.0.1" and got["port"] != 0
+
+
+async def client_app(scope: dict[str, object], receive: object, send: object) -> None:
+    """A bare ASGI app that answers with ``scope["client"]``."""
+    assert scope["type"] == "http"
+    body = json.dumps(scope["client"]).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+
+
+def test_hosted_asgi_app_sees_the_forwarded_client(curl: str, loop_kind: str) -> None:
+    live = LiveServer([], loop_kind, app=client_app, lifespan="off")
+    live.start()
+    try:
+        url = f"{live.url}/anything"
+        args = [curl, "-sS", "-H", "X-Forwarded-For: 203.0.113.7", url]
+        untrusted = json.loads(subprocess.run(args, capture_output=True, check=True).stdout)
+        assert untrusted[0] == "127.0.0.1"
+        assert live.server is not None
+        live.server.forwarded_allow_ips = "127.0.0.1"  # as `h2mesh serve` sets it
+        trusted = json.loads(subprocess.run(args, capture_output=True, check=True).stdout)
+        assert trusted == ["203.0.113.7", 0]
+    finally:
+        live.close()

@@ -165,6 +165,7 @@ class Server:
         if self._servers:
             raise RuntimeError("mount() must come before start()")
         self.app = host_app(app, interface=interface, **options)
+        self.app.trust = self._trust
 
     # -- grpcio servicers (server/_grpcio.py) -----------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[Any]) -> None:
@@ -240,6 +241,9 @@ class Server:
     def forwarded_allow_ips(self, spec: str | Sequence[str] | ProxyTrust | None) -> None:
         trust = spec if isinstance(spec, ProxyTrust) or spec is None else ProxyTrust(spec)
         self._trust = trust or None
+        app: HostedApp | None = getattr(self, "app", None)
+        if app is not None:
+            app.trust = self._trust
 
     @property
     def methods(self) -> list[MethodDescriptor]:
