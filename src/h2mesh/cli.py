@@ -5,6 +5,7 @@
     h2mesh serve examples.greeter:Greeter --port 8080
     h2mesh serve examples.greeter:Greeter myapp:app      # services beside an ASGI/WSGI app
     h2mesh proto examples.greeter:Greeter -o greeter.proto
+    h2mesh openapi examples.users:Users -o openapi.json
     h2mesh call http://127.0.0.1:8080 demo.v1.Greeter/SayHello '{"name": "x"}'
 """
 
@@ -26,6 +27,7 @@ import msgspec
 
 from . import __version__
 from ._errors import Code, RpcError
+from ._lbconfig_cli import add_lb_config_parser
 from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .client import Channel
@@ -244,8 +246,7 @@ def _serve(args: argparse.Namespace) -> int:
     before = set(sys.modules)
     server = load_server(args.targets, args.interface)
     project = _project_modules(before)
-    if args.register:
-        _enable_registration(server, args)
+    _configure_server(server, args)
     supervised = workers > 1 or args.max_requests > 0 or args.reload or args.reuse_port
     admin = (args.admin_host, args.admin_port) if args.admin_port is not None else None
     access = (args.access_log or None, args.log_format) if args.access_log is not None else None
@@ -332,8 +333,7 @@ def _run_supervised(
             sys.modules.pop(name, None)
         importlib.invalidate_caches()
         fresh = load_server(targets, interface)
-        if args.register:
-            _enable_registration(fresh, args)
+        _configure_server(fresh, args)
         return fresh
 
     supervisor = Supervisor(
@@ -364,6 +364,17 @@ def _run_supervised(
         return _FAILED
     log.info("stopped")
     return 0
+
+
+def _configure_server(server: Server, args: argparse.Namespace) -> None:
+    """What the command line sets on a loaded server (in the supervisor and each worker)."""
+    if args.register:
+        _enable_registration(server, args)
+    if args.forwarded_allow_ips is not None:
+        try:
+            server.forwarded_allow_ips = args.forwarded_allow_ips
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _enable_registration(server: Server, args: argparse.Namespace) -> None:
@@ -456,6 +467,15 @@ def _add_production_flags(serve: argparse.ArgumentParser) -> None:
 
 
 # -- proto ------------------------------------------------------------------------------
+def _write_output(text: str, path: str | None) -> None:
+    if path in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+
+
 def _proto(args: argparse.Namespace) -> int:
     from .schema import SchemaError, render_proto, service_file
 
@@ -467,12 +487,21 @@ def _proto(args: argparse.Namespace) -> int:
         text = render_proto(service_file(obj), header=header)
     except SchemaError as exc:
         raise UsageError(f"{args.target}: {exc}") from None
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+    _write_output(text, args.output)
+    return 0
+
+
+# -- openapi ----------------------------------------------------------------------------
+def _openapi(args: argparse.Namespace) -> int:
+    from .server._pages import server_openapi
+
+    server = load_server(args.target)
+    try:
+        doc = server_openapi(server)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{args.target}: {exc}") from None
+    text = msgspec.json.format(msgspec.json.encode(doc), indent=2).decode() + "\n"
+    _write_output(text, args.output)
     return 0
 
 
@@ -574,6 +603,12 @@ def _run_call(args: argparse.Namespace) -> int:
 
 
 # -- entry point -------------------------------------------------------------------------
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``h2mesh`` command."""
     parser = argparse.ArgumentParser(
@@ -638,6 +673,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="the address to announce (default: the bound one; 127.0.0.1 for 0.0.0.0)",
     )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        default=os.environ.get("FORWARDED_ALLOW_IPS"),
+        help="comma-separated proxy addresses/networks (or '*') whose Forwarded and "
+        "X-Forwarded-For headers give the client's address (default: $FORWARDED_ALLOW_IPS, "
+        "else none)",
+    )
     _add_production_flags(serve)
     serve.set_defaults(func=_serve)
 
@@ -648,10 +691,18 @@ def build_parser() -> argparse.ArgumentParser:
         "for gRPC tools and other languages. Field numbers follow declaration order.",
     )
     proto.add_argument("target", metavar="MODULE:SERVICE")
-    proto.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
-    )
+    _output_option(proto)
     proto.set_defaults(func=_proto)
+
+    openapi = sub.add_parser(
+        "openapi",
+        help="write the OpenAPI 3.1 document of services or a Server",
+        description="Write the OpenAPI 3.1 document (JSON) that a server of MODULE:OBJECT "
+        "serves at /openapi.json: its HTTP routes and the Connect endpoints of its methods.",
+    )
+    openapi.add_argument("target", metavar="MODULE:OBJECT")
+    _output_option(openapi)
+    openapi.set_defaults(func=_openapi)
 
     call = sub.add_parser(
         "call",
@@ -680,6 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--cacert", metavar="FILE", help="CA certificates to trust for https")
     call.set_defaults(func=_run_call)
     add_registry_parser(sub)
+    add_lb_config_parser(sub)
     return parser
 
 
