@@ -61,14 +61,13 @@ def test_subprotocol_ping_and_close_codes_both_ways(run: Run) -> None:
                 assert ws.close_code == 4000
                 assert ws.close_reason == "asked to"
             ws_apps.CLOSES.clear()
+            ws_apps.CLOSED.clear()
             async with connect(url) as ws:
                 await ws.send("hi")
                 assert await ws.recv() == "hi"
                 await ws.close(code=4001, reason="bye")
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 5.0
-            while not ws_apps.CLOSES and loop.time() < deadline:
-                await asyncio.sleep(0.01)  # the app records it on its own task
+            # The app records it on its own task.
+            assert await asyncio.to_thread(ws_apps.CLOSED.wait, 5.0)
             assert ws_apps.CLOSES == [4001]
         finally:
             await server.stop(1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
@@ -10,6 +12,8 @@ from starlette.websockets import WebSocket as StarletteWebSocket
 fastapi_app = FastAPI()
 #: Close codes the endpoints saw, in order.
 CLOSES: list[int] = []
+#: Set each time an endpoint saw the client close.
+CLOSED = threading.Event()
 
 
 @fastapi_app.websocket("/echo")
@@ -20,6 +24,7 @@ async def fastapi_echo(ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 CLOSES.append(message["code"])
+                CLOSED.set()
                 return
             if message.get("text") == "close-me":
                 await ws.close(code=4000, reason="asked to")
@@ -30,6 +35,7 @@ async def fastapi_echo(ws: WebSocket) -> None:
                 await ws.send_bytes(message["bytes"])
     except WebSocketDisconnect as exc:
         CLOSES.append(exc.code)
+        CLOSED.set()
 
 
 @fastapi_app.websocket("/refuse")
