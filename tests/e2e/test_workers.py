@@ -94,6 +94,7 @@ def start(
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=err,
+            bufsize=0,  # unbuffered: select() sees every line not yet read
             **popen,  # type: ignore[call-overload]
         )
     sup = Supervised(proc, log)
