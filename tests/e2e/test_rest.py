@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -200,12 +201,14 @@ def users_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Modu
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    assert 'import "google/api/annotations.proto";' in target.read_text()
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "grpc_tools.protoc",
             f"-I{root}",
+            f"-I{_googleapis_root()}",
             f"--python_out={root}",
             f"--grpc_python_out={root}",
             "demo/users/v1/users.proto",
@@ -223,6 +226,31 @@ def users_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Modu
         )
     finally:
         sys.path.remove(str(root))
+
+
+def _googleapis_root() -> Path:
+    """Where googleapis-common-protos keeps google/api/annotations.proto."""
+    from google.api import annotations_pb2
+
+    root = Path(annotations_pb2.__file__).parents[2]
+    assert (root / "google" / "api" / "annotations.proto").is_file()
+    return root
+
+
+def test_the_proto_carries_the_routes_as_google_api_http(
+    users_pb: tuple[ModuleType, ModuleType],
+) -> None:
+    from google.api import annotations_pb2
+
+    pb2, _ = users_pb
+    methods = pb2.DESCRIPTOR.services_by_name["Users"].methods_by_name
+    rule = methods["ListUsers"].GetOptions().Extensions[annotations_pb2.http]
+    assert rule.get == "/v1/users"
+    assert [b.get for b in rule.additional_bindings] == ["/v1/people"]
+    rule = methods["ReplaceUser"].GetOptions().Extensions[annotations_pb2.http]
+    assert (rule.put, rule.body) == ("/v1/users/{id}", "user")
+    rule = methods["ListOrgUsers"].GetOptions().Extensions[annotations_pb2.http]
+    assert rule.get == "/v1/{name=orgs/*}/users"
 
 
 def test_the_same_methods_answer_over_grpc(
