@@ -248,16 +248,20 @@ class Router(Generic[T]):
         if root is None:
             return None
         raw = path[1:].split("/") if path.startswith("/") else path.split("/")
+        decode = "%" in path
         last = raw[-1]
         colon = last.rfind(":")
         if colon > 0:
             # Try the verb form first: "/v1/books/1:publish" may also match "{name=**}".
-            verb_segments = [unquote(s) for s in raw[:-1]]
-            verb_segments.append(unquote(last[:colon]))
-            hit = _walk(root, verb_segments, 0, unquote(last[colon + 1 :]))
+            verb_segments = [*raw[:-1], last[:colon]]
+            verb = last[colon + 1 :]
+            if decode:
+                verb_segments = [unquote(s) for s in verb_segments]
+                verb = unquote(verb)
+            hit = _walk(root, verb_segments, 0, verb)
             if hit is not None:
                 return _bind(hit, verb_segments)
-        segments = [unquote(s) for s in raw]
+        segments = [unquote(s) for s in raw] if decode else raw
         hit = _walk(root, segments, 0, "")
         return None if hit is None else _bind(hit, segments)
 
