@@ -85,7 +85,7 @@ class RestRoute:
         self.body = rule.body
         self.response_body = rule.response_body
         self.schemas = schemas
-        self._fields: dict[tuple[str, ...], _Field] = {}
+        self._fields: dict[str, _Field] = {}
 
     # -- request ------------------------------------------------------------------------
     def bind(self, params: dict[tuple[str, ...], str], query: str, body: bytes | None) -> Any:
@@ -105,34 +105,43 @@ class RestRoute:
             if query:
                 self._apply_query(obj, query)
         for field, text in params.items():
-            _set(obj, field, self._field(field).parse(text), replace=True)
+            info = self._field(".".join(field))
+            if info.top:
+                obj[info.top] = info.parse(text)
+            else:
+                _set(obj, field, info.parse(text), replace=True)
         # One decoder for every way in: the same validation and messages as Connect JSON.
         return decode(_json_encode(obj))
 
-    def _field(self, field: tuple[str, ...]) -> _Field:
-        """How a path or query value of ``field`` parses (cached: schemas are static)."""
-        found = self._fields.get(field)
+    def _field(self, key: str) -> _Field:
+        """How a path or query value of field ``key`` (``a.b``) parses (cached: schemas
+        are static)."""
+        found = self._fields.get(key)
         if found is None:
+            field = tuple(key.split("."))
             schema = self.schemas.field(self.method.request_type, field)
             found = _Field(field, schema, self.schemas)
             if schema is not None or len(self._fields) < _MAX_UNKNOWN_FIELDS:
-                self._fields[field] = found
+                self._fields[key] = found
         return found
 
     def _apply_query(self, obj: dict[str, Any], query: str) -> None:
-        seen: set[tuple[str, ...]] = set()
+        seen: set[str] = set()
+        fields = self._fields
         for key, text in _query_pairs(query):
-            field = tuple(key.split("."))
-            info = self._field(field)
+            info = fields.get(key) or self._field(key)
             if info.repeated:
-                _append(obj, field, info.parse(text))
+                _append(obj, info.path, info.parse(text))
                 continue
-            if field in seen:
+            if key in seen:
                 raise RpcError(
                     Code.INVALID_ARGUMENT, f"query parameter `{key}` is given more than once"
                 )
-            seen.add(field)
-            _set(obj, field, info.parse(text), replace=False)
+            seen.add(key)
+            if info.top:
+                obj[info.top] = info.parse(text)
+            else:
+                _set(obj, info.path, info.parse(text), replace=False)
 
     # -- response -----------------------------------------------------------------------
     def encode(self, message: Any) -> bytes:
@@ -147,10 +156,12 @@ class _Field:
     """A request field as path and query values see it: repeated or not, and how its
     text parses."""
 
-    __slots__ = ("_parse", "name", "repeated")
+    __slots__ = ("_parse", "name", "path", "repeated", "top")
 
     def __init__(self, field: tuple[str, ...], schema: Any, schemas: JsonSchemas) -> None:
         self.name = ".".join(field)
+        self.path = field
+        self.top = field[0] if len(field) == 1 else ""  # a top-level field: set it directly
         self.repeated = schemas.is_repeated(schema)
         if self.repeated:
             items = schema.get("items")
