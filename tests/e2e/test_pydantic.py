@@ -21,7 +21,7 @@ from h2mesh import Channel, Code, RpcError, Service, rpc
 from h2mesh.codec import JSON, MSGPACK, PROTO
 from h2mesh.schema import render_proto, service_file
 
-from ..conftest import ROOT
+from ..conftest import ROOT, googleapis_root
 
 
 class Point(BaseModel):
@@ -90,7 +90,8 @@ def test_codecs_round_trip_models() -> None:
 def test_the_proto_schema_of_a_model() -> None:
     text = render_proto(service_file(Shapes))
     assert "message Shape {" in text and "repeated Point points = 2;" in text
-    assert "rpc Measure(Shape) returns (Area);" in text
+    assert "rpc Measure(Shape) returns (Area) {" in text
+    assert 'post: "/v1/shapes:measure"' in text
 
 
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
@@ -146,6 +147,7 @@ def shapes_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Mod
             "-m",
             "grpc_tools.protoc",
             f"-I{root}",
+            f"-I{googleapis_root()}",
             f"--python_out={root}",
             f"--grpc_python_out={root}",
             "demo/shapes/v1/shapes.proto",

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,7 +19,7 @@ from examples.users import User, UserId, Users
 
 from h2mesh import Channel, Code, CorsPolicy, RpcError, Service
 
-from ..conftest import ROOT, LiveServer
+from ..conftest import ROOT, LiveServer, googleapis_root
 
 
 @pytest.fixture
@@ -208,7 +207,7 @@ def users_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Modu
             "-m",
             "grpc_tools.protoc",
             f"-I{root}",
-            f"-I{_googleapis_root()}",
+            f"-I{googleapis_root()}",
             f"--python_out={root}",
             f"--grpc_python_out={root}",
             "demo/users/v1/users.proto",
@@ -226,15 +225,6 @@ def users_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Modu
         )
     finally:
         sys.path.remove(str(root))
-
-
-def _googleapis_root() -> Path:
-    """Where googleapis-common-protos keeps google/api/annotations.proto."""
-    from google.api import annotations_pb2
-
-    root = Path(annotations_pb2.__file__).parents[2]
-    assert (root / "google" / "api" / "annotations.proto").is_file()
-    return root
 
 
 def test_the_proto_carries_the_routes_as_google_api_http(
