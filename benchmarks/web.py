@@ -39,6 +39,8 @@ APPS = {
 # server -> (interfaces it hosts, protocols it speaks in cleartext)
 SERVERS: dict[str, tuple[set[str], set[str]]] = {
     "h2mesh": ({"asgi", "wsgi"}, {"h2", "h1"}),
+    # The same Flask app behind a2wsgi's adapter, hosted by h2mesh as an ASGI app.
+    "h2mesh-a2wsgi": ({"wsgi"}, {"h2", "h1"}),
     "granian": ({"asgi", "wsgi"}, {"h2", "h1"}),
     "h2corn": ({"asgi"}, {"h2", "h1"}),
     "hypercorn": ({"asgi"}, {"h2", "h1"}),
@@ -49,6 +51,10 @@ SERVERS: dict[str, tuple[set[str], set[str]]] = {
 
 def _command(server: str, target: str, interface: str, port: int, proto: str) -> list[str]:
     host = "127.0.0.1"
+    if server == "h2mesh-a2wsgi":
+        return [str(BIN / "h2mesh"), "serve", "benchmarks.web_apps:a2wsgi_flask",
+                "--interface", "asgi", "--host", host, "--port", str(port),
+                "--log-level", "warning"]  # fmt: skip
     if server == "h2mesh":
         return [str(BIN / "h2mesh"), "serve", target, "--interface", interface,
                 "--host", host, "--port", str(port), "--log-level", "warning"]  # fmt: skip
@@ -143,6 +149,10 @@ def run_one(server: str, app: str, proto: str, duration: float, smoke: bool) -> 
 
 
 def _available(server: str) -> bool:
+    if server == "h2mesh-a2wsgi":
+        import importlib.util
+
+        return importlib.util.find_spec("a2wsgi") is not None
     return (BIN / server).exists()
 
 

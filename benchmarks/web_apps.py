@@ -45,3 +45,16 @@ flask_app = Flask(__name__)
 @flask_app.get("/")
 def flask_hello() -> str:
     return "Hello, world!"
+
+
+def flask_a2wsgi() -> Any:
+    """The Flask app behind a2wsgi's WSGI-to-ASGI adapter, to compare with h2mesh's own."""
+    from a2wsgi import WSGIMiddleware
+
+    return WSGIMiddleware(flask_app, workers=40)
+
+
+try:
+    a2wsgi_flask = flask_a2wsgi()
+except ImportError:  # a2wsgi is in the bench extra only
+    a2wsgi_flask = None
