@@ -437,6 +437,8 @@ class Server:
         cancel."""
         if self.health is not None:
             self.health.shutdown()  # watchers hear NOT_SERVING, then their streams end
+        if self.app is not None:
+            self.app.going_away()  # open WebSockets hear 1012
         if self.registration is not None:
             await self.registration.stop()
         for srv in self._servers:
@@ -472,7 +474,11 @@ class Server:
     # -- connections ------------------------------------------------------------------
     def _make_h2(self) -> H2Connection:
         conn = H2Connection(
-            client=False, config=self.config, on_stream=self._on_stream, on_close=self._on_close
+            client=False,
+            config=self.config,
+            on_stream=self._on_stream,
+            on_close=self._on_close,
+            connect_protocol=self.app is not None and bool(self.app.upgrades),
         )
         self._connections.add(conn)
         self.connections_accepted += 1
