@@ -18,7 +18,7 @@ from ..discovery import Registrar
 from ..observability._observer import ServerObserver
 from ..observability._tracing import server_tracer
 from ..protocol import CONNECT, ServerCall, ServerProtocol, negotiate
-from ..protocol._base import method_not_allowed
+from ..protocol._base import HttpStatusError, encode_metadata, method_not_allowed
 from ..protocol._cors import CorsPolicy
 from ..protocol.connect import allowed_methods
 from ..protocol.grpc_web import CorsPreflight
@@ -542,6 +542,11 @@ class Server:
                     raise _Refused(self._preflight, request, _PREFLIGHT)
                 try:
                     hit = self._rest.accept(stream, request, self.max_message_size)
+                except HttpStatusError as exc:  # 405: a browser may read it too
+                    cors = self._cors_headers(request)
+                    if cors:
+                        exc.headers += encode_metadata(cors)
+                    raise _Refused(self._rest, request, exc) from None
                 except RpcError as exc:
                     raise _Refused(self._rest, request, exc) from None
                 if hit is not None and hit[0] is not self._shadowed:
