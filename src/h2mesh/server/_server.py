@@ -576,7 +576,11 @@ class Server:
             call = proto.server_call(stream, route.method, request, self.max_message_size)
         except RpcError as exc:
             raise _Refused(proto, request, exc) from None
-        return route, call, proto, self._cors_headers(request)
+        # Inline, not _cors_headers(): most calls carry no origin, and pay only a lookup.
+        origin = request.get(b"origin")
+        if origin is None or self.cors is None:
+            return route, call, proto, None
+        return route, call, proto, self.cors.response_headers(origin)
 
     def _cors_headers(self, request: dict[bytes, bytes]) -> dict[str, str] | None:
         if self.cors is None:
