@@ -25,6 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+from hypothesis import settings
+
+# Property tests check what comes out, not how fast: a per-example deadline would only
+# measure how busy the machine is.
+settings.register_profile("h2mesh", deadline=None)
+settings.load_profile("h2mesh")
 
 ROOT = Path(__file__).resolve().parents[1]
 for _path in (ROOT / "src", ROOT):

@@ -241,8 +241,10 @@ def test_remove(registry_path: Path, tmp_path: Path, replicas: list[Replica]) ->
         1, tmp_path, registry_path, target=GREETER, register=SERVICE, ttl=1.5
     )
     [replica] = replicas
-    assert h2mesh("registry", "remove", SERVICE).returncode == 0
-    assert replica.address not in live(registry_path)
+    out = h2mesh("registry", "remove", SERVICE)
+    # What was removed is what the command says; the entry itself may already be back,
+    # since a heartbeat can land between the removal and any look at the registry.
+    assert out.returncode == 0 and out.stdout == f"removed 1 endpoint of {SERVICE}\n"
     wait_until(lambda: replica.address in live(registry_path), 2.0, "re-registration")
 
 

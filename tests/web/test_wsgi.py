@@ -26,6 +26,7 @@ class Recorder:
         self.running = 0
         self.most = 0
         self.closed: list[str] = []
+        self.closing = threading.Condition()
         self.yielded = 0
         self.body_started = threading.Event()
         self.endless_closed = threading.Event()
@@ -54,6 +55,12 @@ class Recorder:
             with self.lock:
                 self.running -= 1
 
+    def wait_closed(self, path: str, count: int, timeout: float = 5.0) -> bool:
+        """Wait until ``close()`` ran ``count`` times for ``path``: the server calls it after
+        the last byte is handed on, so it may run just after the client has the response."""
+        with self.closing:
+            return self.closing.wait_for(lambda: self.closed.count(path) >= count, timeout)
+
     def _endless(self) -> Iterator[bytes]:
         block = b"e" * 65536
         for _ in range(4096):  # 256 MiB if nothing held it back
@@ -71,7 +78,9 @@ class _Closing:
         return iter(self._parts)
 
     def close(self) -> None:
-        self._recorder.closed.append(self._path)
+        with self._recorder.closing:
+            self._recorder.closed.append(self._path)
+            self._recorder.closing.notify_all()
         if self._path == "/endless":
             self._recorder.endless_closed.set()
 
@@ -93,6 +102,7 @@ def test_the_thread_pool_is_bounded(run: Run) -> None:
                 replies = await asyncio.gather(*(client.get(url) for _ in range(12)))
             assert {r.text for r in replies} == {"ok /slow"}
             assert app.most <= 3
+            assert await asyncio.to_thread(app.wait_closed, "/slow", 12)
             assert app.closed.count("/slow") == 12
         finally:
             await server.stop(1.0)
