@@ -22,6 +22,7 @@ import ngh2
 
 from ._config import TransportConfig
 from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamReset
+from ._guard import InboundGuard
 from ._stream import Headers, Stream
 
 _CANCEL = 0x8
@@ -35,7 +36,12 @@ _GOAWAY_FRAME = 0x7
 # A header list over the advertised limit costs the peer its stream (431 or a reset);
 # only one this many times larger makes the engine give up on the whole connection.
 _HEADER_LIMIT_FACTOR = 4
+# RST_STREAM frames a client may send in a burst, and per second after it (the engine's
+# defaults; real cancellations stay far below).
+_RESET_LIMIT = (1000, 33)
 _HEADERS_TOO_LARGE = [(b":status", b"431")]
+_BAD_REQUEST = [(b":status", b"400"), (b"content-type", b"text/plain; charset=utf-8")]
+_DEFAULT_PORTS = {b"http": b":80", b"https": b":443"}
 
 
 def _header_list_size(headers: list[tuple[bytes, bytes]]) -> int:
@@ -45,6 +51,51 @@ def _header_list_size(headers: list[tuple[bytes, bytes]]) -> int:
     for name, value in headers:
         size += len(name) + len(value)
     return size
+
+
+def _request_head_size(headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes | None]:
+    """The header list size of a request (as ``_header_list_size``) and its ``host`` field."""
+    size = 32 * len(headers)
+    host = None
+    for name, value in headers:
+        size += len(name) + len(value)
+        if name == b"host":
+            host = value
+    return size, host
+
+
+def _authority_problem(headers: list[tuple[bytes, bytes]], host: bytes) -> str | None:
+    """Check a request's ``host`` against its ``:authority`` (RFC 9113 section 8.3.1).
+
+    Without ``:authority`` (as proxies such as HAProxy send), ``host`` stands in for it and
+    is copied into the list. Both present and naming different origins: the request is
+    malformed, and the reason is returned.
+    """
+    authority = scheme = None
+    for name, value in headers:
+        if name == b":authority":
+            authority = value
+        elif name == b":scheme":
+            scheme = value
+        elif name[:1] != b":":
+            break  # pseudo-header fields come first
+    if authority is None:
+        headers.insert(0, (b":authority", host))
+        return None
+    default_port = _DEFAULT_PORTS.get(scheme or b"")
+
+    def origin(value: bytes) -> bytes:
+        value = value.strip().lower()
+        if default_port is not None and value.endswith(default_port):
+            value = value[: -len(default_port)]
+        return value
+
+    if origin(authority) == origin(host):
+        return None
+    return (
+        f"host header {host.decode('latin-1')!r} disagrees with "
+        f":authority {authority.decode('latin-1')!r}"
+    )
 
 
 class H2Stream(Stream):
@@ -280,9 +331,20 @@ class H2Connection(asyncio.Protocol):
             ngh2.Configuration(
                 auto_window_update=False,
                 max_inbound_header_list_size=cfg.max_header_list_size * _HEADER_LIMIT_FACTOR,
+                # The guard enforces _RESET_LIMIT first, and answers ENHANCE_YOUR_CALM
+                # where the engine's own limiter would say INTERNAL_ERROR.
+                stream_reset_rate_limit=(2 * _RESET_LIMIT[0], 2 * _RESET_LIMIT[1]),
             ),
         )
         self.high_water = cfg.send_high_water
+        # Server side: frame checks the engine leaves out (see _guard.py).
+        self._guard = (
+            None
+            if client
+            else InboundGuard(max_frame_size=cfg.max_frame_size, reset_limit=_RESET_LIMIT)
+        )
+        # Streams whose headers held a field too long for the engine: they get a 431.
+        self._oversized = set() if self._guard is None else self._guard.oversized
         self.streams: dict[int, H2Stream] = {}
         self.send_waiters: set[H2Stream] = set()
         self.on_stream = on_stream
@@ -345,6 +407,9 @@ class H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         engine = self.engine
         self._received = True
+        guard = self._guard
+        if guard is not None:
+            data = guard.feed(data)
         try:
             engine.receive_data(data)
         except ngh2.NGH2Error as exc:
@@ -357,6 +422,10 @@ class H2Connection(asyncio.Protocol):
             self._abort()
             return
         self._dispatch_events(engine.events())
+        if guard is not None and guard.flooded:
+            # Streams reset faster than the limit ("rapid reset", CVE-2023-44487).
+            with contextlib.suppress(ngh2.NGH2Error):
+                engine.terminate_connection(_ENHANCE_YOUR_CALM)
         self._flush()
         if not engine.want_read and not engine.want_write:
             self._abort()
@@ -459,9 +528,17 @@ class H2Connection(asyncio.Protocol):
         self.last_stream_id = sid
         self.last_activity = time.monotonic()
         headers = list(ev.headers)
-        if _header_list_size(headers) > self.config.max_header_list_size:
-            self._refuse_oversized(sid, ev.end_stream)
+        size, host = _request_head_size(headers)
+        oversized = self._oversized
+        if size > self.config.max_header_list_size or (oversized and sid in oversized):
+            oversized.discard(sid)
+            self._refuse(sid, ev.end_stream, _HEADERS_TOO_LARGE)
             return
+        if host is not None:
+            problem = _authority_problem(headers, host)
+            if problem is not None:
+                self._refuse(sid, ev.end_stream, _BAD_REQUEST, problem.encode() + b"\n")
+                return
         stream = H2Stream(self, sid, headers)
         if ev.end_stream:
             stream._eof = True
@@ -471,10 +548,14 @@ class H2Connection(asyncio.Protocol):
             return
         self.on_stream(stream)
 
-    def _refuse_oversized(self, sid: int, request_ended: bool) -> None:
-        """Answer 431 to a request whose header list is over the limit, on that stream only."""
+    def _refuse(
+        self, sid: int, request_ended: bool, head: list[tuple[bytes, bytes]], body: bytes = b""
+    ) -> None:
+        """Answer a request the transport will not pass on (431, 400), on that stream only."""
         with contextlib.suppress(ngh2.NGH2Error):
-            self.engine.send_response(sid, _HEADERS_TOO_LARGE, end_stream=True)
+            self.engine.send_response(sid, head, end_stream=not body)
+            if body:
+                self.engine.send_data(sid, body, end_stream=True)
         if not request_ended:
             # Nothing will read the body: tell the client to stop (RFC 9113 8.1), once
             # the response is on the wire (the engine would send the reset first).
@@ -520,7 +601,11 @@ class H2Connection(asyncio.Protocol):
         stream = self.streams.get(ev.stream_id)
         if stream is not None:
             trailers = list(ev.headers)
-            if _header_list_size(trailers) > self.config.max_header_list_size:
+            oversized = self._oversized
+            if _header_list_size(trailers) > self.config.max_header_list_size or (
+                oversized and ev.stream_id in oversized
+            ):
+                oversized.discard(ev.stream_id)
                 stream._refuse_headers("trailer")
                 return
             stream.trailers = trailers
