@@ -92,9 +92,11 @@ class LiveServer:
         self,
         services: Sequence[Service],
         loop_kind: str,
+        setup: Callable[[Server], None] | None = None,
         **server_options: Any,
     ) -> None:
         self.services = list(services)
+        self.setup = setup  # called with each new Server before it starts
         self.loop_kind = loop_kind
         self.server_options = server_options
         self.loop = loop_factory(loop_kind)()
@@ -120,6 +122,8 @@ class LiveServer:
 
         async def start() -> Server:
             server = Server(self.services, **self.server_options)
+            if self.setup is not None:
+                self.setup(server)
             await server.start("127.0.0.1", port)
             return server
 

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from .._deadline import current_deadline
@@ -82,6 +83,7 @@ class Server:
         register_address: str | None = None,
         health: bool = True,
         reflection: bool = True,
+        executor: Executor | None = None,
     ) -> None:
         self.config = config or TransportConfig()
         # register="name": announce this server in a registry while serving (_registration.py).
@@ -96,6 +98,10 @@ class Server:
         #: The built-in health service (``set(name, status)``), or None if turned off.
         self.health: HealthService | None = HealthService() if health else None
         self._routes: dict[bytes, _Route] = {}
+        # Runs blocking handlers (grpcio sync servicers); made on first need if not given.
+        self._executor = executor
+        self._own_executor: ThreadPoolExecutor | None = None
+        self._builtins: list[Service] = []
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
@@ -122,6 +128,54 @@ class Server:
         if self.health is not None and service is not self.health:
             self.health.set(service.__service_name__, ServingStatus.SERVING)
 
+    # -- grpcio servicers (server/_grpcio.py) -----------------------------------------
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[Any]) -> None:
+        """Serve grpcio method handlers, as ``add_XServicer_to_server(servicer, server)``
+        of grpcio's generated code calls it (needs the servicer's grpcio and protobuf)."""
+        from ._grpcio import services_from_generic_handlers
+
+        for svc in services_from_generic_handlers(generic_rpc_handlers, self._blocking_pool):
+            self._add_grpcio(svc)
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, Any]
+    ) -> None:
+        """Serve ``{"Method": grpc.RpcMethodHandler}`` (grpcio >= 1.62 generated code)."""
+        from ._grpcio import service_from_method_handlers
+
+        self._add_grpcio(
+            service_from_method_handlers(service_name, method_handlers, self._blocking_pool)
+        )
+
+    def _add_grpcio(self, service: Service) -> None:
+        from ._grpcio import GrpcioService
+
+        name = service.__service_name__
+        for old in self.services:
+            if old.__service_name__ != name:
+                continue
+            if isinstance(old, GrpcioService) and isinstance(service, GrpcioService):
+                if old.paths == service.paths:
+                    return  # generated code adds each service twice (generic + registered)
+            elif any(old is builtin for builtin in self._builtins):
+                self._remove_service(old)  # the caller's service wins over a built-in one
+                if old is self.health:
+                    self.health = None
+                break
+        self.add_service(service)
+
+    def _remove_service(self, service: Service) -> None:
+        for method in service.__methods__.values():
+            self._routes.pop(method.path.encode(), None)
+        self.services.remove(service)
+
+    def _blocking_pool(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._own_executor = ThreadPoolExecutor(
+                max_workers=32, thread_name_prefix="h2mesh-sync"
+            )
+        return self._executor
+
     def _add_builtins(self, reflection: bool) -> None:
         # A service of the same name given by the caller wins over the built-in one.
         taken = {svc.__service_name__ for svc in self.services}
@@ -135,6 +189,7 @@ class Server:
             from ._reflection import reflection_services
 
             builtins += reflection_services(lambda: self.services)
+        self._builtins = builtins
         for svc in builtins:
             if svc.__service_name__ not in taken:
                 self.add_service(svc)
@@ -232,6 +287,10 @@ class Server:
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        if self._own_executor is not None:
+            # Threads still running a servicer finish on their own; none are waited for.
+            self._own_executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._own_executor = None
 
     async def __aenter__(self) -> Server:
         if not self._servers:
