@@ -3,6 +3,7 @@
 ::
 
     h2mesh serve examples.greeter:Greeter --port 8080
+    h2mesh serve examples.greeter:Greeter myapp:app      # services beside an ASGI/WSGI app
     h2mesh proto examples.greeter:Greeter -o greeter.proto
     h2mesh call http://127.0.0.1:8080 demo.v1.Greeter/SayHello '{"name": "x"}'
 """
@@ -43,9 +44,48 @@ class UsageError(Exception):
 
 
 # -- serve ------------------------------------------------------------------------------
-def load_server(spec: str) -> Server:
-    """The ``Server`` for ``MODULE:OBJECT``, importing MODULE from the current directory."""
-    return _as_server(_load_object(spec), spec)
+def load_server(specs: str | Sequence[str], interface: str = "auto") -> Server:
+    """The ``Server`` for one or more ``MODULE:OBJECT`` targets, importing each MODULE from
+    the current directory.
+
+    Each target is a Service class or instance, a list of services, a Server (at most
+    one; the other targets are added to it), or an ASGI or WSGI application (at most
+    one; ``interface`` forces which).
+    """
+    if isinstance(specs, str):
+        specs = [specs]
+    server: Server | None = None
+    services: list[Service] = []
+    app: tuple[Any, str] | None = None
+    for spec in specs:
+        obj = _load_object(spec)
+        if isinstance(obj, Server):
+            if server is not None:
+                raise UsageError(f"{spec}: only one Server can be served")
+            server = obj
+        elif _is_service(obj) or _is_service_list(obj):
+            items = list(obj) if isinstance(obj, list | tuple) else [obj]
+            services += [_instantiate(item, spec) for item in items]
+        elif callable(obj) and not isinstance(obj, type):
+            if app is not None:
+                raise UsageError(f"{spec}: at most one ASGI or WSGI application ({app[1]})")
+            app = (obj, spec)
+        else:
+            raise UsageError(
+                f"{spec} is a {type(obj).__name__}; expected a Service class, a Service "
+                "instance, a list of services, a Server, or an ASGI or WSGI application"
+            )
+    try:
+        if server is None:
+            server = Server(services)
+        else:
+            for service in services:
+                server.add_service(service)
+        if app is not None:
+            server.mount(app[0], interface=interface)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{' '.join(specs)}: {exc}") from None
+    return server
 
 
 def _load_object(spec: str) -> Any:
@@ -78,6 +118,10 @@ def _is_service(obj: object) -> bool:
     return isinstance(obj, Service) or (isinstance(obj, type) and issubclass(obj, Service))
 
 
+def _is_service_list(obj: object) -> bool:
+    return isinstance(obj, list | tuple) and bool(obj) and all(_is_service(s) for s in obj)
+
+
 def _instantiate(obj: Service | type[Service], spec: str) -> Service:
     if isinstance(obj, Service):
         return obj
@@ -87,25 +131,6 @@ def _instantiate(obj: Service | type[Service], spec: str) -> Service:
         raise UsageError(
             f"{spec}: cannot create {obj.__qualname__}() with no arguments: {exc}"
         ) from None
-
-
-def _as_server(obj: object, spec: str) -> Server:
-    if isinstance(obj, Server):
-        return obj
-    if _is_service(obj):
-        items: list[Any] = [obj]
-    elif isinstance(obj, list | tuple) and obj and all(_is_service(s) for s in obj):
-        items = list(obj)
-    else:
-        raise UsageError(
-            f"{spec} is a {type(obj).__name__}; expected a Service class, a Service "
-            "instance, a Server, or a list of services"
-        )
-    services = [_instantiate(s, spec) for s in items]
-    try:
-        return Server(services)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{spec}: {exc}") from None
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -142,7 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
         except (OSError, ssl.SSLError) as exc:
             raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
     factory = _loop_factory(args.loop)
-    server = load_server(args.target)
+    server = load_server(args.targets, args.interface)
     if args.register:
         _enable_registration(server, args)
     scheme = "https" if tls is not None else "http"
@@ -152,6 +177,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"h2mesh serving on {_url(scheme, srv.sockets[0])}", flush=True)
         for method in srv.methods:
             log.info("route %s (%s)", method.path, method.kind.value)
+        if srv.app is not None:
+            log.info("every other path: %s", srv.app.describe())
 
     async def serve() -> None:
         await server.serve(args.host, args.port, tls=tls, grace=args.grace, ready=ready)
@@ -306,11 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve",
-        help="serve the services of MODULE:OBJECT",
-        description="Serve MODULE:OBJECT (a Service class or instance, a Server, or a list "
-        "of services) until SIGTERM/SIGINT, then drain in-flight calls and exit.",
+        help="serve services and an ASGI/WSGI application",
+        description="Serve each MODULE:OBJECT (Service classes or instances, lists of "
+        "services, a Server, and at most one ASGI or WSGI application, told apart "
+        "automatically) on one port until SIGTERM/SIGINT, then drain in-flight calls and "
+        "exit. Requests for a service method go to the service; every other request goes "
+        "to the application.",
     )
-    serve.add_argument("target", metavar="MODULE:OBJECT")
+    serve.add_argument("targets", metavar="MODULE:OBJECT", nargs="+")
+    serve.add_argument(
+        "--interface",
+        choices=("auto", "asgi", "wsgi"),
+        default="auto",
+        help="how to call the application target (default: detected)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     serve.add_argument(
         "--port", type=int, default=8080, help="port to bind; 0 picks one (default %(default)s)"

@@ -25,6 +25,7 @@ from ..transport import (
     TransportError,
 )
 from ..transport._h1 import H1Connection
+from ._app import HostedApp, host_app
 from ._context import Context
 from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
@@ -65,6 +66,11 @@ class Server:
         server = Server([Greeter()])
         await server.serve("0.0.0.0", 8080)   # until SIGTERM/SIGINT
 
+    ``app=`` mounts an ASGI 3 or WSGI application beside the services (told apart
+    automatically; ``interface="asgi"|"wsgi"`` forces it): every request that no service
+    method claims goes to it, so unknown paths get the application's 404. Its lifespan
+    startup runs before the port opens, its shutdown after the drain.
+
     Built in, unless turned off: ``grpc.health.v1.Health`` (``health=False``; statuses
     through ``server.health.set(name, status)``) and gRPC server reflection, v1 and
     v1alpha (``reflection=False``; served when the ``protobuf`` package is installed).
@@ -83,6 +89,13 @@ class Server:
         register_address: str | None = None,
         health: bool = True,
         reflection: bool = True,
+        app: Any = None,
+        interface: str = "auto",
+        root_path: str = "",
+        lifespan: str = "auto",
+        server_header: bool = True,
+        date_header: bool = True,
+        wsgi_threads: int = 40,
         executor: Executor | None = None,
     ) -> None:
         self.config = config or TransportConfig()
@@ -109,6 +122,18 @@ class Server:
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The hosted ASGI/WSGI application, if one is mounted.
+        self.app: HostedApp | None = None
+        if app is not None:
+            self.mount(
+                app,
+                interface=interface,
+                root_path=root_path,
+                lifespan=lifespan,
+                server_header=server_header,
+                date_header=date_header,
+                wsgi_threads=wsgi_threads,
+            )
 
     def add_service(self, service: Service | type[Service]) -> None:
         """Register a service (an instance, or a class to instantiate with no arguments)."""
@@ -127,6 +152,15 @@ class Server:
         self.services.append(service)
         if self.health is not None and service is not self.health:
             self.health.set(service.__service_name__, ServingStatus.SERVING)
+
+    def mount(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
+        """Mount an ASGI or WSGI application (the ``app=`` of the constructor, with the
+        same options), before the server starts."""
+        if self.app is not None:
+            raise ValueError("an application is already mounted")
+        if self._servers:
+            raise RuntimeError("mount() must come before start()")
+        self.app = host_app(app, interface=interface, **options)
 
     # -- grpcio servicers (server/_grpcio.py) -----------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[Any]) -> None:
@@ -212,6 +246,8 @@ class Server:
         loop = self._loop = asyncio.get_running_loop()
         ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
         scheme = b"https" if ctx is not None else b"http"
+        if self.app is not None:
+            await self.app.startup()  # before the port opens
 
         def factory() -> asyncio.Protocol:
             return Sniffer(self._make_h2, self._make_h1, scheme, self.config.handshake_timeout)
@@ -287,6 +323,8 @@ class Server:
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        if self.app is not None:
+            await self.app.shutdown()
         if self._own_executor is not None:
             # Threads still running a servicer finish on their own; none are waited for.
             self._own_executor.shutdown(wait=False, cancel_futures=True)
@@ -324,16 +362,19 @@ class Server:
         stream.task = loop.create_task(self._serve_stream(stream))
 
     # -- one request --------------------------------------------------------------
-    def _accept(self, stream: Stream) -> tuple[_Route, ServerCall, ServerProtocol]:
-        """Route a request to a method and a protocol, or raise ``_Refused``."""
+    def _accept(self, stream: Stream) -> tuple[_Route, ServerCall, ServerProtocol] | None:
+        """Route a request to a method and a protocol, or raise ``_Refused``; None hands
+        it to the hosted application."""
         request = dict(stream.headers or ())
-        proto = negotiate(request.get(b":method"), request.get(b"content-type"))
-        if proto is None:
-            raise _Refused(None, request, None)
         path = request.get(b":path", b"")
         route = self._routes.get(path)
         if route is None and b"?" in path:
             route = self._routes.get(path.partition(b"?")[0])
+        if route is None and self.app is not None:
+            return None  # no service claims it: the hosted application answers
+        proto = negotiate(request.get(b":method"), request.get(b"content-type"))
+        if proto is None:
+            raise _Refused(None, request, None)
         if route is None:
             error = RpcError(Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}")
             raise _Refused(proto, request, error)
@@ -347,11 +388,16 @@ class Server:
         # One coroutine per request, from routing to the last byte: every extra await
         # layer on this path costs each call.
         try:
-            route, call, proto = self._accept(stream)
+            accepted = self._accept(stream)
         except _Refused as refused:
             with contextlib.suppress(TransportError):  # the peer may have gone away
                 await refused.answer(stream)
             return
+        if accepted is None:
+            assert self.app is not None
+            await self.app.serve(stream)
+            return
+        route, call, proto = accepted
         method = route.method
         timer: asyncio.TimerHandle | None = None
         task = stream.task

@@ -54,6 +54,7 @@ _CHUNKED = 1
 _RAW = 2  # HTTP/1.0 client, length unknown: the body ends when the connection closes
 _NO_BODY = 3  # HEAD, 204 and 304: bytes handed to send_data are dropped
 _DONE = 4
+_LENGTH = 5  # the application declared a content-length: its bytes go out as they are
 
 # Fields that frame the message or belong to the connection: this module writes its
 # own, and drops any the application passes.
@@ -100,24 +101,28 @@ def _error_response(status: int, message: str) -> bytes:
     )
 
 
-def _field_lines(headers: Iterable[tuple[bytes, bytes]], lines: list[bytes]) -> int:
-    """Append ``name: value`` lines to ``lines``; return the ``:status`` found (0 if none).
+def _field_lines(headers: Iterable[tuple[bytes, bytes]], lines: list[bytes]) -> tuple[int, int]:
+    """Append ``name: value`` lines to ``lines``; return the ``:status`` found (0 if none)
+    and the ``content-length`` given (-1 if none).
 
     Pseudo-headers other than ``:status`` and hop-by-hop fields are left out. A CR or LF
     would let a value smuggle in fields of its own, so those raise ``ValueError``.
     """
     status = 0
+    length = -1
     for name, value in headers:
         if name[:1] == b":":
             if name == b":status":
                 status = int(value)
             continue
         if name in _HOP_BY_HOP:
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
             continue
         if not name or b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
             raise ValueError(f"invalid header field {name!r}: {value!r}")
         lines += (name, b": ", value, b"\r\n")
-    return status
+    return status, length
 
 
 def _absolute_form(target: bytes) -> tuple[bytes, bytes]:
@@ -164,6 +169,7 @@ class H1Stream(Stream):
     __slots__ = (
         "_chunks",
         "_conn",
+        "_done_waiter",
         "_eof",
         "_error",
         "_expect_continue",
@@ -171,6 +177,7 @@ class H1Stream(Stream):
         "_head_request",
         "_http10",
         "_keep_alive",
+        "_length",
         "_read_waiter",
         "_response",
         "_status",
@@ -201,6 +208,7 @@ class H1Stream(Stream):
         self._eof = False
         self._error: BaseException | None = None
         self._read_waiter: asyncio.Future[None] | None = None
+        self._done_waiter: asyncio.Future[None] | None = None
         # Whether the client allows reuse; once the head is written, whether we agreed.
         self._keep_alive = keep_alive
         self._http10 = http10
@@ -210,6 +218,8 @@ class H1Stream(Stream):
         # Response head (status line first) from send_headers, until the body starts.
         self._response: list[bytes] | None = None
         self._status = 0
+        # The content-length the application declared (-1: none); then the bytes still due.
+        self._length = -1
 
     # -- reading ------------------------------------------------------------------
     @property
@@ -217,8 +227,20 @@ class H1Stream(Stream):
         return self._conn.peer
 
     @property
+    def local(self) -> Any:
+        return self._conn.sockname
+
+    @property
     def at_eof(self) -> bool:
         return self._eof and not self._chunks
+
+    async def wait_closed(self) -> None:
+        while self._framing != _DONE and self._error is None:
+            self._done_waiter = self._conn.loop.create_future()
+            try:
+                await self._done_waiter
+            finally:
+                self._done_waiter = None
 
     async def read(self) -> bytes:
         """The next chunk of the request body; ``b""`` once it has all been read."""
@@ -269,7 +291,7 @@ class H1Stream(Stream):
         if self._response is not None or self._framing != _NOT_STARTED:
             raise RuntimeError("response headers were already sent")
         lines = [b""]
-        status = _field_lines(headers, lines)
+        status, self._length = _field_lines(headers, lines)
         if not 200 <= status <= 999:
             raise ValueError(f"unsupported response status {status}")
         lines[0] = _status_line(status)
@@ -293,6 +315,13 @@ class H1Stream(Stream):
             elif end_stream:
                 conn._write(_LAST_CHUNK)
         elif framing == _RAW:
+            if data:
+                conn._write(data)
+        elif framing == _LENGTH:
+            if len(data) > self._length:
+                self.reset()
+                raise StreamReset(_CANCEL, "response body longer than its content-length")
+            self._length -= len(data)
             if data:
                 conn._write(data)
         elif framing == _DONE:
@@ -355,15 +384,22 @@ class H1Stream(Stream):
         # next request could be parsed; close instead of keeping the connection.
         keep = self._keep_alive and self._eof and not conn.closing
         status = self._status
+        length = self._length
         if self._head_request or status == 204 or status == 304:
-            if end and self._head_request:
+            if self._head_request and (end or length >= 0):
                 # What a GET would have said; the bytes themselves are not sent.
-                lines.append(b"content-length: %d\r\n" % len(body))
+                lines.append(b"content-length: %d\r\n" % (length if length >= 0 else len(body)))
             body = b""
             self._framing = _DONE if end else _NO_BODY
         elif end:
             lines.append(b"content-length: %d\r\n" % len(body))
             self._framing = _DONE
+        elif length >= len(body):
+            # A length declared up front frames a body sent in pieces, as clients and
+            # proxies prefer to chunks (progress, no per-chunk overhead).
+            lines.append(b"content-length: %d\r\n" % length)
+            self._length = length - len(body)
+            self._framing = _LENGTH
         elif http10:
             # HTTP/1.0 has no chunked coding: the body runs until the connection closes.
             keep = False
@@ -385,14 +421,24 @@ class H1Stream(Stream):
         conn._write(b"".join(lines))
         if end:
             conn._response_done(self)
+            if self._done_waiter is not None:
+                self._wake()
 
     def _finish(self) -> None:
+        if self._framing == _LENGTH and self._length:
+            # Fewer bytes than declared: only closing tells the client the body is cut.
+            self._keep_alive = False
         self._framing = _DONE
         self._conn._response_done(self)
+        if self._done_waiter is not None:
+            self._wake()
 
     # -- connection-side notifications ------------------------------------------
     def _wake(self) -> None:
         waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        waiter = self._done_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
@@ -422,6 +468,7 @@ class H1Connection(asyncio.Protocol):
         self.scheme = scheme
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
+        self.sockname: Any = None
         # Requests received and not yet answered; the first is the one being served.
         self.streams: list[H1Stream] = []
         self.lost = False
@@ -469,6 +516,7 @@ class H1Connection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
+        self.sockname = transport.get_extra_info("sockname")
         self._tls = transport.get_extra_info("ssl_object") is not None
         self._idle_since = self.loop.time()
         timeout = self.config.idle_timeout

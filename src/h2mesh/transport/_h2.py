@@ -103,6 +103,7 @@ class H2Stream(Stream):
 
     __slots__ = (
         "_chunks",
+        "_closed_waiter",
         "_conn",
         "_eof",
         "_error",
@@ -132,6 +133,7 @@ class H2Stream(Stream):
         self._read_waiter: asyncio.Future[None] | None = None
         self._send_waiter: asyncio.Future[None] | None = None
         self._headers_waiter: asyncio.Future[None] | None = None
+        self._closed_waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[Any] | None = None
         self.closed = False
         self.ended_local = False
@@ -142,8 +144,20 @@ class H2Stream(Stream):
         return self._conn.peer
 
     @property
+    def local(self) -> Any:
+        return self._conn.sockname
+
+    @property
     def at_eof(self) -> bool:
         return self._eof and not self._chunks
+
+    async def wait_closed(self) -> None:
+        while not self.closed and self._error is None:
+            self._closed_waiter = self._conn.loop.create_future()
+            try:
+                await self._closed_waiter
+            finally:
+                self._closed_waiter = None
 
     async def read(self) -> bytes:
         """The next chunk of the body; ``b""`` once the peer ended the stream."""
@@ -303,6 +317,7 @@ class H2Stream(Stream):
         self._wake(self._read_waiter)
         self._wake(self._send_waiter)
         self._wake(self._headers_waiter)
+        self._wake(self._closed_waiter)
 
     def _fail(self, exc: BaseException, cancel_task: bool) -> None:
         if self._error is None and not (self._eof and self.ended_local):
@@ -351,6 +366,7 @@ class H2Connection(asyncio.Protocol):
         self.on_close = on_close
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
+        self.sockname: Any = None
         self.writing_paused = False
         self.lost = False
         self.closing = False  # GOAWAY sent or received: no new streams
@@ -384,6 +400,7 @@ class H2Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername")
+        self.sockname = transport.get_extra_info("sockname")
         cfg = self.config
         self.engine.initiate_connection(
             {
@@ -638,7 +655,12 @@ class H2Connection(asyncio.Protocol):
             else:
                 exc = StreamReset(code or _CANCEL)
             stream._fail(exc, cancel_task=code != _NO_ERROR)
-        elif stream._read_waiter or stream._send_waiter or stream._headers_waiter:
+        elif (
+            stream._read_waiter
+            or stream._send_waiter
+            or stream._headers_waiter
+            or stream._closed_waiter
+        ):
             stream._wake_all()
         if not self.streams:
             self.last_activity = time.monotonic()

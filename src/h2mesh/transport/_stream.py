@@ -16,7 +16,8 @@ class Stream:
     also for HTTP/1.1). On a client, ``wait_response()`` returns the response headers.
     ``read()`` returns ``b""`` at the end of the body and raises a ``TransportError``
     if the stream was reset or the connection lost. ``task`` is the task serving the
-    stream; the transport cancels it when the peer resets the stream.
+    stream; the transport cancels it when the peer resets the stream (a server that
+    wants to tell the application in another way sets it to None).
     """
 
     __slots__ = ("task",)
@@ -33,7 +34,17 @@ class Stream:
         raise NotImplementedError
 
     @property
+    def local(self) -> Any:
+        """This side's socket address (``getsockname()``) of the connection."""
+        raise NotImplementedError
+
+    @property
     def at_eof(self) -> bool:
+        raise NotImplementedError
+
+    async def wait_closed(self) -> None:
+        """Wait until the exchange is over: the response ended and the stream closed, the
+        stream was reset, or the connection lost."""
         raise NotImplementedError
 
     async def read(self) -> bytes:

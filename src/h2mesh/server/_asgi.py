@@ -1,0 +1,518 @@
+"""Hosting an ASGI 3 application: the ``http`` and ``lifespan`` scopes over h2mesh streams.
+
+One request is one ``_Exchange``: the scope is built once from the headers the transport
+has already parsed, and ``receive``/``send`` are two methods of that object. Request body
+chunks are read from the stream only when the application asks for them, so the HTTP/2
+window (or HTTP/1.1 socket reading) reopens at the application's pace; ``send`` awaits
+while the peer's window or the socket buffer is full.
+
+The transport does not cancel the application's task when the client resets the stream
+or goes away: as ASGI expects, the application hears ``http.disconnect`` from
+``receive()``, and ``send()`` raises ``ClientDisconnected`` (an ``OSError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import unquote
+
+from ..transport import Headers, Stream, TransportError
+
+__all__ = [
+    "ASGIApp",
+    "AsgiHost",
+    "ClientDisconnected",
+    "LifespanFailed",
+    "http_scope",
+]
+
+log = logging.getLogger("h2mesh.asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_INTERNAL_ERROR = 0x2
+_NO_ERROR = 0x0
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+# Connection-specific fields are not allowed in HTTP/2 (RFC 9113 8.2.2); HTTP/1.1 writes
+# its own framing fields.
+_H2_DROPPED = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+_SERVER_ERROR_BODY = b"Internal Server Error"
+_SERVER_ERROR = [
+    (b":status", b"500"),
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"%d" % len(_SERVER_ERROR_BODY)),
+]
+# A response that ends before its request body: this much more of the body is read and
+# dropped (so an HTTP/2 client is not left waiting for window), then the stream is reset.
+_DRAIN_LIMIT = 1024 * 1024
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_SCHEMES = {b"http": "http", b"https": "https"}
+
+# Response states of an exchange.
+_START = 0  # waiting for http.response.start
+_HEAD = 1  # start received; the head goes out with the first body message
+_BODY = 2  # head sent, more body to come
+_TRAILERS = 3  # body done, waiting for http.response.trailers
+_DONE = 4
+
+
+class ClientDisconnected(OSError):
+    """``send()`` was called for a request whose client has reset it or gone away."""
+
+
+class LifespanFailed(RuntimeError):
+    """The application answered ``lifespan.startup`` with ``lifespan.startup.failed``."""
+
+
+def _address(addr: Any) -> tuple[str, int] | None:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return (str(addr[0]), int(addr[1]))
+    return None
+
+
+def http_scope(
+    headers: Headers,
+    http_version: str,
+    client: Any,
+    server: Any,
+    *,
+    root_path: str = "",
+    state: dict[str, Any] | None = None,
+    trailers: bool = False,
+) -> dict[str, Any]:
+    """The ASGI ``http`` scope of a request, from its header list as the transport gives
+    it (pseudo-headers first, for HTTP/1.1 too).
+
+    ``:authority`` becomes a ``host`` header when the request has none (HTTP/2 clients
+    send no ``host``), and HTTP/2's split ``cookie`` fields are joined (RFC 9113 8.2.3).
+    """
+    method = target = b""
+    scheme = b"http"
+    authority: bytes | None = None
+    fields: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] | None = None
+    has_host = False
+    te_trailers = False
+    for name, value in headers:
+        if name[:1] == b":":
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                target = value
+            elif name == b":scheme":
+                scheme = value
+            elif name == b":authority":
+                authority = value
+            continue
+        if name == b"cookie":
+            if cookies is None:
+                cookies = [value]
+                fields.append((name, value))
+            else:
+                cookies.append(value)
+            continue
+        if name == b"host":
+            has_host = True
+        elif name == b"te":
+            te_trailers = b"trailers" in value.lower()
+        fields.append((name, value))
+    if cookies is not None and len(cookies) > 1:
+        index = next(i for i, field in enumerate(fields) if field[0] == b"cookie")
+        fields[index] = (b"cookie", b"; ".join(cookies))
+    if authority is not None and not has_host:
+        fields.insert(0, (b"host", authority))
+    raw_path, _, query = target.partition(b"?")
+    path = raw_path.decode("utf-8", "replace")
+    if "%" in path:
+        path = unquote(path)
+    return {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": http_version,
+        "method": _METHODS.get(method) or method.decode("latin-1"),
+        "scheme": _SCHEMES.get(scheme) or scheme.decode("latin-1"),
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": fields,
+        "client": _address(client),
+        "server": _address(server),
+        "state": {} if state is None else state.copy(),
+        "extensions": {"http.response.trailers": {}} if trailers or te_trailers else {},
+    }
+
+
+class _DateHeader:
+    """The ``date`` field, formatted once per second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = formatdate(now, usegmt=True).encode()
+        return self._value
+
+
+class AsgiHost:
+    """Runs one ASGI 3 application for a ``Server``: requests, and the lifespan protocol.
+
+    ``lifespan``: ``"auto"`` runs it and carries on if the application does not support
+    it, ``"on"`` requires it, ``"off"`` never sends it.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        root_path: str = "",
+        lifespan: str = "auto",
+        server_header: bool = True,
+        date_header: bool = True,
+        kind: str = "ASGI",
+    ) -> None:
+        if lifespan not in ("auto", "on", "off"):
+            raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {lifespan!r}")
+        self.app = app
+        self.kind = kind
+        self.root_path = root_path
+        self.lifespan = lifespan
+        #: The lifespan state; each request's ``scope["state"]`` is a shallow copy.
+        self.state: dict[str, Any] = {}
+        extra: list[tuple[bytes, bytes]] = []
+        if server_header:
+            extra.append((b"server", b"h2mesh"))
+        self._extra = extra
+        self._date = _DateHeader() if date_header else None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lifespan: _Lifespan | None = None
+        self.started = False
+
+    def describe(self) -> str:
+        """What is mounted, for logs: ``ASGI application module:name``."""
+        app = getattr(self.app, "app", None) if self.kind == "WSGI" else self.app
+        name = getattr(app, "__qualname__", None) or type(app).__qualname__
+        return f"{self.kind} application {getattr(app, '__module__', '?')}:{name}"
+
+    # -- lifespan ---------------------------------------------------------------------
+    async def startup(self) -> None:
+        """Send ``lifespan.startup`` and wait for the application's answer (once)."""
+        if self.started:
+            return
+        self.started = True
+        if self.lifespan == "off":
+            return
+        lifespan = _Lifespan(self.app, self.state, required=self.lifespan == "on")
+        if await lifespan.startup():
+            self._lifespan = lifespan
+
+    async def shutdown(self, cancel_after: float = 0.0) -> None:
+        """Cancel requests still running after ``cancel_after`` seconds, then send
+        ``lifespan.shutdown`` and wait for the application's answer."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=cancel_after)
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=1.0)
+        lifespan, self._lifespan = self._lifespan, None
+        self.started = False
+        if lifespan is not None:
+            await lifespan.shutdown()
+        close = getattr(self.app, "close", None) if self.kind == "WSGI" else None
+        if close is not None:
+            close()
+
+    # -- requests ---------------------------------------------------------------------
+    async def serve(self, stream: Stream) -> None:
+        """Run the application for one request, from scope to the end of the response."""
+        task = stream.task
+        # Resets reach the application as http.disconnect, not as a cancellation.
+        stream.task = None
+        if task is not None:
+            self._tasks.add(task)
+        scope = http_scope(
+            stream.headers or [],
+            stream.http_version,
+            stream.peer,
+            stream.local,
+            root_path=self.root_path,
+            state=self.state,
+            trailers=stream.supports_trailers,
+        )
+        exchange = _Exchange(self, stream, scope)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except ClientDisconnected:
+            pass
+        except Exception:
+            log.exception("ASGI application failed on %s %s", scope["method"], scope["path"])
+            await exchange.fail()
+        else:
+            if exchange.state != _DONE:
+                if not exchange.disconnected:
+                    log.error(
+                        "ASGI application returned without completing the response to %s %s",
+                        scope["method"],
+                        scope["path"],
+                    )
+                await exchange.fail()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+        if not stream.at_eof and stream.http_version == "2":
+            await _drain(stream)
+
+    def response_head(self, status: int, headers: Any) -> list[tuple[bytes, bytes]]:
+        """The response header list: ``:status``, the application's fields (names
+        lowercased, connection-specific ones dropped), then ``server`` and ``date``."""
+        head = [(b":status", b"%d" % status)]
+        has_server = has_date = False
+        for name, value in headers:
+            name = bytes(name).lower()
+            if name in _H2_DROPPED:
+                continue
+            if name == b"server":
+                has_server = True
+            elif name == b"date":
+                has_date = True
+            head.append((name, bytes(value)))
+        if self._extra and not has_server:
+            head += self._extra
+        if self._date is not None and not has_date:
+            head.append((b"date", self._date()))
+        return head
+
+
+async def _drain(stream: Stream) -> None:
+    """Read what is left of a request body the response did not wait for; past
+    ``_DRAIN_LIMIT`` bytes, tell the client to stop (RST_STREAM NO_ERROR)."""
+    left = _DRAIN_LIMIT
+    with contextlib.suppress(TransportError):
+        while left > 0:
+            chunk = await stream.read()
+            if not chunk:
+                return
+            left -= len(chunk)
+        stream.reset(_NO_ERROR)
+
+
+class _Exchange:
+    """One request: the ``receive`` and ``send`` callables handed to the application."""
+
+    __slots__ = (
+        "body_done",
+        "disconnected",
+        "drop_body",
+        "head",
+        "host",
+        "state",
+        "stream",
+        "trailers",
+        "wants_trailers",
+    )
+
+    def __init__(self, host: AsgiHost, stream: Stream, scope: dict[str, Any]) -> None:
+        self.host = host
+        self.stream = stream
+        self.state = _START
+        self.body_done = False
+        self.disconnected = False
+        self.head: list[tuple[bytes, bytes]] | None = None
+        self.wants_trailers = False
+        self.trailers: list[tuple[bytes, bytes]] = []
+        # HTTP/1.1 drops a HEAD response's body itself (and reports its length).
+        self.drop_body = scope["method"] == "HEAD" and stream.http_version == "2"
+
+    async def receive(self) -> Message:
+        if not self.body_done:
+            try:
+                data = await self.stream.read()
+            except TransportError:
+                self.disconnected = self.body_done = True
+                return dict(_DISCONNECT)
+            more = bool(data) and not self.stream.at_eof
+            if not more:
+                self.body_done = True
+            return {"type": "http.request", "body": data, "more_body": more}
+        if self.state != _DONE and not self.disconnected:
+            # Nothing more to read: the next event is the end of the exchange.
+            await self.stream.wait_closed()
+            self.disconnected = True
+        return dict(_DISCONNECT)
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        state = self.state
+        if self.disconnected and state != _DONE:
+            raise ClientDisconnected("the client has gone away")
+        try:
+            if kind == "http.response.body" and _HEAD <= state <= _BODY:
+                await self._body(message.get("body", b""), message.get("more_body", False))
+            elif kind == "http.response.start" and state == _START:
+                self.head = self.host.response_head(
+                    int(message["status"]), message.get("headers", ())
+                )
+                self.wants_trailers = bool(message.get("trailers", False))
+                self.state = _HEAD
+            elif kind == "http.response.trailers" and state == _TRAILERS:
+                for name, value in message.get("headers", ()):
+                    self.trailers.append((bytes(name).lower(), bytes(value)))
+                if not message.get("more_trailers", False):
+                    self.state = _DONE
+                    self._send_trailers()
+            else:
+                raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
+        except TransportError as exc:
+            self.disconnected = True
+            raise ClientDisconnected(str(exc)) from None
+
+    async def _body(self, body: bytes, more: bool) -> None:
+        stream = self.stream
+        if self.drop_body:
+            body = b""
+        end = not more and not self.wants_trailers
+        head = self.head
+        if head is not None:
+            self.head = None
+            if end and not body:
+                stream.send_headers(head, end_stream=True)
+                self.state = _DONE
+                return
+            stream.send_headers(head)
+        if end:
+            self.state = _DONE
+        elif not more:
+            self.state = _TRAILERS
+        else:
+            self.state = _BODY
+        if body or end:
+            await stream.send_data(bytes(body), end_stream=end)
+
+    def _send_trailers(self) -> None:
+        stream = self.stream
+        if self.trailers and (stream.supports_trailers or _takes_trailers(stream)):
+            stream.send_trailers(self.trailers)
+        else:
+            stream.end()
+
+    async def fail(self) -> None:
+        """The application failed: answer 500 if nothing was sent yet, otherwise abort
+        (RST_STREAM on HTTP/2, closing the connection on HTTP/1.1)."""
+        stream = self.stream
+        state = self.state
+        self.state = _DONE
+        if state == _DONE or self.disconnected:
+            return
+        if state <= _HEAD:
+            with contextlib.suppress(TransportError):
+                stream.send_headers(self.host.response_head(500, _SERVER_ERROR[1:]))
+                await stream.send_data(_SERVER_ERROR_BODY, end_stream=True)
+            return
+        stream.reset(_INTERNAL_ERROR)
+
+
+def _takes_trailers(stream: Stream) -> bool:
+    """Whether an HTTP/1.1 client said it accepts chunked trailers (``TE: trailers``)."""
+    for name, value in stream.headers or ():
+        if name == b"te":
+            return b"trailers" in value.lower()
+    return False
+
+
+# What a lifespan phase came to: done, failed (with the application's message), or
+# not taken part in.
+_OK = "ok"
+_UNSUPPORTED = "unsupported"
+
+
+class _Lifespan:
+    """The ``lifespan`` scope: one task that runs the application from startup to shutdown."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any], *, required: bool) -> None:
+        self.app = app
+        self.state = state
+        self.required = required
+        loop = asyncio.get_running_loop()
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        # Each resolves to _OK, _UNSUPPORTED or ("failed", message).
+        self.started: asyncio.Future[Any] = loop.create_future()
+        self.stopped: asyncio.Future[Any] = loop.create_future()
+        self.task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> bool:
+        """True if the application took part; raises ``LifespanFailed`` if it failed."""
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.inbox.put_nowait({"type": "lifespan.startup"})
+        outcome = await self.started
+        if outcome == _UNSUPPORTED:
+            if self.required:
+                raise LifespanFailed("the application does not support the lifespan protocol")
+            return False
+        if outcome != _OK:
+            await asyncio.wait([self.task], timeout=1.0)
+            raise LifespanFailed(f"ASGI lifespan startup failed: {outcome[1]}")
+        return True
+
+    async def shutdown(self) -> None:
+        self.inbox.put_nowait({"type": "lifespan.shutdown"})
+        outcome = await self.stopped
+        if outcome not in (_OK, _UNSUPPORTED):
+            log.error("ASGI lifespan shutdown failed: %s", outcome[1])
+        if self.task is not None:
+            await asyncio.wait([self.task], timeout=1.0)
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": _ASGI, "state": self.state}
+        try:
+            await self.app(scope, self.inbox.get, self._send)
+        except Exception as exc:
+            if not self.started.done():
+                if self.required:
+                    log.exception("ASGI lifespan startup failed")
+                    _resolve(self.started, ("failed", f"{type(exc).__name__}: {exc}"))
+                else:
+                    log.info("the ASGI application does not support lifespan (%r)", exc)
+            elif not self.stopped.done():
+                log.exception("ASGI lifespan failed")
+                _resolve(self.stopped, ("failed", f"{type(exc).__name__}: {exc}"))
+        finally:
+            _resolve(self.started, _UNSUPPORTED)
+            _resolve(self.stopped, _UNSUPPORTED)
+
+    async def _send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            _resolve(self.started, _OK)
+        elif kind == "lifespan.startup.failed":
+            _resolve(self.started, ("failed", message.get("message", "")))
+        elif kind == "lifespan.shutdown.complete":
+            _resolve(self.stopped, _OK)
+        elif kind == "lifespan.shutdown.failed":
+            _resolve(self.stopped, ("failed", message.get("message", "")))
+        else:
+            raise RuntimeError(f"unexpected ASGI lifespan message {kind!r}")
+
+
+def _resolve(fut: asyncio.Future[Any], outcome: Any) -> None:
+    if not fut.done():
+        fut.set_result(outcome)

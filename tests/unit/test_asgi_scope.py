@@ -1,0 +1,75 @@
+"""The ASGI scope and the application kind, built without sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from h2mesh.server._app import detect_interface
+from h2mesh.server._asgi import http_scope
+
+
+def _h2_headers(*extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    return [
+        (b":method", b"POST"),
+        (b":scheme", b"https"),
+        (b":authority", b"example.com"),
+        (b":path", b"/caf%C3%A9/x%2Fy?a=1&b=%20"),
+        *extra,
+    ]
+
+
+def test_pseudo_headers_become_scope_keys() -> None:
+    scope = http_scope(_h2_headers(), "2", ("10.0.0.1", 5000, 0, 0), ("::1", 443, 0, 0))
+    assert scope["method"] == "POST"
+    assert scope["scheme"] == "https"
+    assert scope["path"] == "/café/x/y"
+    assert scope["raw_path"] == b"/caf%C3%A9/x%2Fy"
+    assert scope["query_string"] == b"a=1&b=%20"
+    assert scope["client"] == ("10.0.0.1", 5000)
+    assert scope["server"] == ("::1", 443)
+    assert scope["headers"] == [(b"host", b"example.com")]
+    assert scope["extensions"] == {}
+
+
+def test_http2_cookie_fields_are_joined_and_host_is_kept() -> None:
+    headers = _h2_headers((b"cookie", b"a=1"), (b"x", b"y"), (b"cookie", b"b=2"), (b"host", b"h"))
+    scope = http_scope(headers, "2", None, None)
+    assert scope["headers"] == [(b"cookie", b"a=1; b=2"), (b"x", b"y"), (b"host", b"h")]
+    assert scope["client"] is None
+
+
+def test_trailers_extension_for_streams_that_carry_them_or_te_trailers() -> None:
+    assert (
+        "http.response.trailers"
+        in http_scope(_h2_headers(), "2", None, None, trailers=True)["extensions"]
+    )
+    te = http_scope(_h2_headers((b"te", b"Trailers")), "1.1", None, None)
+    assert "http.response.trailers" in te["extensions"]
+
+
+def test_state_is_a_shallow_copy() -> None:
+    state: dict[str, Any] = {"pool": object()}
+    scope = http_scope(_h2_headers(), "2", None, None, state=state)
+    scope["state"]["new"] = 1
+    assert "new" not in state and scope["state"]["pool"] is state["pool"]
+
+
+class _AsgiObject:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+
+async def _asgi_function(scope: Any, receive: Any, send: Any) -> None: ...
+
+
+def _wsgi_function(environ: Any, start_response: Any) -> list[bytes]:
+    return []
+
+
+def test_interfaces_are_told_apart() -> None:
+    assert detect_interface(_AsgiObject()) == "asgi"
+    assert detect_interface(_asgi_function) == "asgi"
+    assert detect_interface(_wsgi_function) == "wsgi"
+    with pytest.raises(TypeError):
+        detect_interface(42)

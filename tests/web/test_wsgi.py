@@ -1,0 +1,165 @@
+"""WSGI hosting over real sockets: the bounded thread pool, ``wsgi.input`` streaming
+without blocking the loop, backpressure on the response iterable, ``close()`` always
+called, and ``wsgi.errors`` going to logging."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from h2mesh import Server
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+class Recorder:
+    """A WSGI application whose behaviour depends on the path, recording what it saw."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.closed: list[str] = []
+        self.yielded = 0
+        self.body_started = threading.Event()
+        self.endless_closed = threading.Event()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ["PATH_INFO"]
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            if path == "/slow":
+                threading.Event().wait(0.05)  # some work, in the thread
+            if path == "/errors":
+                environ["wsgi.errors"].write("first line\nsecond line\n")
+            if path == "/echo":
+                self.body_started.set()
+                body = environ["wsgi.input"].read()
+                start_response("200 OK", [("content-type", "application/octet-stream")])
+                return _Closing([body], self, path)
+            if path == "/endless":
+                start_response("200 OK", [("content-type", "text/plain")])
+                return _Closing(self._endless(), self, path)
+            start_response("200 OK", [("content-type", "text/plain"), ("x-path", path)])
+            return _Closing([b"ok ", path.encode()], self, path)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def _endless(self) -> Iterator[bytes]:
+        block = b"e" * 65536
+        for _ in range(4096):  # 256 MiB if nothing held it back
+            self.yielded += 1
+            yield block
+
+
+class _Closing:
+    def __init__(self, parts: Any, recorder: Recorder, path: str) -> None:
+        self._parts = parts
+        self._recorder = recorder
+        self._path = path
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._parts)
+
+    def close(self) -> None:
+        self._recorder.closed.append(self._path)
+        if self._path == "/endless":
+            self._recorder.endless_closed.set()
+
+
+async def _serve(app: Any, **options: Any) -> Server:
+    server = Server([], app=app, **options)
+    await server.start("127.0.0.1", 0)
+    return server
+
+
+def test_the_thread_pool_is_bounded(run: Run) -> None:
+    app = Recorder()
+
+    async def main() -> None:
+        server = await _serve(app, wsgi_threads=3)
+        try:
+            async with httpx.AsyncClient(http2=True, http1=False) as client:
+                url = f"http://127.0.0.1:{server.port}/slow"
+                replies = await asyncio.gather(*(client.get(url) for _ in range(12)))
+            assert {r.text for r in replies} == {"ok /slow"}
+            assert app.most <= 3
+            assert app.closed.count("/slow") == 12
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_a_thread_waiting_for_the_body_does_not_block_the_loop(run: Run) -> None:
+    app = Recorder()
+
+    async def main() -> None:
+        server = await _serve(app)
+        url = f"http://127.0.0.1:{server.port}"
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhello")
+            await writer.drain()
+            await asyncio.to_thread(app.body_started.wait, 5.0)
+            # The echo thread is blocked in wsgi.input.read(); the loop still serves.
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(f"{url}/other")).text == "ok /other"
+            writer.write(b"world")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert b"content-length: 10" in head
+            assert await reader.readexactly(10) == b"helloworld"
+            writer.close()
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_an_unread_response_holds_the_iterable_and_close_is_called(run: Run) -> None:
+    app = Recorder()
+
+    async def main() -> None:
+        server = await _serve(app)
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /endless HTTP/1.1\r\nhost: x\r\n\r\n")
+            await writer.drain()
+            loop = asyncio.get_running_loop()
+            last, since = -1, loop.time()
+            while loop.time() - since < 0.3:  # until the iterable stops advancing
+                if app.yielded != last:
+                    last, since = app.yielded, loop.time()
+                await asyncio.sleep(0.02)
+            assert app.yielded < 256  # 16 MiB: socket buffers, not 256 MiB in memory
+            writer.transport.abort()
+            assert await asyncio.to_thread(app.endless_closed.wait, 5.0)
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_wsgi_errors_go_to_logging(run: Run, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        server = await _serve(Recorder())
+        try:
+            async with httpx.AsyncClient() as client:
+                await client.get(f"http://127.0.0.1:{server.port}/errors")
+        finally:
+            await server.stop(1.0)
+
+    with caplog.at_level(logging.ERROR, logger="h2mesh.wsgi"):
+        run(main())
+    lines = [r.getMessage() for r in caplog.records if r.name == "h2mesh.wsgi"]
+    assert lines == ["first line", "second line"]
