@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(curl nghttp2-client openssl grpc-proto etcd-server)
+apt_packages=(curl nghttp2-client openssl grpc-proto etcd-server nginx haproxy)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

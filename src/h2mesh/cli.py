@@ -24,6 +24,7 @@ import msgspec
 
 from . import __version__
 from ._errors import Code, RpcError
+from ._lbconfig_cli import add_lb_config_parser
 from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .client import Channel
@@ -170,6 +171,11 @@ def _serve(args: argparse.Namespace) -> int:
     server = load_server(args.targets, args.interface)
     if args.register:
         _enable_registration(server, args)
+    if args.forwarded_allow_ips is not None:
+        try:
+            server.forwarded_allow_ips = args.forwarded_allow_ips
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     scheme = "https" if tls is not None else "http"
 
     def ready(srv: Server) -> None:
@@ -387,6 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="the address to announce (default: the bound one; 127.0.0.1 for 0.0.0.0)",
     )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        default=os.environ.get("FORWARDED_ALLOW_IPS"),
+        help="comma-separated proxy addresses/networks (or '*') whose Forwarded and "
+        "X-Forwarded-For headers give the client's address (default: $FORWARDED_ALLOW_IPS, "
+        "else none)",
+    )
     serve.set_defaults(func=_serve)
 
     proto = sub.add_parser(
@@ -428,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--cacert", metavar="FILE", help="CA certificates to trust for https")
     call.set_defaults(func=_run_call)
     add_registry_parser(sub)
+    add_lb_config_parser(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections.abc import AsyncIterator
 
 import msgspec
 
@@ -26,6 +27,7 @@ class WorkRequest(msgspec.Struct):
 class WorkReply(msgspec.Struct):
     replica: str
     key: str
+    peer: str = ""  # the caller's host as the replica sees it (Context.peer)
 
 
 class Knobs(msgspec.Struct):
@@ -66,7 +68,13 @@ class Mesh(Service, name="mesh.v1.Mesh"):
         if delay > 0:
             await asyncio.sleep(delay)
         ctx.response_headers["x-replica"] = self.replica
-        return WorkReply(replica=self.replica, key=req.key)
+        return WorkReply(replica=self.replica, key=req.key, peer=str(ctx.peer[0]))
+
+    @rpc
+    async def count(self, req: WorkRequest) -> AsyncIterator[WorkReply]:
+        """Three replies from this replica (a server stream)."""
+        for i in range(3):
+            yield WorkReply(replica=self.replica, key=f"{req.key}.{i}")
 
     @rpc
     async def configure(self, knobs: Knobs) -> Knobs:

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..transport import Headers, Stream, TransportError
+from ._forwarded import ProxyTrust, forwarded_client
 
 __all__ = [
     "ASGIApp",
@@ -206,6 +207,8 @@ class AsgiHost:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lifespan: _Lifespan | None = None
         self.started = False
+        #: Trusted proxies whose forwarding headers give ``scope["client"]`` (the server's).
+        self.trust: ProxyTrust | None = None
 
     def describe(self) -> str:
         """What is mounted, for logs: ``ASGI application module:name``."""
@@ -250,10 +253,13 @@ class AsgiHost:
         stream.task = None
         if task is not None:
             self._tasks.add(task)
+        peer = stream.peer
+        if self.trust is not None:
+            peer = forwarded_client(stream.headers or (), peer, self.trust)
         scope = http_scope(
             stream.headers or [],
             stream.http_version,
-            stream.peer,
+            peer,
             stream.local,
             root_path=self.root_path,
             state=self.state,

@@ -8,6 +8,7 @@ from typing import Any
 from ..protocol import Metadata, metadata_from_headers
 from ..service import MethodDescriptor
 from ..transport import Stream
+from ._forwarded import ProxyTrust, forwarded_client
 
 
 class Context:
@@ -22,6 +23,7 @@ class Context:
         "_response_headers",
         "_response_trailers",
         "_stream",
+        "_trust",
         "deadline",
         "method",
         "protocol",
@@ -40,6 +42,7 @@ class Context:
         self._request_headers: Metadata | None = None
         self._response_headers: Metadata | None = None
         self._response_trailers: Metadata | None = None
+        self._trust: ProxyTrust | None = None  # set by the server when it trusts proxies
 
     @property
     def request_headers(self) -> Metadata:
@@ -64,7 +67,18 @@ class Context:
 
     @property
     def peer(self) -> Any:
-        """The caller's socket address, e.g. ``("127.0.0.1", 50312)``."""
+        """The caller's address, e.g. ``("127.0.0.1", 50312)``.
+
+        Behind a trusted proxy (``Server(forwarded_allow_ips=...)``), the client's address
+        from ``Forwarded`` / ``X-Forwarded-For`` (port 0 if the proxy did not pass it on).
+        """
+        if self._trust is None:
+            return self._stream.peer
+        return forwarded_client(self._stream.headers or (), self._stream.peer, self._trust)
+
+    @property
+    def socket_peer(self) -> Any:
+        """The address of the connection's other end (the proxy, behind one)."""
         return self._stream.peer
 
     @property

@@ -27,6 +27,7 @@ from ..transport import (
 from ..transport._h1 import H1Connection
 from ._app import HostedApp, host_app
 from ._context import Context
+from ._forwarded import ProxyTrust
 from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
 from ._listener import Sniffer, server_ssl_context
@@ -97,6 +98,7 @@ class Server:
         date_header: bool = True,
         wsgi_threads: int = 40,
         executor: Executor | None = None,
+        forwarded_allow_ips: str | Sequence[str] | None = None,
     ) -> None:
         self.config = config or TransportConfig()
         # register="name": announce this server in a registry while serving (_registration.py).
@@ -115,6 +117,8 @@ class Server:
         self._executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
         self._builtins: list[Service] = []
+        #: Peers whose Forwarded / X-Forwarded-For headers set ``Context.peer``.
+        self.forwarded_allow_ips = forwarded_allow_ips
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
@@ -161,6 +165,7 @@ class Server:
         if self._servers:
             raise RuntimeError("mount() must come before start()")
         self.app = host_app(app, interface=interface, **options)
+        self.app.trust = self._trust
 
     # -- grpcio servicers (server/_grpcio.py) -----------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[Any]) -> None:
@@ -227,6 +232,18 @@ class Server:
         for svc in builtins:
             if svc.__service_name__ not in taken:
                 self.add_service(svc)
+
+    @property
+    def forwarded_allow_ips(self) -> ProxyTrust | None:
+        return self._trust
+
+    @forwarded_allow_ips.setter
+    def forwarded_allow_ips(self, spec: str | Sequence[str] | ProxyTrust | None) -> None:
+        trust = spec if isinstance(spec, ProxyTrust) or spec is None else ProxyTrust(spec)
+        self._trust = trust or None
+        app: HostedApp | None = getattr(self, "app", None)
+        if app is not None:
+            app.trust = self._trust
 
     @property
     def methods(self) -> list[MethodDescriptor]:
@@ -410,6 +427,8 @@ class Server:
             timer = loop.call_at(deadline, _expire, ctx, task)
         else:
             ctx = Context(stream, method, proto.name, None)
+        if self._trust is not None:
+            ctx._trust = self._trust
         try:
             kind = method.kind
             if kind is MethodKind.UNARY:

@@ -1,0 +1,132 @@
+"""Trusted proxies: the caller's address from ``Forwarded`` / ``X-Forwarded-For``.
+
+A proxy in front of the server connects from its own address; the client's is in the
+headers it adds. Those headers are believed only when the connection comes from an
+address the server was told to trust (``Server(forwarded_allow_ips=...)``, ``h2mesh serve
+--forwarded-allow-ips``), as uvicorn and gunicorn do; anyone else could forge them.
+
+Each proxy appends the address it saw, so the list is read from the right: the first
+address that is not itself a trusted proxy is the client. ``Forwarded`` (RFC 7239) wins
+over ``X-Forwarded-For`` when both are present. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = ["ProxyTrust", "forwarded_client"]
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ProxyTrust:
+    """Which immediate peers may tell the server who the client is.
+
+    ``spec`` is a comma-separated string or a list of addresses and networks
+    (``"127.0.0.1,10.0.0.0/8,::1"``); ``"*"`` trusts every peer, Unix sockets included.
+    """
+
+    __slots__ = ("_everyone", "_networks")
+
+    def __init__(self, spec: str | Iterable[str]) -> None:
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        self._everyone = False
+        self._networks: list[_Network] = []
+        for raw in items:
+            item = raw.strip()
+            if not item:
+                continue
+            if item == "*":
+                self._everyone = True
+                continue
+            try:
+                self._networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"forwarded_allow_ips: {item!r} is not an IP address or network"
+                ) from None
+
+    def __bool__(self) -> bool:
+        return self._everyone or bool(self._networks)
+
+    def trusts(self, host: str) -> bool:
+        """True if ``host`` (an IP address) is a trusted proxy."""
+        if self._everyone:
+            return True
+        try:
+            addr = ipaddress.ip_address(host.strip("[]").partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self._networks)
+
+    def trusts_peer(self, peer: Any) -> bool:
+        if isinstance(peer, tuple) and peer:
+            return self.trusts(str(peer[0]))
+        return self._everyone  # a Unix socket, or unknown
+
+    def __repr__(self) -> str:
+        parts = ["*"] if self._everyone else []
+        return f"ProxyTrust({','.join(parts + [str(n) for n in self._networks])!r})"
+
+
+def _parse_node(node: str) -> tuple[str, int] | None:
+    """``for=`` node of RFC 7239 or an X-Forwarded-For item, as (host, port)."""
+    node = node.strip().strip('"')
+    if not node or node.lower() == "unknown" or node.startswith("_"):
+        return None  # obfuscated identifiers say nothing about the address
+    if node.startswith("["):
+        host, _, rest = node[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif node.count(":") == 1:
+        host, _, port = node.partition(":")
+    else:
+        host, port = node, ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host, int(port) if port.isdigit() and int(port) < 65536 else 0
+
+
+def _forwarded_for(value: str) -> list[tuple[str, int] | None]:
+    out: list[tuple[str, int] | None] = []
+    for element in value.split(","):
+        found: tuple[str, int] | None = None
+        for pair in element.split(";"):
+            name, sep, val = pair.partition("=")
+            if sep and name.strip().lower() == "for":
+                found = _parse_node(val)
+        out.append(found)
+    return out
+
+
+def forwarded_client(headers: Sequence[tuple[bytes, bytes]], peer: Any, trust: ProxyTrust) -> Any:
+    """The client's ``(host, port)`` if ``peer`` is trusted and says so, else ``peer``.
+
+    The port is 0 when the proxy did not pass it on.
+    """
+    if not trust.trusts_peer(peer):
+        return peer
+    forwarded: list[str] = []
+    x_forwarded: list[str] = []
+    for name, value in headers:
+        if name == b"forwarded":
+            forwarded.append(value.decode("latin-1"))
+        elif name == b"x-forwarded-for":
+            x_forwarded.append(value.decode("latin-1"))
+    if forwarded:
+        hops = _forwarded_for(",".join(forwarded))
+    elif x_forwarded:
+        hops = [_parse_node(item) for item in ",".join(x_forwarded).split(",")]
+    else:
+        return peer
+    for hop in reversed(hops):
+        if hop is None:
+            return peer  # a hop we cannot read: believe nothing further left
+        if not trust.trusts(hop[0]):
+            return hop
+    return hops[0] if hops and hops[0] is not None else peer
