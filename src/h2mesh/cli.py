@@ -18,6 +18,7 @@ import os
 import ssl
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -220,8 +221,13 @@ def _proto(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+        output = Path(args.output)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+            return _FAILED
     return 0
 
 
