@@ -121,6 +121,7 @@ class Server:
         self._servers: list[asyncio.Server] = []
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
+        self._cutting = False  # the shutdown grace is over: cancelled calls answer unavailable
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The hosted ASGI/WSGI application, if one is mounted.
         self.app: HostedApp | None = None
@@ -315,6 +316,7 @@ class Server:
         pending = [c.closed for c in self._connections if not c.closed.done()]
         if pending:
             await asyncio.wait(pending, timeout=grace)
+        await self._end_running_calls()
         for conn in list(self._connections):
             conn.abort()
         pending = [c.closed for c in self._connections if not c.closed.done()]
@@ -329,6 +331,23 @@ class Server:
             # Threads still running a servicer finish on their own; none are waited for.
             self._own_executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._own_executor = None
+
+    async def _end_running_calls(self) -> None:
+        """The grace is over: calls still running end with ``unavailable`` (gRPC trailers,
+        the Connect end-of-stream error) before their connections close."""
+        tasks = [
+            stream.task
+            for conn in self._connections
+            for stream in conn.active_streams()
+            if stream.task is not None and not stream.task.done()
+        ]
+        if not tasks:
+            return
+        self._cutting = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=1.0)
+        self._cutting = False
 
     async def __aenter__(self) -> Server:
         if not self._servers:
@@ -425,11 +444,17 @@ class Server:
         except RpcError as exc:
             await self._fail(call, ctx, exc)
         except asyncio.CancelledError:
-            if not ctx.timed_out:
-                raise  # the caller reset the stream, or the server is closing
+            if not ctx.timed_out and not self._cutting:
+                raise  # the caller reset the stream
             if task is not None:
                 task.uncancel()
-            await self._fail(call, ctx, RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded"))
+            if ctx.timed_out:
+                error = RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+            else:
+                error = RpcError(
+                    Code.UNAVAILABLE, "server shutting down: the call ran past the grace period"
+                )
+            await self._fail(call, ctx, error)
         except MessageTooLarge as exc:
             await self._fail(call, ctx, RpcError(Code.RESOURCE_EXHAUSTED, str(exc)))
         except TransportError:

@@ -904,5 +904,9 @@ class H1Connection(asyncio.Protocol):
         """Close the connection now; open streams fail with ``ConnectionLost``."""
         self._close()
 
+    def active_streams(self) -> list[H1Stream]:
+        """The requests in progress (or pipelined) now."""
+        return list(self.streams)
+
     async def wait_closed(self) -> None:
         await asyncio.shield(self.closed)

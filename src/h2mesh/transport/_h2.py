@@ -731,8 +731,24 @@ class H2Connection(asyncio.Protocol):
         await asyncio.shield(self.closed)
 
     def abort(self) -> None:
-        """Close the connection now; open streams fail with ``ConnectionLost``."""
+        """Close the connection now; open streams fail with ``ConnectionLost``.
+
+        What the streams already queued (final statuses, trailers) goes out first, and
+        streams still open get RST_STREAM (NO_ERROR once their response is complete),
+        so that the peer sees each call end before the connection does.
+        """
+        if self.transport is not None and not self.lost:
+            with contextlib.suppress(ngh2.NGH2Error):
+                for stream in list(self.streams.values()):
+                    self.engine.reset_stream(
+                        stream.id, _NO_ERROR if stream.ended_local else _CANCEL
+                    )
+                self._flush()
         self._abort()
+
+    def active_streams(self) -> list[H2Stream]:
+        """The streams open now."""
+        return list(self.streams.values())
 
     def _close_when_done(self) -> None:
         if self.transport is not None and not self.lost and not self.transport.is_closing():
