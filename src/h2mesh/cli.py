@@ -29,6 +29,7 @@ from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .client import Channel
 from .server import Server, server_ssl_context
+from .server._limits import ConnectionLimits
 from .service import MethodDescriptor, MethodKind, Service
 
 __all__ = ["main"]
@@ -169,6 +170,13 @@ def _serve(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
     factory = _loop_factory(args.loop)
     server = load_server(args.targets, args.interface)
+    if args.max_connections is not None or args.max_connections_per_address is not None:
+        try:
+            server.connection_limits = ConnectionLimits(
+                args.max_connections, args.max_connections_per_address
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.register:
         _enable_registration(server, args)
     scheme = "https" if tls is not None else "http"
@@ -392,6 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--register-address",
         metavar="HOST[:PORT]",
         help="the address to announce (default: the bound one; 127.0.0.1 for 0.0.0.0)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="close new connections beyond N open ones (default: no cap)",
+    )
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        metavar="N",
+        help="close new connections from a client IP address that holds N (default: no cap)",
     )
     serve.set_defaults(func=_serve)
 

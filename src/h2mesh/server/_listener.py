@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 from ..transport import H2Connection
 from ..transport._h1 import H1Connection
+from ._limits import ConnectionLimits
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -28,7 +30,17 @@ class Sniffer(asyncio.Protocol):
     connection preface; anything else is parsed as HTTP/1.1.
     """
 
-    __slots__ = ("_buf", "_make_h1", "_make_h2", "_scheme", "_timeout", "_timer", "_transport")
+    __slots__ = (
+        "_buf",
+        "_counted",
+        "_limits",
+        "_make_h1",
+        "_make_h2",
+        "_scheme",
+        "_timeout",
+        "_timer",
+        "_transport",
+    )
 
     def __init__(
         self,
@@ -36,16 +48,26 @@ class Sniffer(asyncio.Protocol):
         make_h1: Callable[[bytes], H1Connection],
         scheme: bytes,
         timeout: float = 10.0,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self._make_h2 = make_h2
         self._make_h1 = make_h1
         self._scheme = scheme
         self._timeout = timeout
+        self._limits = limits
+        self._counted = False
         self._buf = b""
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        limits = self._limits
+        if limits is not None:
+            if not limits.admit(transport.get_extra_info("peername")):
+                # Over the connection cap: refused before a byte is read.
+                cast(asyncio.Transport, transport).abort()
+                return
+            self._counted = True  # released by the connection's close (Server._on_close)
         self._transport = transport  # type: ignore[assignment]
         # A peer that connects and never says which protocol it speaks is dropped.
         self._timer = asyncio.get_running_loop().call_later(self._timeout, transport.close)
@@ -68,6 +90,9 @@ class Sniffer(asyncio.Protocol):
             self._switch(self._make_h1(self._scheme), buf)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # (Only for connections that closed before being handed over.)
+        if self._counted and self._limits is not None and self._transport is not None:
+            self._limits.release(self._transport.get_extra_info("peername"))
         self._transport = None
         if self._timer is not None:
             self._timer.cancel()

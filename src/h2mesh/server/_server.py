@@ -29,6 +29,7 @@ from ._app import HostedApp, host_app
 from ._context import Context
 from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
+from ._limits import ConnectionLimits, raise_open_file_limit
 from ._listener import Sniffer, server_ssl_context
 from ._registration import ServerRegistration
 
@@ -74,6 +75,10 @@ class Server:
     Built in, unless turned off: ``grpc.health.v1.Health`` (``health=False``; statuses
     through ``server.health.set(name, status)``) and gRPC server reflection, v1 and
     v1alpha (``reflection=False``; served when the ``protobuf`` package is installed).
+
+    ``max_connections`` and ``max_connections_per_address`` cap the open connections
+    (overall, and per client IP address); a connection past a cap is closed as soon as it
+    is accepted. Starting raises the open-file limit (RLIMIT_NOFILE) to its hard limit.
     """
 
     def __init__(
@@ -97,8 +102,12 @@ class Server:
         date_header: bool = True,
         wsgi_threads: int = 40,
         executor: Executor | None = None,
+        max_connections: int | None = None,
+        max_connections_per_address: int | None = None,
     ) -> None:
         self.config = config or TransportConfig()
+        # Connections past either cap are closed as soon as they are accepted (_limits.py).
+        self.connection_limits = ConnectionLimits(max_connections, max_connections_per_address)
         # register="name": announce this server in a registry while serving (_registration.py).
         self.registration = (
             ServerRegistration(register, registry, ttl=register_ttl, address=register_address)
@@ -250,8 +259,13 @@ class Server:
         if self.app is not None:
             await self.app.startup()  # before the port opens
 
+        limits = self.connection_limits if self.connection_limits.active else None
+        raise_open_file_limit()
+
         def factory() -> asyncio.Protocol:
-            return Sniffer(self._make_h2, self._make_h1, scheme, self.config.handshake_timeout)
+            return Sniffer(
+                self._make_h2, self._make_h1, scheme, self.config.handshake_timeout, limits
+            )
 
         srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
         self._servers.append(srv)
@@ -374,6 +388,8 @@ class Server:
 
     def _on_close(self, conn: Any) -> None:
         self._connections.discard(conn)
+        if self.connection_limits.active:
+            self.connection_limits.release(conn.peer)
 
     def _on_stream(self, stream: Stream) -> None:
         loop = self._loop
