@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Container
 
 # A frame header: 24-bit length and 8-bit type in one word, flags, stream id.
@@ -59,22 +60,43 @@ _VALUE_STAND_IN = b"/" + b"x" * 4096
 _NAME_STAND_IN = b"x" * 4097
 
 
+class _RecentIds:
+    """A set of the last ``_CLOSED_KEPT`` stream ids added."""
+
+    __slots__ = ("_order", "ids")
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self._order: deque[int] = deque()
+
+    def add(self, sid: int) -> None:
+        if sid not in self.ids:
+            self.ids.add(sid)
+            self._order.append(sid)
+            if len(self._order) > _CLOSED_KEPT:
+                self.ids.discard(self._order.popleft())
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self.ids
+
+
 class InboundGuard:
     """Scans a server connection's input; see the module docstring."""
 
     __slots__ = (
         "_carry",
-        "_closed",
         "_max_block_frames",
         "_max_frame",
         "_max_sid",
         "_open",
+        "_peer_reset",
         "_reset_burst",
         "_reset_checked",
         "_reset_rate",
         "_reset_tokens",
         "_skip",
         "_skipped",
+        "_tolerated",
         "_window",
         "failed",
         "oversized",
@@ -98,10 +120,12 @@ class InboundGuard:
         self._window = window  # an opened stream's send window (None: unknown)
         #: Streams whose request headers held a field too long for the engine.
         self.oversized: set[int] = set()
-        # Streams the client closed (True: by RST_STREAM, False: by END_STREAM), the most
-        # recent _CLOSED_KEPT of them: frames on them are errors the engine cannot see
-        # once it has forgotten the stream.
-        self._closed: dict[int, bool] = {}
+        # Streams the client reset, and streams the server closed while the client's side
+        # was open (a frame on those may cross the server's reset): the most recent
+        # _CLOSED_KEPT of each. Any other stream that the connection no longer serves
+        # was closed by the client's END_STREAM, and a frame on it is an error.
+        self._peer_reset = _RecentIds()
+        self._tolerated = _RecentIds()
         self._max_sid = 0  # the highest stream id the client opened
         self._skipped: list[tuple[int, int]] = []  # ids it skipped: never to be opened
         # A token bucket for RST_STREAM frames: a burst, then so many per second.
@@ -128,7 +152,10 @@ class InboundGuard:
             self._skip = pos - n
             return data
         unpack = _FRAME_HEAD.unpack_from
-        closed = self._closed
+        open_streams = self._open
+        peer_reset = self._peer_reset
+        reset_ids = peer_reset.ids  # (the set itself: truth-testing it costs no call)
+        known = self._max_sid  # streams up to this one were opened by earlier reads
         parts: list[bytes] | None = None
         released = 0
         while pos + 9 <= n:
@@ -137,31 +164,31 @@ class InboundGuard:
             kind = word & 0xFF
             if kind <= _HEADERS:  # DATA or HEADERS
                 sid &= 0x7FFFFFFF
-                if closed and sid in closed and (closed[sid] or sid not in self._open):
-                    # Sent on a stream the client itself closed (RFC 9113 5.1).
-                    return self._stop(data, released, pos, parts, 0, STREAM_CLOSED)
+                if (sid <= known and sid & 1 and sid not in open_streams) or (
+                    reset_ids and sid in reset_ids
+                ):
+                    code = self._closed_stream_error(sid)
+                    if code is not None:
+                        return self._stop(data, released, pos, parts, 0, code)
                 if kind == _HEADERS:
-                    if sid > self._max_sid:
-                        if sid > self._max_sid + 2:
-                            self._skip_ids(self._max_sid + 2, sid - 2)
-                        self._max_sid = sid
-                    elif self._skipped and self._was_skipped(sid):
+                    max_sid = self._max_sid
+                    if sid <= max_sid and self._skipped and self._was_skipped(sid):
                         # A lower id than one already used (RFC 9113 5.1.1).
                         return self._stop(data, released, pos, parts, 0, PROTOCOL_ERROR)
                     if not flags & _END_HEADERS:
                         end, complete = self._block_end(data, pos)
+                        if end == pos:  # still arriving: hold it from its first byte
+                            self._carry = data[pos:]
+                            self._skip = 0
+                            head = data[released:pos]
+                            return b"".join((*parts, head)) if parts else head
+                        if sid > max_sid:
+                            self._opened(sid)
                         if not complete:
-                            if end == pos:  # still arriving: hold it from its first byte
-                                self._carry = data[pos:]
-                                self._skip = 0
-                                head = data[released:pos]
-                                return b"".join((*parts, head)) if parts else head
                             # Too big or malformed to be a request we could answer: the
                             # engine judges it (and the frames after it pass as usual).
                             pos = end
                             continue
-                        if flags & _END_STREAM:
-                            self._close(sid, False)
                         rewritten = self._rewrite(data, pos, end)
                         if rewritten is not None:
                             if parts is None:
@@ -171,12 +198,14 @@ class InboundGuard:
                             released = end
                         pos = end
                         continue
-                if flags & _END_STREAM:
-                    self._close(sid, False)
+                    if sid > max_sid:
+                        if sid > max_sid + 2:
+                            self._skip_ids(max_sid + 2, sid - 2)
+                        self._max_sid = sid
             elif kind == _RST_STREAM:
                 if not self._take_reset():
                     return self._stop(data, released, pos, parts, 0, ENHANCE_YOUR_CALM)
-                self._close(sid & 0x7FFFFFFF, True)
+                peer_reset.add(sid & 0x7FFFFFFF)
             elif (kind == _PRIORITY and word >> 8 == 5) or (
                 kind == _WINDOW_UPDATE and word >> 8 == 4
             ):  # (other lengths: the engine's FRAME_SIZE_ERROR)
@@ -225,12 +254,24 @@ class InboundGuard:
         head = data[released:pos]
         return b"".join((*parts, head)) if parts else head
 
-    def _close(self, sid: int, by_reset: bool) -> None:
-        closed = self._closed
-        if by_reset or sid not in closed:
-            closed[sid] = by_reset
-            if len(closed) > _CLOSED_KEPT:
-                del closed[next(iter(closed))]
+    def tolerate(self, sid: int) -> None:
+        """Stream ``sid`` ended on the server's side while the client's was open."""
+        self._tolerated.add(sid)
+
+    def _closed_stream_error(self, sid: int) -> int | None:
+        """The error of a DATA or HEADERS frame on a stream the connection does not serve."""
+        if sid in self._peer_reset:
+            return STREAM_CLOSED  # RFC 9113 5.1: nothing but PRIORITY after RST_STREAM
+        if sid in self._tolerated or sid in self._open:
+            return None
+        if self._was_skipped(sid):
+            return PROTOCOL_ERROR  # never opened, and lower than one that was (5.1.1)
+        return STREAM_CLOSED  # after the client's END_STREAM and the server's response
+
+    def _opened(self, sid: int) -> None:
+        if sid > self._max_sid + 2:
+            self._skip_ids(self._max_sid + 2, sid - 2)
+        self._max_sid = sid
 
     def _skip_ids(self, first: int, last: int) -> None:
         self._skipped.append((first, last))
@@ -253,7 +294,7 @@ class InboundGuard:
             if value == sid:
                 return sid, PROTOCOL_ERROR  # depends on itself (RFC 9113 5.3.1)
             return None
-        if sid == 0 or sid > self._max_sid or sid in self._closed:
+        if sid == 0 or sid > self._max_sid or sid in self._peer_reset:
             return None  # the connection's window, an idle or a closed stream: the engine's
         # A stream's window over 2^31-1 is an error of that stream only (RFC 9113 6.9.1),
         # where the engine ends the whole connection.

@@ -611,6 +611,8 @@ class H2Connection(asyncio.Protocol):
         self, sid: int, request_ended: bool, head: list[tuple[bytes, bytes]], body: bytes = b""
     ) -> None:
         """Answer a request the transport will not pass on (431, 400), on that stream only."""
+        if not request_ended and self._guard is not None:
+            self._guard.tolerate(sid)  # its body may still be on the way
         with contextlib.suppress(ngh2.NGH2Error):
             self.engine.send_response(sid, head, end_stream=not body)
             if body:
@@ -679,6 +681,10 @@ class H2Connection(asyncio.Protocol):
     def _on_closed(self, ev: ngh2.StreamClosed) -> None:
         stream = self.streams.pop(ev.stream_id, None)
         if stream is None:
+            if ev.error_code != _NO_ERROR and self._guard is not None:
+                # Refused before it became a stream (431, 400, the engine's own checks):
+                # the client may still be sending on it.
+                self._guard.tolerate(ev.stream_id)
             return
         if stream._unacked:
             # Return the unread bytes to the connection window (pointless, and refused by
@@ -692,6 +698,8 @@ class H2Connection(asyncio.Protocol):
         stream.closed = True
         code = ev.error_code
         if code != _NO_ERROR or not stream._eof:
+            if not stream._eof and self._guard is not None:
+                self._guard.tolerate(ev.stream_id)  # reset while the client was sending
             if ev.local_error is not None:
                 exc: BaseException = StreamReset(code or _CANCEL, str(ev.local_error))
             else:
