@@ -18,6 +18,7 @@ import os
 import ssl
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,6 +30,7 @@ from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .client import Channel
 from .server import Server, server_ssl_context
+from .server._limits import ConnectionLimits
 from .service import MethodDescriptor, MethodKind, Service
 
 __all__ = ["main"]
@@ -169,6 +171,13 @@ def _serve(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
     factory = _loop_factory(args.loop)
     server = load_server(args.targets, args.interface)
+    if args.max_connections is not None or args.max_connections_per_address is not None:
+        try:
+            server.connection_limits = ConnectionLimits(
+                args.max_connections, args.max_connections_per_address
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.register:
         _enable_registration(server, args)
     if args.forwarded_allow_ips is not None:
@@ -226,8 +235,13 @@ def _proto(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+        output = Path(args.output)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+            return _FAILED
     return 0
 
 
@@ -400,6 +414,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated proxy addresses/networks (or '*') whose Forwarded and "
         "X-Forwarded-For headers give the client's address (default: $FORWARDED_ALLOW_IPS, "
         "else none)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="close new connections beyond N open ones (default: no cap)",
+    )
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        metavar="N",
+        help="close new connections from a client IP address that holds N (default: no cap)",
     )
     serve.set_defaults(func=_serve)
 

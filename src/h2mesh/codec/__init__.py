@@ -14,7 +14,7 @@ import msgspec
 
 from .._errors import Code, RpcError
 from .proto import PROTO as _PROTO
-from .proto import is_message_type, json_decoder
+from .proto import is_message_type, json_decoder, msgpack_decoder
 
 __all__ = ["JSON", "MSGPACK", "PROTO", "Codec", "DecodeFn", "codec_for"]
 
@@ -31,13 +31,31 @@ class Codec(Protocol):
     def decoder(self, tp: Any) -> DecodeFn: ...
 
 
+def _is_message(value: Any) -> bool:
+    return hasattr(value, "DESCRIPTOR") and hasattr(value, "SerializeToString")
+
+
 def _enc_hook(value: Any) -> Any:
-    # Objects exposing a dict view (pydantic models, simple records) encode as that.
-    if hasattr(value, "DESCRIPTOR") and hasattr(value, "SerializeToString"):
+    if _is_message(value):
         from .proto import json_encode
 
         # A protobuf message: its canonical JSON, as a raw fragment.
         return msgspec.Raw(json_encode(value))
+    return _plain_hook(value)
+
+
+def _msgpack_enc_hook(value: Any) -> Any:
+    if _is_message(value):
+        from .proto import to_plain
+
+        # A protobuf message: the values of its canonical JSON, as MessagePack. (A JSON
+        # fragment spliced into MessagePack output would corrupt it.)
+        return to_plain(value)
+    return _plain_hook(value)
+
+
+def _plain_hook(value: Any) -> Any:
+    # Objects exposing a dict view (pydantic models, simple records) encode as that.
     dump = getattr(value, "model_dump", None)
     if dump is not None:
         return dump(mode="json")
@@ -75,9 +93,11 @@ class _MsgpackCodec:
     name = "msgpack"
 
     def __init__(self) -> None:
-        self.encode = msgspec.msgpack.Encoder(enc_hook=_enc_hook).encode
+        self.encode = msgspec.msgpack.Encoder(enc_hook=_msgpack_enc_hook).encode
 
     def decoder(self, tp: Any) -> DecodeFn:
+        if is_message_type(tp):
+            return msgpack_decoder(tp)  # type: ignore[no-any-return]
         return _wrap(msgspec.msgpack.Decoder(tp).decode, "MessagePack")
 
     def __repr__(self) -> str:

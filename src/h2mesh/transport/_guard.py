@@ -1,30 +1,54 @@
 """A look at the frames a client sends, before the engine sees them.
 
-libnghttp2 refuses any HPACK string longer than 64 KiB with a connection-wide
-COMPRESSION_ERROR, even where the configured header limit would have cost the peer only
-that one request (a 431). ``InboundGuard`` walks the frame headers of every read (a few
-struct unpacks, no copy in the common case) and holds back only header blocks split over
-CONTINUATION frames, the only ones that can carry such a string. A held block that does
-carry one is rewritten so that the engine sees a short stand-in, and its stream is
-remembered so that the connection answers 431 on it. Everything else passes unchanged.
+libnghttp2 leaves a few things to its user, and ``InboundGuard`` does them from the frame
+headers of every read (a few struct unpacks, no copy in the common case):
+
+- It refuses any HPACK string longer than 64 KiB with a connection-wide COMPRESSION_ERROR,
+  where the configured header limit would cost the peer only that request (a 431). Only
+  header blocks split over CONTINUATION frames can carry such a string: those are held
+  until complete, and one that carries it is rewritten with a short stand-in; its stream
+  is remembered so that the connection answers 431 on it.
+- It keeps no state of closed streams, so DATA or HEADERS on a stream the client itself
+  closed (END_STREAM, RST_STREAM) and HEADERS on a stream id the client skipped pass
+  silently. The guard remembers the last ``_CLOSED_KEPT`` closed ids and the skipped
+  ranges, and reports STREAM_CLOSED / PROTOCOL_ERROR (RFC 9113 5.1, 5.1.1).
+- It ignores PRIORITY on stream 0 or on itself (RFC 9113 6.3, 5.3.1), and makes a stream
+  window overflow a connection error where it is the stream's (6.9.1).
+- Its rapid-reset limiter answers GOAWAY INTERNAL_ERROR; the guard's, set tighter,
+  answers ENHANCE_YOUR_CALM.
+
+Frames on streams the server reset but the client has not closed are left to the engine,
+which ignores them: the client may not have seen the reset yet.
 """
 
 from __future__ import annotations
 
 import struct
 import time
+from collections import deque
+from collections.abc import Callable, Container
 
 # A frame header: 24-bit length and 8-bit type in one word, flags, stream id.
 _FRAME_HEAD = struct.Struct(">IBI")
 _WORD = struct.Struct(">I")
 _HEADERS = 0x1
+_PRIORITY = 0x2
 _RST_STREAM = 0x3
+_WINDOW_UPDATE = 0x8
 _CONTINUATION = 0x9
 _END_STREAM = 0x1
 _END_HEADERS = 0x4
 _PADDED = 0x8
-_PRIORITY = 0x20
+_PRIORITY_FLAG = 0x20
 _PREFACE_LEN = 24
+_MAX_WINDOW = 2**31 - 1
+_CLOSED_KEPT = 1024
+_SKIPPED_KEPT = 16
+# Error codes (RFC 9113 section 7).
+PROTOCOL_ERROR = 0x1
+FLOW_CONTROL_ERROR = 0x3
+STREAM_CLOSED = 0x5
+ENHANCE_YOUR_CALM = 0xB
 
 # The longest string libnghttp2's HPACK decoder accepts (its NGHTTP2_HD_MAX_NV).
 ENGINE_STRING_LIMIT = 65_536
@@ -36,6 +60,26 @@ _VALUE_STAND_IN = b"/" + b"x" * 4096
 _NAME_STAND_IN = b"x" * 4097
 
 
+class _RecentIds:
+    """A set of the last ``_CLOSED_KEPT`` stream ids added."""
+
+    __slots__ = ("_order", "ids")
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self._order: deque[int] = deque()
+
+    def add(self, sid: int) -> None:
+        if sid not in self.ids:
+            self.ids.add(sid)
+            self._order.append(sid)
+            if len(self._order) > _CLOSED_KEPT:
+                self.ids.discard(self._order.popleft())
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self.ids
+
+
 class InboundGuard:
     """Scans a server connection's input; see the module docstring."""
 
@@ -43,13 +87,20 @@ class InboundGuard:
         "_carry",
         "_max_block_frames",
         "_max_frame",
+        "_max_sid",
+        "_open",
+        "_peer_reset",
         "_reset_burst",
         "_reset_checked",
         "_reset_rate",
         "_reset_tokens",
         "_skip",
-        "flooded",
+        "_skipped",
+        "_tolerated",
+        "_window",
+        "failed",
         "oversized",
+        "violation",
     )
 
     def __init__(
@@ -58,24 +109,39 @@ class InboundGuard:
         max_frame_size: int = 16_384,
         max_continuations: int = 8,
         reset_limit: tuple[int, int] = (1000, 33),
+        open_streams: Container[int] = (),
+        window: Callable[[int], int | None] = lambda sid: None,
     ) -> None:
         self._skip = _PREFACE_LEN  # bytes of the current frame (or preface) not yet seen
         self._carry = b""  # held bytes: a split frame header, or a header block
         self._max_frame = max_frame_size
         self._max_block_frames = max_continuations + 1
+        self._open = open_streams  # the streams the connection serves now
+        self._window = window  # an opened stream's send window (None: unknown)
         #: Streams whose request headers held a field too long for the engine.
         self.oversized: set[int] = set()
+        # Streams the client reset, and streams the server closed while the client's side
+        # was open (a frame on those may cross the server's reset): the most recent
+        # _CLOSED_KEPT of each. Any other stream that the connection no longer serves
+        # was closed by the client's END_STREAM, and a frame on it is an error.
+        self._peer_reset = _RecentIds()
+        self._tolerated = _RecentIds()
+        self._max_sid = 0  # the highest stream id the client opened
+        self._skipped: list[tuple[int, int]] = []  # ids it skipped: never to be opened
         # A token bucket for RST_STREAM frames: a burst, then so many per second.
         self._reset_burst, self._reset_rate = reset_limit
         self._reset_tokens = float(self._reset_burst)
         self._reset_checked = time.monotonic()
-        #: True once the client reset streams faster than the limit; the input from
-        #: that frame on is dropped and the connection should end (ENHANCE_YOUR_CALM).
-        self.flooded = False
+        #: The client's error that stopped the scan, as (stream id, error code): a stream
+        #: error to answer before calling ``feed(b"")`` for the rest, or (0, code) for a
+        #: connection error (``failed``: nothing more is read). Rapid reset is
+        #: (0, ENHANCE_YOUR_CALM).
+        self.violation: tuple[int, int] | None = None
+        self.failed = False
 
     def feed(self, data: bytes) -> bytes:
         """The bytes to hand the engine now (the rest is held until complete)."""
-        if self.flooded:
+        if self.failed:
             return b""
         if self._carry:
             data = self._carry + data
@@ -85,40 +151,72 @@ class InboundGuard:
         if pos >= n:
             self._skip = pos - n
             return data
-        unpack = _WORD.unpack_from
+        unpack = _FRAME_HEAD.unpack_from
+        open_streams = self._open
+        peer_reset = self._peer_reset
+        reset_ids = peer_reset.ids  # (the set itself: truth-testing it costs no call)
+        known = self._max_sid  # streams up to this one were opened by earlier reads
         parts: list[bytes] | None = None
         released = 0
         while pos + 9 <= n:
-            # Only the first word (length and type) of most frames is read: this loop
-            # runs for every frame a client sends.
-            (word,) = unpack(data, pos)
+            # This loop runs for every frame a client sends: keep it to a few lookups.
+            word, flags, sid = unpack(data, pos)
             kind = word & 0xFF
-            if kind == _HEADERS:
-                if not data[pos + 4] & _END_HEADERS:
-                    end, complete = self._block_end(data, pos)
-                    if not complete:
+            if kind <= _HEADERS:  # DATA or HEADERS
+                sid &= 0x7FFFFFFF
+                if (sid <= known and sid & 1 and sid not in open_streams) or (
+                    reset_ids and sid in reset_ids
+                ):
+                    code = self._closed_stream_error(sid)
+                    if code is not None:
+                        return self._stop(data, released, pos, parts, 0, code)
+                if kind == _HEADERS:
+                    max_sid = self._max_sid
+                    if sid <= max_sid and self._skipped and self._was_skipped(sid):
+                        # A lower id than one already used (RFC 9113 5.1.1).
+                        return self._stop(data, released, pos, parts, 0, PROTOCOL_ERROR)
+                    if not flags & _END_HEADERS:
+                        end, complete = self._block_end(data, pos)
                         if end == pos:  # still arriving: hold it from its first byte
                             self._carry = data[pos:]
                             self._skip = 0
                             head = data[released:pos]
                             return b"".join((*parts, head)) if parts else head
-                        # Too big or malformed to be a request we could answer: the
-                        # engine judges it (and the frames after it pass as usual).
+                        if sid > max_sid:
+                            self._opened(sid)
+                        if not complete:
+                            # Too big or malformed to be a request we could answer: the
+                            # engine judges it (and the frames after it pass as usual).
+                            pos = end
+                            continue
+                        rewritten = self._rewrite(data, pos, end)
+                        if rewritten is not None:
+                            if parts is None:
+                                parts = []
+                            parts.append(data[released:pos])
+                            parts.append(rewritten)
+                            released = end
                         pos = end
                         continue
-                    rewritten = self._rewrite(data, pos, end)
-                    if rewritten is not None:
-                        if parts is None:
-                            parts = []
-                        parts.append(data[released:pos])
-                        parts.append(rewritten)
-                        released = end
-                    pos = end
-                    continue
-            elif kind == _RST_STREAM and not self._take_reset():
-                self.flooded = True
-                head = data[released:pos]
-                return b"".join((*parts, head)) if parts else head
+                    if sid > max_sid:
+                        if sid > max_sid + 2:
+                            self._skip_ids(max_sid + 2, sid - 2)
+                        self._max_sid = sid
+            elif kind == _RST_STREAM:
+                if not self._take_reset():
+                    return self._stop(data, released, pos, parts, 0, ENHANCE_YOUR_CALM)
+                peer_reset.add(sid & 0x7FFFFFFF)
+            elif (kind == _PRIORITY and word >> 8 == 5) or (
+                kind == _WINDOW_UPDATE and word >> 8 == 4
+            ):  # (other lengths: the engine's FRAME_SIZE_ERROR)
+                if pos + 13 > n:  # the payload word is needed: wait for it
+                    self._carry = data[pos:]
+                    self._skip = 0
+                    head = data[released:pos]
+                    return b"".join((*parts, head)) if parts else head
+                error = self._check_priority_or_window(kind, sid & 0x7FFFFFFF, data, pos)
+                if error is not None:
+                    return self._stop(data, released, pos, parts, *error)
             pos += 9 + (word >> 8)
         if pos > n:
             self._skip = pos - n
@@ -132,6 +230,78 @@ class InboundGuard:
             return data if tail == n else data[:tail]
         parts.append(data[released:tail])
         return b"".join(parts)
+
+    def _stop(
+        self,
+        data: bytes,
+        released: int,
+        pos: int,
+        parts: list[bytes] | None,
+        sid: int,
+        code: int,
+    ) -> bytes:
+        """End the scan before the offending frame at ``pos``; it is dropped."""
+        self.violation = (sid, code)
+        if sid == 0:
+            self.failed = True
+        else:  # the frames after it are scanned by the next feed
+            end = pos + 9 + (int.from_bytes(data[pos : pos + 3], "big"))
+            if end <= len(data):
+                self._carry = data[end:]
+                self._skip = 0
+            else:
+                self._skip = end - len(data)
+        head = data[released:pos]
+        return b"".join((*parts, head)) if parts else head
+
+    def tolerate(self, sid: int) -> None:
+        """Stream ``sid`` ended on the server's side while the client's was open."""
+        self._tolerated.add(sid)
+
+    def _closed_stream_error(self, sid: int) -> int | None:
+        """The error of a DATA or HEADERS frame on a stream the connection does not serve."""
+        if sid in self._peer_reset:
+            return STREAM_CLOSED  # RFC 9113 5.1: nothing but PRIORITY after RST_STREAM
+        if sid in self._tolerated or sid in self._open:
+            return None
+        if self._was_skipped(sid):
+            return PROTOCOL_ERROR  # never opened, and lower than one that was (5.1.1)
+        return STREAM_CLOSED  # after the client's END_STREAM and the server's response
+
+    def _opened(self, sid: int) -> None:
+        if sid > self._max_sid + 2:
+            self._skip_ids(self._max_sid + 2, sid - 2)
+        self._max_sid = sid
+
+    def _skip_ids(self, first: int, last: int) -> None:
+        self._skipped.append((first, last))
+        if len(self._skipped) > _SKIPPED_KEPT:
+            del self._skipped[0]
+
+    def _was_skipped(self, sid: int) -> bool:
+        return any(first <= sid <= last for first, last in self._skipped)
+
+    def _check_priority_or_window(
+        self, kind: int, sid: int, data: bytes, pos: int
+    ) -> tuple[int, int] | None:
+        """The error, as ``(stream id or 0, code)``, of a PRIORITY or WINDOW_UPDATE frame
+        the engine would let pass or judge too harshly; None if it is fine."""
+        (value,) = _WORD.unpack_from(data, pos + 9)
+        value &= 0x7FFFFFFF
+        if kind == _PRIORITY:
+            if sid == 0:
+                return 0, PROTOCOL_ERROR  # RFC 9113 6.3
+            if value == sid:
+                return sid, PROTOCOL_ERROR  # depends on itself (RFC 9113 5.3.1)
+            return None
+        if sid == 0 or sid > self._max_sid or sid in self._peer_reset:
+            return None  # the connection's window, an idle or a closed stream: the engine's
+        # A stream's window over 2^31-1 is an error of that stream only (RFC 9113 6.9.1),
+        # where the engine ends the whole connection.
+        window = self._window(sid)
+        if window is not None and window + value > _MAX_WINDOW:
+            return sid, FLOW_CONTROL_ERROR
+        return None
 
     def _take_reset(self) -> bool:
         now = time.monotonic()
@@ -183,7 +353,7 @@ class InboundGuard:
             pad = data[body]
             body += 1
         priority = b""
-        if flags & _PRIORITY:
+        if flags & _PRIORITY_FLAG:
             priority = data[body : body + 5]
             body += 5
         fragments = [data[body : payload_end - pad]]
@@ -196,7 +366,9 @@ class InboundGuard:
         if block is None:
             return None
         self.oversized.add(sid & 0x7FFFFFFF)
-        return _frames(sid, flags & (_END_STREAM | _PRIORITY), priority, block, self._max_frame)
+        return _frames(
+            sid, flags & (_END_STREAM | _PRIORITY_FLAG), priority, block, self._max_frame
+        )
 
 
 def _frames(sid: int, flags: int, priority: bytes, block: bytes, max_frame: int) -> bytes:
