@@ -5,6 +5,7 @@
     h2mesh serve examples.greeter:Greeter --port 8080
     h2mesh serve examples.greeter:Greeter myapp:app      # services beside an ASGI/WSGI app
     h2mesh proto examples.greeter:Greeter -o greeter.proto
+    h2mesh openapi examples.users:Users -o openapi.json
     h2mesh call http://127.0.0.1:8080 demo.v1.Greeter/SayHello '{"name": "x"}'
 """
 
@@ -220,6 +221,20 @@ def _enable_registration(server: Server, args: argparse.Namespace) -> None:
 
 
 # -- proto ------------------------------------------------------------------------------
+def _write_output(text: str, path: str | None) -> None:
+    """Write ``text`` to stdout (``-`` or no path) or to ``path``, creating its folder."""
+    if path in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    output = Path(path)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
 def _proto(args: argparse.Namespace) -> int:
     from .schema import SchemaError, render_proto, service_file
 
@@ -231,17 +246,21 @@ def _proto(args: argparse.Namespace) -> int:
         text = render_proto(service_file(obj), header=header)
     except SchemaError as exc:
         raise UsageError(f"{args.target}: {exc}") from None
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        output = Path(args.output)
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            print(f"error: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
-            return _FAILED
+    _write_output(text, args.output)
+    return 0
+
+
+# -- openapi ----------------------------------------------------------------------------
+def _openapi(args: argparse.Namespace) -> int:
+    from .server._pages import server_openapi
+
+    server = load_server(args.target)
+    try:
+        doc = server_openapi(server)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{args.target}: {exc}") from None
+    text = msgspec.json.format(msgspec.json.encode(doc), indent=2).decode() + "\n"
+    _write_output(text, args.output)
     return 0
 
 
@@ -343,6 +362,12 @@ def _run_call(args: argparse.Namespace) -> int:
 
 
 # -- entry point -------------------------------------------------------------------------
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``h2mesh`` command."""
     parser = argparse.ArgumentParser(
@@ -436,10 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
         "for gRPC tools and other languages. Field numbers follow declaration order.",
     )
     proto.add_argument("target", metavar="MODULE:SERVICE")
-    proto.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
-    )
+    _output_option(proto)
     proto.set_defaults(func=_proto)
+
+    openapi = sub.add_parser(
+        "openapi",
+        help="write the OpenAPI 3.1 document of services or a Server",
+        description="Write the OpenAPI 3.1 document (JSON) that a server of MODULE:OBJECT "
+        "serves at /openapi.json: its HTTP routes and the Connect endpoints of its methods.",
+    )
+    openapi.add_argument("target", metavar="MODULE:OBJECT")
+    _output_option(openapi)
+    openapi.set_defaults(func=_openapi)
 
     call = sub.add_parser(
         "call",

@@ -91,9 +91,9 @@ def test_cli_reports_an_output_path_it_cannot_write(tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert f"cannot write {target}" in done.stderr
+    assert f"error: cannot write {target}: Not a directory" in done.stderr
 
 
 def test_cli_refuses_a_non_service() -> None:
