@@ -72,7 +72,7 @@ def _title(server: Server) -> str:
 
 def _swagger_dir() -> Path | None:
     try:
-        import swagger_ui_bundle  # type: ignore[import-untyped, unused-ignore]
+        import swagger_ui_bundle  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError:
         return None
     path = Path(swagger_ui_bundle.swagger_ui_path)
