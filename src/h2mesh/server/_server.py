@@ -116,6 +116,7 @@ class Server:
         server_header: bool = True,
         date_header: bool = True,
         wsgi_threads: int = 40,
+        ws_max_size: int = 16 * 1024 * 1024,
         executor: Executor | None = None,
         forwarded_allow_ips: str | Sequence[str] | None = None,
         max_connections: int | None = None,
@@ -172,6 +173,7 @@ class Server:
                 server_header=server_header,
                 date_header=date_header,
                 wsgi_threads=wsgi_threads,
+                ws_max_size=ws_max_size,
             )
 
     def add_service(self, service: Service | type[Service]) -> None:
@@ -425,7 +427,11 @@ class Server:
 
     def _make_h1(self, scheme: bytes) -> H1Connection:
         conn = H1Connection(
-            config=self.config, on_stream=self._on_stream, on_close=self._on_close, scheme=scheme
+            config=self.config,
+            on_stream=self._on_stream,
+            on_close=self._on_close,
+            scheme=scheme,
+            upgrades=self.app.upgrades if self.app is not None else frozenset(),
         )
         self._connections.add(conn)
         return conn
