@@ -72,6 +72,11 @@ def _wrap(decode: Callable[[Any], Any], label: str) -> DecodeFn:
             raise RpcError(Code.INVALID_ARGUMENT, f"invalid {label} message: {exc}") from None
         except msgspec.DecodeError as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"malformed {label}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            # msgspec's MessagePack decoder raises this for a str that is not UTF-8.
+            raise RpcError(
+                Code.INVALID_ARGUMENT, f"malformed {label}: a string is not UTF-8 ({exc.reason})"
+            ) from None
 
     return decode_or_raise
 
@@ -112,7 +117,11 @@ def _json_decoder(tp: Any) -> DecodeFn:
             raise RpcError(Code.INVALID_ARGUMENT, f"malformed JSON: {exc}") from None
         # JSON has one number type: 3.0 is an integer to JSON Schema (and to JavaScript),
         # so an int field takes it. Only this rare path pays for a second decode.
-        fixed, changed = _integral_floats(msgspec.json.decode(data))
+        try:
+            plain = msgspec.json.decode(data)
+        except msgspec.DecodeError as exc:  # (the typed decode stopped before seeing it)
+            raise RpcError(Code.INVALID_ARGUMENT, f"malformed JSON: {exc}") from None
+        fixed, changed = _integral_floats(plain)
         if not changed:
             return strict(data)
         return strict(msgspec.json.encode(fixed))

@@ -74,7 +74,7 @@ def msgpack_decoder(tp: Any) -> Any:
     def decode(data: bytes | memoryview) -> Any:
         try:
             plain = msgspec.msgpack.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"malformed MessagePack: {exc}") from None
         try:
             return json_format.ParseDict(plain, tp(), ignore_unknown_fields=False)
