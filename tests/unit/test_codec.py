@@ -245,3 +245,8 @@ def test_json_malformed_after_a_float_is_invalid_argument() -> None:
         JSON.decoder(HelloRequest)(b"333333333333333333333\x81\xa4name")
     assert info.value.code is Code.INVALID_ARGUMENT
     assert "malformed JSON" in info.value.message
+    # ...and a JSON string that is not UTF-8 (msgspec raises UnicodeDecodeError).
+    with pytest.raises(RpcError) as info:
+        JSON.decoder(Any)(b'"u\xec"')
+    assert info.value.code is Code.INVALID_ARGUMENT
+    assert "not UTF-8" in info.value.message

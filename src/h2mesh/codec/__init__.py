@@ -115,6 +115,10 @@ def _json_decoder(tp: Any) -> DecodeFn:
                 raise RpcError(Code.INVALID_ARGUMENT, f"invalid JSON message: {exc}") from None
         except msgspec.DecodeError as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"malformed JSON: {exc}") from None
+        except UnicodeDecodeError as exc:  # (msgspec's answer to a string that is not UTF-8)
+            raise RpcError(
+                Code.INVALID_ARGUMENT, f"malformed JSON: a string is not UTF-8 ({exc.reason})"
+            ) from None
         # JSON has one number type: 3.0 is an integer to JSON Schema (and to JavaScript),
         # so an int field takes it. Only this rare path pays for a second decode.
         try:
