@@ -33,6 +33,7 @@ from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .client import Channel
 from .server import Server, server_ssl_context
+from .server._asgi import LifespanFailed
 from .server._limits import ConnectionLimits
 from .server._supervisor import worker_count
 from .service import MethodDescriptor, MethodKind, Service
@@ -304,6 +305,9 @@ def _serve(args: argparse.Namespace) -> int:
                 runner.run(serve())
             except OSError as exc:
                 print(f"error: cannot serve: {exc}", file=sys.stderr)
+                return _FAILED
+            except LifespanFailed as exc:
+                print(f"error: the application did not start: {exc}", file=sys.stderr)
                 return _FAILED
     finally:
         for path in uds:

@@ -19,7 +19,7 @@ from examples.users import User, UserId, Users
 
 from h2mesh import Channel, Code, CorsPolicy, RpcError, Service
 
-from ..conftest import ROOT, LiveServer
+from ..conftest import ROOT, LiveServer, googleapis_root
 
 
 @pytest.fixture
@@ -136,6 +136,17 @@ def test_errors_are_connect_json_with_their_status(
     assert httpx.get(server_url + "/v1/users/1").status_code == 200
 
 
+@pytest.mark.parametrize("http2", [False, True])
+def test_head_answers_a_get_route_without_a_body(server_url: str, http2: bool) -> None:
+    with httpx.Client(base_url=server_url, http1=not http2, http2=http2) as client:
+        for path in ("/v1/users/1", "/openapi.json"):
+            r = client.head(path)
+            assert r.status_code == 200 and r.content == b""
+            assert r.headers["content-type"].startswith("application/json")
+        assert client.head("/v1/users/4040").status_code == 404
+        assert client.get("/v1/users/1").json()["id"] == 1  # the connection is fine
+
+
 def test_server_stream_is_ndjson_or_sse(server_url: str, curl: str) -> None:
     with httpx.stream("GET", server_url + "/v1/users:watch", params={"count": 2}) as r:
         assert r.headers["content-type"] == "application/x-ndjson"
@@ -200,12 +211,14 @@ def users_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Modu
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    assert 'import "google/api/annotations.proto";' in target.read_text()
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "grpc_tools.protoc",
             f"-I{root}",
+            f"-I{googleapis_root()}",
             f"--python_out={root}",
             f"--grpc_python_out={root}",
             "demo/users/v1/users.proto",
@@ -223,6 +236,22 @@ def users_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Modu
         )
     finally:
         sys.path.remove(str(root))
+
+
+def test_the_proto_carries_the_routes_as_google_api_http(
+    users_pb: tuple[ModuleType, ModuleType],
+) -> None:
+    from google.api import annotations_pb2
+
+    pb2, _ = users_pb
+    methods = pb2.DESCRIPTOR.services_by_name["Users"].methods_by_name
+    rule = methods["ListUsers"].GetOptions().Extensions[annotations_pb2.http]
+    assert rule.get == "/v1/users"
+    assert [b.get for b in rule.additional_bindings] == ["/v1/people"]
+    rule = methods["ReplaceUser"].GetOptions().Extensions[annotations_pb2.http]
+    assert (rule.put, rule.body) == ("/v1/users/{id}", "user")
+    rule = methods["ListOrgUsers"].GetOptions().Extensions[annotations_pb2.http]
+    assert rule.get == "/v1/{name=orgs/*}/users"
 
 
 def test_the_same_methods_answer_over_grpc(
@@ -270,6 +299,8 @@ def test_browser_cors_preflight_and_response_agree(server_url: str) -> None:
         # Errors carry the header too, so that the page can read them.
         r = client.get("/v1/users/777", headers={"origin": BROWSER})
         assert r.status_code == 404 and r.headers["access-control-allow-origin"] == BROWSER
+        r = client.post("/v1/users/1", headers={"origin": BROWSER})
+        assert r.status_code == 405 and r.headers["access-control-allow-origin"] == BROWSER
 
 
 @pytest.fixture
