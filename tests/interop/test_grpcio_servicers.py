@@ -249,3 +249,13 @@ def test_unsupported_generic_handler_is_refused() -> None:
 
     with pytest.raises(TypeError, match="GenericRpcHandler"):
         Server([]).add_generic_rpc_handlers((Custom(),))
+
+
+def test_oversized_request_in_a_client_stream(stub: Any) -> None:
+    """The server's 4 MiB limit ends the call with RESOURCE_EXHAUSTED, whatever the
+    servicer does with the error its request iterator raised."""
+    big = messages_pb2.StreamingInputCallRequest(payload=messages_pb2.Payload(body=bytes(5 << 20)))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.StreamingInputCall(iter([big]), timeout=10)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert stub.EmptyCall(empty_pb2.Empty(), timeout=5) == empty_pb2.Empty()

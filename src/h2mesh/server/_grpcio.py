@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from .._errors import Code, RpcError
 from ..service import MethodDescriptor, MethodKind, Service
+from ..transport import TransportError
 from ._context import Context
 from ._interceptors import Handler
 
@@ -377,8 +378,8 @@ def _running(method: MethodDescriptor, gctx: _ServicerContext, ctx: Context) -> 
     asked for (abort, set_code) once it returns."""
     try:
         yield
-    except (RpcError, asyncio.CancelledError):
-        raise
+    except (RpcError, TransportError, asyncio.CancelledError):
+        raise  # the server answers these itself (a request over the size limit, a reset)
     except Exception:
         # The caller gets the code the servicer set, else UNKNOWN; never the exception.
         log.exception("servicer %s failed", method.path)
