@@ -8,6 +8,7 @@ from ._errors import Code, RpcError
 from ._loop import new_event_loop, run
 from .client import Channel, SyncChannel
 from .protocol import ResponseMetadata
+from .protocol._cors import CorsPolicy
 from .server import (
     Context,
     HealthService,
@@ -16,7 +17,7 @@ from .server import (
     ServingStatus,
     server_ssl_context,
 )
-from .service import MethodDescriptor, MethodKind, Service, rpc
+from .service import HttpRule, MethodDescriptor, MethodKind, Service, rpc
 from .transport import TransportConfig
 
 __version__ = "0.1.0"
@@ -25,7 +26,9 @@ __all__ = [
     "Channel",
     "Code",
     "Context",
+    "CorsPolicy",
     "HealthService",
+    "HttpRule",
     "MethodDescriptor",
     "MethodKind",
     "ResponseMetadata",

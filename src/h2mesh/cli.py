@@ -5,6 +5,7 @@
     h2mesh serve examples.greeter:Greeter --port 8080
     h2mesh serve examples.greeter:Greeter myapp:app      # services beside an ASGI/WSGI app
     h2mesh proto examples.greeter:Greeter -o greeter.proto
+    h2mesh openapi examples.users:Users -o openapi.json
     h2mesh call http://127.0.0.1:8080 demo.v1.Greeter/SayHello '{"name": "x"}'
 """
 
@@ -19,6 +20,8 @@ import ssl
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import msgspec
 
 from . import __version__
 from ._bench_cli import add_bench_parser
@@ -209,6 +212,15 @@ def _enable_registration(server: Server, args: argparse.Namespace) -> None:
 
 
 # -- proto ------------------------------------------------------------------------------
+def _write_output(text: str, path: str | None) -> None:
+    if path in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+
+
 def _proto(args: argparse.Namespace) -> int:
     from .schema import SchemaError, render_proto, service_file
 
@@ -220,16 +232,31 @@ def _proto(args: argparse.Namespace) -> int:
         text = render_proto(service_file(obj), header=header)
     except SchemaError as exc:
         raise UsageError(f"{args.target}: {exc}") from None
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+    _write_output(text, args.output)
+    return 0
+
+
+# -- openapi ----------------------------------------------------------------------------
+def _openapi(args: argparse.Namespace) -> int:
+    from .server._pages import server_openapi
+
+    server = load_server(args.target)
+    try:
+        doc = server_openapi(server)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{args.target}: {exc}") from None
+    text = msgspec.json.format(msgspec.json.encode(doc), indent=2).decode() + "\n"
+    _write_output(text, args.output)
     return 0
 
 
 # -- entry point -------------------------------------------------------------------------
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``h2mesh`` command."""
     parser = argparse.ArgumentParser(
@@ -311,10 +338,18 @@ def build_parser() -> argparse.ArgumentParser:
         "for gRPC tools and other languages. Field numbers follow declaration order.",
     )
     proto.add_argument("target", metavar="MODULE:SERVICE")
-    proto.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
-    )
+    _output_option(proto)
     proto.set_defaults(func=_proto)
+
+    openapi = sub.add_parser(
+        "openapi",
+        help="write the OpenAPI 3.1 document of services or a Server",
+        description="Write the OpenAPI 3.1 document (JSON) that a server of MODULE:OBJECT "
+        "serves at /openapi.json: its HTTP routes and the Connect endpoints of its methods.",
+    )
+    openapi.add_argument("target", metavar="MODULE:OBJECT")
+    _output_option(openapi)
+    openapi.set_defaults(func=_openapi)
 
     add_call_parsers(sub)
     add_bench_parser(sub)

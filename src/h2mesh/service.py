@@ -17,12 +17,12 @@ import collections.abc
 import enum
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from .codec import Codec, DecodeFn
 
-__all__ = ["MethodDescriptor", "MethodKind", "Service", "rpc", "service_methods"]
+__all__ = ["HttpRule", "MethodDescriptor", "MethodKind", "Service", "rpc", "service_methods"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,29 +50,111 @@ class MethodKind(enum.Enum):
         return self in (MethodKind.SERVER_STREAM, MethodKind.BIDI_STREAM)
 
 
-class _RpcOptions:
-    __slots__ = ("idempotent", "name")
+_HTTP_VERBS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})
 
-    def __init__(self, name: str | None, idempotent: bool) -> None:
+
+class HttpRule:
+    """One HTTP route of a method, as in ``google.api.http``: ``"GET /v1/users/{id}"``.
+
+    ``body`` names the request field the JSON body fills (``"*"``, the default for POST,
+    PUT and PATCH: the whole request; GET and DELETE take no body); ``response_body``
+    names the response field sent as the body (default: the whole response).
+    """
+
+    __slots__ = ("body", "pattern", "response_body", "verb")
+
+    def __init__(
+        self, route: str, *, body: str | None = None, response_body: str | None = None
+    ) -> None:
+        verb, sep, pattern = route.strip().partition(" ")
+        pattern = pattern.strip()
+        if not sep or verb not in _HTTP_VERBS or not pattern.startswith("/"):
+            raise ValueError(
+                f"HTTP route {route!r} must look like 'GET /v1/things/{{id}}' "
+                f"(one of {', '.join(sorted(_HTTP_VERBS))}, then a path)"
+            )
+        if body is None:
+            body = "*" if verb in _BODY_VERBS else ""
+        elif verb not in _BODY_VERBS and body:
+            raise ValueError(f"HTTP route {route!r}: {verb} requests have no body")
+        self.verb = verb
+        self.pattern = pattern
+        self.body = body
+        self.response_body = response_body or ""
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.pattern}"
+
+    def __repr__(self) -> str:
+        extra = f", body={self.body!r}" if self.body not in ("", "*") else ""
+        if self.response_body:
+            extra += f", response_body={self.response_body!r}"
+        return f"HttpRule({str(self)!r}{extra})"
+
+
+HttpSpec = str | HttpRule | Sequence[str | HttpRule]
+
+
+class _RpcOptions:
+    __slots__ = ("http", "idempotent", "name")
+
+    def __init__(self, name: str | None, idempotent: bool, http: tuple[HttpRule, ...]) -> None:
         self.name = name
         self.idempotent = idempotent
+        self.http = http
+
+
+def _http_rules(
+    http: HttpSpec | None, body: str | None, response_body: str | None
+) -> tuple[HttpRule, ...]:
+    if http is None:
+        if body is not None or response_body is not None:
+            raise ValueError("body= and response_body= need an http= route")
+        return ()
+    items = [http] if isinstance(http, str | HttpRule) else list(http)
+    rules = []
+    for item in items:
+        if isinstance(item, HttpRule):
+            rules.append(item)
+        else:
+            rules.append(HttpRule(item, body=body, response_body=response_body))
+    return tuple(rules)
 
 
 @overload
 def rpc(func: F, /) -> F: ...
 @overload
-def rpc(*, name: str | None = None, idempotent: bool = False) -> Callable[[F], F]: ...
 def rpc(
-    func: F | None = None, /, *, name: str | None = None, idempotent: bool = False
+    *,
+    name: str | None = None,
+    idempotent: bool = False,
+    http: HttpSpec | None = None,
+    body: str | None = None,
+    response_body: str | None = None,
+) -> Callable[[F], F]: ...
+def rpc(
+    func: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    idempotent: bool = False,
+    http: HttpSpec | None = None,
+    body: str | None = None,
+    response_body: str | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a method of a :class:`Service` as an RPC.
 
     ``name`` overrides the wire name (default: the method name in PascalCase);
     ``idempotent=True`` marks the method safe to retry and to call with HTTP GET.
+    ``http="GET /v1/users/{id}"`` (or a list of routes, or :class:`HttpRule` objects)
+    also serves the method as a resource-style HTTP route, with ``google.api.http``
+    semantics; ``body`` and ``response_body`` apply to every route given as a string.
     """
+    rules = _http_rules(http, body, response_body)
 
     def mark(f: F) -> F:
-        f.__h2mesh_rpc__ = _RpcOptions(name, idempotent)  # type: ignore[attr-defined]
+        f.__h2mesh_rpc__ = _RpcOptions(name, idempotent, rules)  # type: ignore[attr-defined]
         return f
 
     return mark(func) if func is not None else mark
@@ -96,6 +178,8 @@ class MethodDescriptor:
 
     __slots__ = (
         "_decoders",
+        "doc",
+        "http",
         "idempotent",
         "kind",
         "name",
@@ -118,6 +202,8 @@ class MethodDescriptor:
         *,
         idempotent: bool = False,
         takes_context: bool = True,
+        http: tuple[HttpRule, ...] = (),
+        doc: str = "",
     ) -> None:
         self.service_name = service_name
         self.name = name
@@ -127,6 +213,10 @@ class MethodDescriptor:
         self.response_type = response_type
         self.idempotent = idempotent
         self.takes_context = takes_context
+        #: The HTTP routes of the method (``@rpc(http=...)``).
+        self.http = http
+        #: The method's docstring (cleaned), for generated documentation.
+        self.doc = doc
         self.path = f"/{service_name}/{name}"
         self._decoders: dict[tuple[str, bool], DecodeFn] = {}
 
@@ -176,6 +266,10 @@ def _describe(service_name: str, attr: str, func: Callable[..., Any]) -> MethodD
         kind = MethodKind.CLIENT_STREAM
     else:
         kind = MethodKind.BIDI_STREAM
+    if opts.http and kind.client_streams:
+        raise TypeError(
+            f"@rpc method {where}: HTTP routes serve unary and server-streaming methods"
+        )
     return MethodDescriptor(
         service_name,
         opts.name or _pascal(attr),
@@ -185,6 +279,8 @@ def _describe(service_name: str, attr: str, func: Callable[..., Any]) -> MethodD
         resp_item if resp_item is not None else resp_tp,
         idempotent=opts.idempotent,
         takes_context=len(params) == 2,
+        http=opts.http,
+        doc=inspect.getdoc(func) or "",
     )
 
 

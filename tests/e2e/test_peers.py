@@ -314,9 +314,10 @@ def test_httpx_get(h2client: httpx.Client) -> None:
     r = h2client.get(HELLO, params={"encoding": "json", "message": '{"name":"g"}'})
     assert r.status_code == 200, r.text
     assert r.json() == {"message": "Hello, g!"}
-    # GET of a method that is not idempotent is refused.
+    # GET of a method that is not idempotent is refused: 405, and which method to use.
     r = h2client.get(COUNT, params={"encoding": "json", "message": '{"to":1}'})
-    assert_error(r, 501, "unimplemented")
+    assert_error(r, 405, "unimplemented")
+    assert r.headers["allow"] == "POST"
 
 
 def test_httpx_server_stream(h2client: httpx.Client) -> None:

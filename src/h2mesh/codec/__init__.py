@@ -13,10 +13,11 @@ from typing import Any, Protocol
 import msgspec
 
 from .._errors import Code, RpcError
+from . import _pydantic
 from .proto import PROTO as _PROTO
 from .proto import is_message_type, json_decoder
 
-__all__ = ["JSON", "MSGPACK", "PROTO", "Codec", "DecodeFn", "codec_for"]
+__all__ = ["JSON", "MSGPACK", "PROTO", "Codec", "DecodeFn", "codec_for", "is_message_type"]
 
 DecodeFn = Callable[[bytes | memoryview], Any]
 
@@ -31,13 +32,22 @@ class Codec(Protocol):
     def decoder(self, tp: Any) -> DecodeFn: ...
 
 
-def _enc_hook(value: Any) -> Any:
-    # Objects exposing a dict view (pydantic models, simple records) encode as that.
+def _json_enc_hook(value: Any) -> Any:
     if hasattr(value, "DESCRIPTOR") and hasattr(value, "SerializeToString"):
         from .proto import json_encode
 
         # A protobuf message: its canonical JSON, as a raw fragment.
         return msgspec.Raw(json_encode(value))
+    if _pydantic.is_pydantic_model(type(value)):
+        # pydantic's own (compiled) JSON serializer, with the aliases it reads.
+        return msgspec.Raw(value.model_dump_json(by_alias=True))
+    return _enc_hook(value)
+
+
+def _enc_hook(value: Any) -> Any:
+    # Objects exposing a dict view (pydantic models, simple records) encode as that.
+    if _pydantic.is_pydantic_model(type(value)):
+        return value.model_dump(mode="json", by_alias=True)
     dump = getattr(value, "model_dump", None)
     if dump is not None:
         return dump(mode="json")
@@ -56,16 +66,62 @@ def _wrap(decode: Callable[[Any], Any], label: str) -> DecodeFn:
     return decode_or_raise
 
 
+def _integral_floats(value: Any) -> tuple[Any, bool]:
+    """``value`` with every float that has no fractional part made an int, and whether
+    any was."""
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value), True
+        return value, False
+    if isinstance(value, list):
+        changed = False
+        for i, item in enumerate(value):
+            value[i], hit = _integral_floats(item)
+            changed |= hit
+        return value, changed
+    if isinstance(value, dict):
+        changed = False
+        for key, item in value.items():
+            value[key], hit = _integral_floats(item)
+            changed |= hit
+        return value, changed
+    return value, False
+
+
+def _json_decoder(tp: Any) -> DecodeFn:
+    decode = msgspec.json.Decoder(tp).decode
+    strict = _wrap(decode, "JSON")
+
+    def decode_or_raise(data: bytes | memoryview) -> Any:
+        try:
+            return decode(data)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise RpcError(Code.INVALID_ARGUMENT, f"invalid JSON message: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise RpcError(Code.INVALID_ARGUMENT, f"malformed JSON: {exc}") from None
+        # JSON has one number type: 3.0 is an integer to JSON Schema (and to JavaScript),
+        # so an int field takes it. Only this rare path pays for a second decode.
+        fixed, changed = _integral_floats(msgspec.json.decode(data))
+        if not changed:
+            return strict(data)
+        return strict(msgspec.json.encode(fixed))
+
+    return decode_or_raise
+
+
 class _JsonCodec:
     name = "json"
 
     def __init__(self) -> None:
-        self.encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode
+        self.encode = msgspec.json.Encoder(enc_hook=_json_enc_hook).encode
 
     def decoder(self, tp: Any) -> DecodeFn:
         if is_message_type(tp):
             return json_decoder(tp)  # type: ignore[no-any-return]
-        return _wrap(msgspec.json.Decoder(tp).decode, "JSON")
+        if _pydantic.is_pydantic_model(tp):
+            return _pydantic.json_decoder(tp)
+        return _json_decoder(tp)
 
     def __repr__(self) -> str:
         return "<codec json>"
@@ -78,6 +134,8 @@ class _MsgpackCodec:
         self.encode = msgspec.msgpack.Encoder(enc_hook=_enc_hook).encode
 
     def decoder(self, tp: Any) -> DecodeFn:
+        if _pydantic.is_pydantic_model(tp):
+            return _pydantic.msgpack_decoder(tp)
         return _wrap(msgspec.msgpack.Decoder(tp).decode, "MessagePack")
 
     def __repr__(self) -> str:

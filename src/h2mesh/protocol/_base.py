@@ -45,6 +45,41 @@ RESERVED_HEADERS = frozenset(
 )
 
 
+class HttpStatusError(RpcError):
+    """An error answered with an HTTP status of its own rather than its code's, and
+    extra headers: ``405`` with ``allow`` for a method the path does not serve."""
+
+    __slots__ = ("headers", "status")
+
+    def __init__(
+        self, code: Code, message: str, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        super().__init__(code, message)
+        self.status = status
+        self.headers = headers
+
+
+def method_not_allowed(path: str, method: str, allowed: Sequence[str]) -> HttpStatusError:
+    """``405``: ``path`` is served, but not for ``method``."""
+    return HttpStatusError(
+        Code.UNIMPLEMENTED,
+        f"{method} is not allowed on {path} (allowed: {', '.join(allowed)})",
+        405,
+        [(b"allow", ", ".join(allowed).encode())],
+    )
+
+
+def error_status_headers(error: RpcError, content_type: bytes) -> list[tuple[bytes, bytes]]:
+    """``:status`` and content type of an error answered in one HTTP response."""
+    if isinstance(error, HttpStatusError):
+        status = str(error.status).encode()
+        return [(b":status", status), (b"content-type", content_type), *error.headers]
+    return [(b":status", _STATUS_BYTES[error.code]), (b"content-type", content_type)]
+
+
+_STATUS_BYTES = {code: str(code.http_status).encode() for code in Code}
+
+
 def metadata_from_headers(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
     """User-visible metadata: every header but pseudo-headers and protocol headers."""
     out: Metadata = {}

@@ -27,6 +27,7 @@ from ..transport import MessageTooLarge, Stream, TransportError
 from ._base import (
     ClientProtocol,
     EnvelopedServerCall,
+    HttpStatusError,
     Metadata,
     OpenStream,
     RequestSender,
@@ -35,6 +36,8 @@ from ._base import (
     ServerProtocol,
     encode_metadata,
     error_from_transport,
+    error_status_headers,
+    method_not_allowed,
 )
 from ._envelope import (
     FLAG_COMPRESSED,
@@ -135,6 +138,13 @@ def _end_stream_payload(error: RpcError | None, trailers: Metadata | None) -> by
     if trailers:
         end["metadata"] = {k: [v] for k, v in trailers.items()}
     return _json_encode(end)
+
+
+def allowed_methods(method: MethodDescriptor) -> list[str]:
+    """The HTTP methods a Connect endpoint answers: POST, and GET when idempotent."""
+    if method.kind is MethodKind.UNARY and method.idempotent:
+        return ["GET", "POST"]
+    return ["POST"]
 
 
 def _status_headers(code: Code) -> list[tuple[bytes, bytes]]:
@@ -290,7 +300,9 @@ class ConnectServer(ServerProtocol):
         if http_method == b"GET":
             return self._get_call(stream, method, request, max_size)
         if http_method != b"POST":
-            raise RpcError(Code.UNIMPLEMENTED, "Connect calls use POST (or GET when idempotent)")
+            raise method_not_allowed(
+                method.path, (http_method or b"").decode("latin-1"), allowed_methods(method)
+            )
         is_stream, codec = parse_content_type(request.get(b"content-type", b""))
         if codec is None:
             raise RpcError(Code.INTERNAL, "unsupported content type")
@@ -321,8 +333,11 @@ class ConnectServer(ServerProtocol):
         max_size: int,
     ) -> ServerCall:
         if method.kind is not MethodKind.UNARY or not method.idempotent:
-            raise RpcError(
-                Code.UNIMPLEMENTED, f"{method.path} is not marked idempotent; GET is not allowed"
+            raise HttpStatusError(
+                Code.UNIMPLEMENTED,
+                f"GET is not allowed on {method.path}: the method is not marked idempotent",
+                405,
+                [(b"allow", b"POST")],
             )
         path = request.get(b":path", b"")
         query = parse_qs(path.partition(b"?")[2].decode("latin-1"), keep_blank_values=True)
@@ -352,7 +367,7 @@ class ConnectServer(ServerProtocol):
             payload = _end_stream_payload(error, None)
             await stream.send_data(encode_envelope(payload, FLAG_END_STREAM), end_stream=True)
             return
-        stream.send_headers(_status_headers(error.code))
+        stream.send_headers(error_status_headers(error, b"application/json"))
         await stream.send_data(_json_encode(error.to_json()), end_stream=True)
 
 

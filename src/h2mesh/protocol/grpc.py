@@ -498,6 +498,9 @@ class GrpcServer(ServerProtocol):
     def extra_headers(self, request: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
         return []
 
+    def reject_headers(self, request: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        return self.extra_headers(request)
+
     def framing(self, request: dict[bytes, bytes]) -> Framing:
         """How body bytes map to envelope bytes for one call (identity for gRPC)."""
         return IDENTITY_FRAMING
@@ -544,7 +547,7 @@ class GrpcServer(ServerProtocol):
     async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
         codec = _parse_content_type(request.get(b"content-type"), self.content_type) or PROTO
         out = [_STATUS_200, self.content_type_header(codec), _ACCEPT_ENCODING_HEADER]
-        out += self.extra_headers(request)
+        out += self.reject_headers(request)
         out += _status_fields(error)
         stream.send_headers(out, end_stream=True)
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 
 from .._errors import Code, RpcError
 from ..codec import PROTO, Codec
 from ..service import MethodDescriptor
 from ..transport import Stream
 from ._base import ServerCall, ServerProtocol
+from ._cors import RPC_METHODS, CorsPolicy
 from ._envelope import encode_envelope
 from .grpc import FLAG_TRAILERS, IDENTITY_FRAMING, Framing, GrpcClient, GrpcServer
 
@@ -36,11 +38,6 @@ __all__ = [
 ]
 
 _EXPOSE = b"grpc-status, grpc-message, grpc-status-details-bin, grpc-encoding"
-_ALLOW_METHODS = b"POST, GET, OPTIONS"
-_DEFAULT_ALLOW_HEADERS = (
-    b"content-type, x-grpc-web, x-user-agent, grpc-timeout, grpc-encoding, grpc-accept-encoding"
-)
-_MAX_AGE = b"86400"
 
 
 def encode_trailer_block(fields: list[tuple[bytes, bytes]]) -> bytes:
@@ -119,7 +116,9 @@ class GrpcWebServer(GrpcServer):
     def check_transport(self, stream: Stream) -> None:
         pass  # gRPC-Web needs no trailers: that is what it is for
 
-    def extra_headers(self, request: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    def reject_headers(self, request: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        # Calls get their CORS headers from the server's policy; an error answered
+        # before a call echoes the origin, so the browser can read the status.
         return _cors_headers(request)
 
     def framing(self, request: dict[bytes, bytes]) -> Framing:
@@ -137,12 +136,23 @@ GRPC_WEB_TEXT = GrpcWebServer(text=True)
 
 
 class CorsPreflight(ServerProtocol):
-    """Answers CORS preflight (``OPTIONS``) requests so browsers may call gRPC-Web.
+    """Answers CORS preflight (``OPTIONS``) requests, for gRPC-Web and every other
+    protocol, from one ``CorsPolicy`` (see ``_cors``).
 
     It never becomes a call: ``server_call`` declines and ``reject`` sends the ``204``.
+    ``methods_for(path)`` (from the server) says which HTTP methods a path serves.
     """
 
     name = "cors"
+
+    def __init__(
+        self,
+        policy: CorsPolicy | None = None,
+        methods_for: Callable[[bytes], Sequence[str]] | None = None,
+    ) -> None:
+        self.policy = policy if policy is not None else CorsPolicy("*")
+        self.methods_for = methods_for
+        self.enabled = policy is not None or methods_for is None
 
     def accepts(self, method: bytes | None, content_type: bytes | None) -> bool:
         return method == b"OPTIONS"
@@ -157,21 +167,17 @@ class CorsPreflight(ServerProtocol):
         raise RpcError(Code.UNIMPLEMENTED, "OPTIONS is answered as a CORS preflight")
 
     async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
-        out = [(b":status", b"204"), (b"allow", _ALLOW_METHODS)]
-        origin = request.get(b"origin")
-        if origin is not None and b"access-control-request-method" in request:
-            out += [
-                (b"access-control-allow-origin", origin),
-                (b"access-control-allow-methods", _ALLOW_METHODS),
-                (
-                    b"access-control-allow-headers",
-                    request.get(b"access-control-request-headers") or _DEFAULT_ALLOW_HEADERS,
-                ),
-                (b"access-control-expose-headers", _EXPOSE),
-                (b"access-control-max-age", _MAX_AGE),
-                (b"vary", b"origin, access-control-request-method, access-control-request-headers"),
-            ]
-        stream.send_headers(out, end_stream=True)
+        methods: tuple[str, ...] = RPC_METHODS
+        if self.methods_for is not None:
+            served = self.methods_for(request.get(b":path", b""))
+            if served:
+                methods = (*served, "OPTIONS")
+        if not self.enabled:
+            stream.send_headers(
+                [(b":status", b"204"), (b"allow", ", ".join(methods).encode())], end_stream=True
+            )
+            return
+        stream.send_headers(self.policy.preflight(request, methods), end_stream=True)
 
 
 CORS_PREFLIGHT = CorsPreflight()

@@ -426,7 +426,14 @@ def _build_codec(tp: Any) -> tuple[Encode, Decode]:
     write = conv.writer(root)
     read = conv.reader(root)
     parse = cls.FromString
-    convert = msgspec.convert
+    convert: Callable[[Any, Any], Any] = msgspec.convert
+    if root.kind == "pydantic":
+        from ..codec._pydantic import builtins_validator
+
+        validate = builtins_validator(tp)
+
+        def convert(obj: Any, tp: Any) -> Any:
+            return validate(obj)
 
     def encode(value: Any) -> bytes:
         message = cls()

@@ -11,6 +11,7 @@ Python                             proto3
 ``list[T]`` (tuple, set, ...)      ``repeated T``
 ``dict[K, T]`` (K str/int/bool)    ``map<K, T>``
 Struct / dataclass / TypedDict     ``message`` (fields numbered 1, 2, ... in order)
+pydantic model                     ``message`` (the same way)
 ``T | None``                       ``optional T`` (messages: plain, they have presence)
 ``enum.Enum`` (int or str values)  ``enum`` (int: the values; str: 0, 1, ... in order)
 ``datetime.datetime``              ``google.protobuf.Timestamp``
@@ -36,6 +37,8 @@ import typing
 from typing import Any
 
 import msgspec
+
+from ..codec._pydantic import is_pydantic_model
 
 __all__ = [
     "EnumModel",
@@ -89,7 +92,7 @@ class FieldModel:
 class MessageModel:
     py_type: Any
     name: str
-    kind: str  # "struct", "dataclass" or "typeddict"
+    kind: str  # "struct", "dataclass", "typeddict" or "pydantic"
     fields: list[FieldModel] = dataclasses.field(default_factory=list)
     parent: MessageModel | None = None
     full_name: str = ""
@@ -168,9 +171,13 @@ def _type_name(tp: Any) -> str:
 
 
 def is_message_class(tp: Any) -> bool:
-    """True for the Python types that become messages: Structs, dataclasses, TypedDicts."""
+    """True for the Python types that become messages: Structs, dataclasses, TypedDicts,
+    pydantic models."""
     return isinstance(tp, type) and (
-        issubclass(tp, msgspec.Struct) or dataclasses.is_dataclass(tp) or typing.is_typeddict(tp)
+        issubclass(tp, msgspec.Struct)
+        or dataclasses.is_dataclass(tp)
+        or typing.is_typeddict(tp)
+        or is_pydantic_model(tp)
     )
 
 
@@ -243,6 +250,13 @@ class _Collector:
             hints = typing.get_type_hints(tp, include_extras=True)
             entries = [(f.name, f.name, hints[f.name]) for f in dataclasses.fields(tp)]
             kind = "dataclass"
+        elif is_pydantic_model(tp):
+            hints = typing.get_type_hints(tp, include_extras=True)
+            entries = [
+                (name, info.alias or name, hints.get(name, info.annotation))
+                for name, info in tp.model_fields.items()
+            ]
+            kind = "pydantic"
         else:
             hints = typing.get_type_hints(tp, include_extras=True)
             entries = [(name, name, hint) for name, hint in hints.items()]

@@ -14,7 +14,12 @@ from typing import Any
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
 from ..discovery import Registrar
-from ..protocol import ServerCall, ServerProtocol, negotiate
+from ..protocol import CONNECT, ServerCall, ServerProtocol, negotiate
+from ..protocol._base import method_not_allowed
+from ..protocol._cors import CorsPolicy
+from ..protocol.connect import allowed_methods
+from ..protocol.grpc_web import CorsPreflight
+from ..protocol.rest import PAGE_METHOD, RestServer
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -73,8 +78,14 @@ class Server:
     startup runs before the port opens, its shutdown after the drain.
 
     Built in, unless turned off: ``grpc.health.v1.Health`` (``health=False``; statuses
-    through ``server.health.set(name, status)``) and gRPC server reflection, v1 and
-    v1alpha (``reflection=False``; served when the ``protobuf`` package is installed).
+    through ``server.health.set(name, status)``), gRPC server reflection, v1 and
+    v1alpha (``reflection=False``; served when the ``protobuf`` package is installed),
+    the OpenAPI document at ``/openapi.json`` (``openapi=False``) and its interactive
+    page at ``/docs`` (``docs=False``; needs ``h2mesh[docs]``).
+
+    ``cors`` says which browser origins may call, for every protocol: by default any
+    origin (echoed, without credentials); a list of origins, or a ``CorsPolicy``, to
+    restrict; ``False`` for no CORS headers at all.
     """
 
     def __init__(
@@ -90,6 +101,9 @@ class Server:
         register_address: str | None = None,
         health: bool = True,
         reflection: bool = True,
+        cors: CorsPolicy | str | Sequence[str] | bool | None = None,
+        openapi: bool = True,
+        docs: bool = True,
         app: Any = None,
         interface: str = "auto",
         root_path: str = "",
@@ -113,6 +127,11 @@ class Server:
         #: The built-in health service (``set(name, status)``), or None if turned off.
         self.health: HealthService | None = HealthService() if health else None
         self._routes: dict[bytes, _Route] = {}
+        # REST routes (@rpc(http=...)) and the pages beside them (_pages.py).
+        self._rest = RestServer()
+        #: The CORS policy for browsers (None: no CORS headers at all).
+        self.cors = _cors_policy(cors)
+        self._preflight = CorsPreflight(self.cors, self._methods_for)
         # Runs blocking handlers (grpcio sync servicers); made on first need if not given.
         self._executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
@@ -122,6 +141,12 @@ class Server:
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
+        if openapi or docs:
+            from ._pages import add_pages, page_handler
+
+            page = _Route(PAGE_METHOD, page_handler)
+            add_pages(self, self._rest, page, openapi=openapi, docs=docs)
+        self._rest.check()
         self._servers: list[asyncio.Server] = []
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
@@ -152,7 +177,9 @@ class Server:
             path = method.path.encode()
             if path in self._routes:
                 raise ValueError(f"two services serve {method.path}")
-            self._routes[path] = _Route(method, handler)
+            route = self._routes[path] = _Route(method, handler)
+            for rule in method.http:
+                self._rest.add(method, rule, route)
         self.services.append(service)
         if self.health is not None and service is not self.health:
             self.health.set(service.__service_name__, ServingStatus.SERVING)
@@ -378,28 +405,76 @@ class Server:
         assert loop is not None
         stream.task = loop.create_task(self._serve_stream(stream))
 
+    def _methods_for(self, path: bytes) -> list[str]:
+        """The HTTP methods served at ``path`` (for preflights)."""
+        route = self._routes.get(path.partition(b"?")[0])
+        if route is not None:
+            return allowed_methods(route.method)
+        return self._rest.methods_for(path)
+
+    @property
+    def rest(self) -> RestServer:
+        """The HTTP routes of this server's methods (and its built-in pages)."""
+        return self._rest
+
     # -- one request --------------------------------------------------------------
-    def _accept(self, stream: Stream) -> tuple[_Route, ServerCall, ServerProtocol] | None:
+    def _accept(
+        self, stream: Stream
+    ) -> tuple[_Route, ServerCall, ServerProtocol, dict[str, str] | None] | None:
         """Route a request to a method and a protocol, or raise ``_Refused``; None hands
-        it to the hosted application."""
+        it to the hosted application.
+
+        Order: the exact RPC path (any protocol), then the REST routes, then the hosted
+        application, then the 415 / ``unimplemented`` answers. Also returns the CORS
+        headers of the response.
+        """
         request = dict(stream.headers or ())
+        method = request.get(b":method")
         path = request.get(b":path", b"")
         route = self._routes.get(path)
         if route is None and b"?" in path:
             route = self._routes.get(path.partition(b"?")[0])
-        if route is None and self.app is not None:
-            return None  # no service claims it: the hosted application answers
-        proto = negotiate(request.get(b":method"), request.get(b"content-type"))
-        if proto is None:
-            raise _Refused(None, request, None)
         if route is None:
+            if self._rest:
+                if method == b"OPTIONS" and self._rest.methods_for(path):
+                    raise _Refused(self._preflight, request, _PREFLIGHT)
+                try:
+                    hit = self._rest.accept(stream, request, self.max_message_size)
+                except RpcError as exc:
+                    raise _Refused(self._rest, request, exc) from None
+                if hit is not None:
+                    return hit[0], hit[1], self._rest, self._cors_headers(request)
+            if self.app is not None:
+                return None  # no service claims it: the hosted application answers
+            if method == b"OPTIONS":
+                raise _Refused(self._preflight, request, _PREFLIGHT)
+            proto = negotiate(method, request.get(b"content-type"))
+            if proto is None:
+                raise _Refused(None, request, None)
             error = RpcError(Code.UNIMPLEMENTED, f"unknown method {path.decode('latin-1')}")
             raise _Refused(proto, request, error)
+        if method == b"OPTIONS":
+            raise _Refused(self._preflight, request, _PREFLIGHT)
+        proto = negotiate(method, request.get(b"content-type"))
+        if proto is None:
+            if method not in (b"POST", b"GET"):
+                # Every RPC protocol calls with POST (Connect also GET): 405, not 415.
+                desc = route.method
+                error = method_not_allowed(
+                    desc.path, (method or b"").decode("latin-1"), allowed_methods(desc)
+                )
+                raise _Refused(CONNECT, request, error)
+            raise _Refused(None, request, None)
         try:
             call = proto.server_call(stream, route.method, request, self.max_message_size)
         except RpcError as exc:
             raise _Refused(proto, request, exc) from None
-        return route, call, proto
+        return route, call, proto, self._cors_headers(request)
+
+    def _cors_headers(self, request: dict[bytes, bytes]) -> dict[str, str] | None:
+        if self.cors is None:
+            return None
+        return self.cors.response_headers(request.get(b"origin"))
 
     async def _serve_stream(self, stream: Stream) -> None:
         # One coroutine per request, from routing to the last byte: every extra await
@@ -414,7 +489,7 @@ class Server:
             assert self.app is not None
             await self.app.serve(stream)
             return
-        route, call, proto = accepted
+        route, call, proto, cors = accepted
         method = route.method
         timer: asyncio.TimerHandle | None = None
         task = stream.task
@@ -427,6 +502,8 @@ class Server:
             timer = loop.call_at(deadline, _expire, ctx, task)
         else:
             ctx = Context(stream, method, proto.name, None)
+        if cors is not None:
+            ctx._response_headers = cors
         if self._trust is not None:
             ctx._trust = self._trust
         try:
@@ -479,6 +556,19 @@ class Server:
             return
         with contextlib.suppress(TransportError):
             await call.finish(error, ctx._response_headers, ctx._response_trailers)
+
+
+_PREFLIGHT = RpcError(Code.UNIMPLEMENTED, "OPTIONS is answered as a CORS preflight")
+
+
+def _cors_policy(cors: CorsPolicy | str | Sequence[str] | bool | None) -> CorsPolicy | None:
+    if cors is None or cors is True:
+        return CorsPolicy("*")
+    if cors is False:
+        return None
+    if isinstance(cors, CorsPolicy):
+        return cors
+    return CorsPolicy(cors)
 
 
 def _have_protobuf() -> bool:
