@@ -251,7 +251,7 @@ def test_unsupported_generic_handler_is_refused() -> None:
         Server([]).add_generic_rpc_handlers((Custom(),))
 
 
-def test_oversized_request_in_a_client_stream(stub: Any) -> None:
+def test_oversized_request_in_a_client_stream(stub: Any) -> None:  # noqa: F811
     """The server's 4 MiB limit ends the call with RESOURCE_EXHAUSTED, whatever the
     servicer does with the error its request iterator raised."""
     big = messages_pb2.StreamingInputCallRequest(payload=messages_pb2.Payload(body=bytes(5 << 20)))
