@@ -35,6 +35,10 @@ __all__ = ["GrpcioService", "service_from_method_handlers", "services_from_gener
 log = logging.getLogger("h2mesh.server")
 
 _END = object()
+# Guards every call's callback list (calls end on the loop; sync servicers add callbacks
+# from pool threads). One lock for all: it is held for a few instructions, and a lock per
+# call would cost each call more than it saves.
+_CALLBACKS_LOCK = threading.Lock()
 _CANCEL = 0x8  # RST_STREAM CANCEL
 
 
@@ -185,10 +189,9 @@ class _ServicerContext:
         self._code: Code | None = None
         self._details: str | None = None
         self._aborted: RpcError | None = None
-        self._done = threading.Event()
+        self._done = False
         self._cancelled = False
-        self._callbacks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] | None = None
 
     # metadata
     def invocation_metadata(self) -> tuple[Metadatum, ...]:
@@ -258,14 +261,14 @@ class _ServicerContext:
         """Accepted and ignored."""
 
     def is_active(self) -> bool:
-        return not self._done.is_set()
+        return not self._done
 
     def cancel(self) -> None:
         """Cancel the call (RST_STREAM CANCEL to the client); safe from any thread."""
         self._loop.call_soon_threadsafe(self._cancel_on_loop)
 
     def _cancel_on_loop(self) -> None:
-        if self._done.is_set():
+        if self._done:
             return
         self._cancelled = True
         stream = self.h2mesh_context._stream
@@ -275,17 +278,19 @@ class _ServicerContext:
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         """Call ``callback()`` when the call ends; False if it has already ended."""
-        with self._lock:
-            if self._done.is_set():
+        with _CALLBACKS_LOCK:  # a sync servicer adds them from its thread
+            if self._done:
                 return False
+            if self._callbacks is None:
+                self._callbacks = []
             self._callbacks.append(callback)
             return True
 
     def _finish(self, cancelled: bool) -> None:
-        with self._lock:
-            self._cancelled = self._cancelled or cancelled
-            self._done.set()
-            callbacks, self._callbacks = self._callbacks, []
+        self._cancelled = self._cancelled or cancelled
+        with _CALLBACKS_LOCK:
+            self._done = True
+            callbacks, self._callbacks = self._callbacks or (), None
         for callback in callbacks:
             try:
                 callback()
@@ -350,7 +355,7 @@ class AioServicerContext(_ServicerContext):
         return self._cancelled
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
 
 # -- running handlers -----------------------------------------------------------------------
