@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything h2mesh's demo and tests need on a fresh Debian machine:
 # system peers (curl, nghttp2-client, openssl, grpc-proto for the gRPC interop protos,
-# etcd-server for the discovery tests) and a virtualenv in .venv with the package.
+# etcd-server for the discovery tests, prometheus and chromium for the admin-page tests) and a virtualenv in .venv with the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(curl nghttp2-client openssl grpc-proto etcd-server nginx haproxy)
+apt_packages=(curl nghttp2-client openssl grpc-proto etcd-server nginx haproxy prometheus chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

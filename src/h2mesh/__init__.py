@@ -6,7 +6,7 @@ with HTTP/2 and HTTP/1.1, and called through a multiplexing client with typed st
 
 from ._errors import Code, RpcError
 from ._loop import new_event_loop, run
-from .client import Channel, SyncChannel
+from .client import Channel, ClientCall, ClientInterceptor, SyncChannel
 from .protocol import ResponseMetadata
 from .protocol._cors import CorsPolicy
 from .server import (
@@ -24,6 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Channel",
+    "ClientCall",
+    "ClientInterceptor",
     "Code",
     "Context",
     "CorsPolicy",

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
+import socket
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -30,6 +32,7 @@ from ._lbconfig_cli import add_lb_config_parser
 from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .server import Server, server_ssl_context
+from .server._supervisor import worker_count
 from .service import Service
 
 __all__ = ["main"]
@@ -154,22 +157,217 @@ def _url(scheme: str, sockname: Any) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(args: argparse.Namespace) -> None:
+    if args.log_config is None:
+        logging.basicConfig(
+            level=args.log_level.upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        )
+        return
+    from logging import config as logging_config
+
+    try:
+        if args.log_config.endswith(".json"):
+            with open(args.log_config, encoding="utf-8") as f:
+                logging_config.dictConfig(msgspec.json.decode(f.read()))
+        else:
+            logging_config.fileConfig(args.log_config, disable_existing_loggers=False)
+    except (OSError, ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
+        raise UsageError(f"--log-config {args.log_config}: {exc}") from None
+
+
+def _tls_factory(args: argparse.Namespace) -> Callable[[], ssl.SSLContext | None]:
+    """Loads the certificate files each time it is called: new workers see new files."""
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
-    tls: ssl.SSLContext | None = None
-    if args.tls_cert is not None:
-        try:
-            tls = server_ssl_context(args.tls_cert, args.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
+    if args.tls_cert is None:
+        return lambda: None
+
+    def load() -> ssl.SSLContext:
+        return server_ssl_context(args.tls_cert, args.tls_key)
+
+    try:
+        load()
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
+    return load
+
+
+def _listeners(args: argparse.Namespace, reuse_port: bool) -> list[socket.socket]:
+    """The listening sockets: --uds and --fd if given, else --host/--port."""
+    from .server._sockets import bind_tcp, bind_unix, from_fd
+
+    socks: list[socket.socket] = []
+    try:
+        socks.extend(from_fd(fd) for fd in args.fd)
+        socks.extend(bind_unix(path) for path in args.uds)
+        if not socks:
+            # With SO_REUSEPORT each worker listens on its own socket: this one only
+            # holds the port.
+            listen = not reuse_port
+            socks.append(bind_tcp(args.host, args.port, reuse_port=reuse_port, listen=listen))
+    except OSError as exc:
+        for sock in socks:
+            sock.close()
+        named = [*(f"fd {fd}" for fd in args.fd), *args.uds]
+        where = ", ".join(named) or f"{args.host}:{args.port}"
+        raise _ListenError(f"error: cannot listen on {where}: {exc}") from None
+    return socks
+
+
+class _ListenError(Exception):
+    pass
+
+
+def _project_modules(before: set[str]) -> list[str]:
+    """Modules imported since ``before`` that live in the served project (the current
+    directory, outside any virtualenv or site-packages): what a reload imports again."""
+    cwd = os.getcwd() + os.sep
+    prefixes = tuple({sys.prefix + os.sep, sys.base_prefix + os.sep})
+    out = []
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules[name], "__file__", None) or ""
+        if path.startswith(cwd) and not path.startswith(prefixes) and "site-packages" not in path:
+            out.append(name)
+    return out
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _configure_logging(args)
+    tls_factory = _tls_factory(args)
     factory = _loop_factory(args.loop)
+    try:
+        workers = worker_count(args.workers)
+    except ValueError as exc:
+        raise UsageError(f"--workers: {exc}") from None
+    if args.max_requests < 0 or args.max_requests_jitter < 0:
+        raise UsageError("--max-requests and --max-requests-jitter must be >= 0")
+    before = set(sys.modules)
     server = load_server(args.targets, args.interface)
+    project = _project_modules(before)
+    _configure_server(server, args)
+    supervised = workers > 1 or args.max_requests > 0 or args.reload or args.reuse_port
+    admin = (args.admin_host, args.admin_port) if args.admin_port is not None else None
+    access = (args.access_log or None, args.log_format) if args.access_log is not None else None
+    scheme = "https" if args.tls_cert is not None else "http"
+    try:
+        sockets = _listeners(args, reuse_port=args.reuse_port)
+    except _ListenError as exc:
+        print(exc, file=sys.stderr)
+        return _FAILED
+    uds = [s.getsockname() for s in sockets if s.family == socket.AF_UNIX]
+
+    def announce(names: Sequence[Any]) -> None:
+        # One line on stdout, for scripts that wait for the server and parse its address.
+        urls = [f"unix:{n}" if isinstance(n, str) else _url(scheme, n) for n in names]
+        print(f"h2mesh serving on {' '.join(urls)}", flush=True)
+
+    try:
+        if supervised:
+            return _run_supervised(
+                args,
+                server,
+                sockets,
+                project,
+                workers,
+                tls_factory,
+                admin,
+                access,
+                announce,
+                factory,
+            )
+        if access is not None:
+            from .observability import AccessLog
+            from .observability._observer import observer_of
+
+            observer = observer_of(server)
+            observer.access = AccessLog(*access)
+            server.observer = observer
+
+        def ready(srv: Server) -> None:
+            announce(srv.sockets)
+            for method in srv.methods:
+                log.info("route %s (%s)", method.path, method.kind.value)
+            if srv.app is not None:
+                log.info("every other path: %s", srv.app.describe())
+
+        async def serve() -> None:
+            await server.serve(
+                sockets=sockets, tls=tls_factory(), grace=args.grace, ready=ready, admin=admin
+            )
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            try:
+                runner.run(serve())
+            except OSError as exc:
+                print(f"error: cannot serve: {exc}", file=sys.stderr)
+                return _FAILED
+    finally:
+        for path in uds:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    log.info("stopped")
+    return 0
+
+
+def _run_supervised(
+    args: argparse.Namespace,
+    server: Server,
+    sockets: list[socket.socket],
+    project: list[str],
+    workers: int,
+    tls_factory: Callable[[], ssl.SSLContext | None],
+    admin: tuple[str, int] | None,
+    access: tuple[str | None, str] | None,
+    announce: Callable[[Sequence[Any]], None],
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> int:
+    from .server._supervisor import Supervisor
+
+    targets, interface = args.targets, args.interface
+
+    def load() -> Server:
+        # A worker imports the project afresh, so a reload (SIGHUP) serves new code.
+        for name in project:
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        fresh = load_server(targets, interface)
+        _configure_server(fresh, args)
+        return fresh
+
+    supervisor = Supervisor(
+        server,
+        sockets,
+        load=load,
+        workers=workers,
+        tls=tls_factory,
+        grace=args.grace,
+        max_requests=args.max_requests,
+        max_requests_jitter=args.max_requests_jitter,
+        registration=server.registration,
+        admin=admin,
+        access_log=access,
+        ready=lambda sup: announce([s.getsockname() for s in sup.sockets]),
+        reuse_port=args.reuse_port,
+        reload_paths=[os.getcwd()] if args.reload else [],
+        loop_factory=factory,
+    )
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        try:
+            code = runner.run(supervisor.run())
+        except OSError as exc:
+            print(f"error: cannot serve: {exc}", file=sys.stderr)
+            return _FAILED
+    if code != 0:
+        print(f"error: {supervisor.error}", file=sys.stderr)
+        return _FAILED
+    log.info("stopped")
+    return 0
+
+
+def _configure_server(server: Server, args: argparse.Namespace) -> None:
+    """What the command line sets on a loaded server (in the supervisor and each worker)."""
     if args.register:
         _enable_registration(server, args)
     if args.forwarded_allow_ips is not None:
@@ -177,27 +375,6 @@ def _serve(args: argparse.Namespace) -> int:
             server.forwarded_allow_ips = args.forwarded_allow_ips
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    scheme = "https" if tls is not None else "http"
-
-    def ready(srv: Server) -> None:
-        # One line on stdout, for scripts that wait for the server and parse its port.
-        print(f"h2mesh serving on {_url(scheme, srv.sockets[0])}", flush=True)
-        for method in srv.methods:
-            log.info("route %s (%s)", method.path, method.kind.value)
-        if srv.app is not None:
-            log.info("every other path: %s", srv.app.describe())
-
-    async def serve() -> None:
-        await server.serve(args.host, args.port, tls=tls, grace=args.grace, ready=ready)
-
-    with asyncio.Runner(loop_factory=factory) as runner:
-        try:
-            runner.run(serve())
-        except OSError as exc:
-            print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-            return _FAILED
-    log.info("stopped")
-    return 0
 
 
 def _enable_registration(server: Server, args: argparse.Namespace) -> None:
@@ -209,6 +386,84 @@ def _enable_registration(server: Server, args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _add_production_flags(serve: argparse.ArgumentParser) -> None:
+    """Workers, listeners, the admin listener and logs (docs/deployment.md)."""
+    group = serve.add_argument_group("workers and listeners")
+    group.add_argument(
+        "--workers",
+        default="1",
+        metavar="N|auto",
+        help="worker processes sharing the listeners under a supervisor; auto = one per "
+        "CPU (default %(default)s)",
+    )
+    group.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="give each worker its own SO_REUSEPORT socket instead of sharing one",
+    )
+    group.add_argument(
+        "--max-requests",
+        type=int,
+        default=0,
+        metavar="N",
+        help="replace a worker after it served N requests (default: never)",
+    )
+    group.add_argument(
+        "--max-requests-jitter",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add a random 0..N to each worker's --max-requests",
+    )
+    group.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: replace the workers when a .py file under the current "
+        "directory changes (needs watchfiles)",
+    )
+    group.add_argument(
+        "--uds", action="append", default=[], metavar="PATH", help="listen on a Unix socket"
+    )
+    group.add_argument(
+        "--fd",
+        action="append",
+        default=[],
+        type=int,
+        metavar="N",
+        help="serve the listening socket inherited as file descriptor N (socket activation)",
+    )
+    admin = serve.add_argument_group("admin pages and logs")
+    admin.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics, /status, /healthz and /readyz on this port (turns metrics on)",
+    )
+    admin.add_argument(
+        "--admin-host",
+        default="127.0.0.1",
+        help="address of the admin listener (default %(default)s)",
+    )
+    admin.add_argument(
+        "--access-log",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="log one line per request to FILE (default: stderr)",
+    )
+    admin.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="access log lines as text or JSON (default %(default)s)",
+    )
+    admin.add_argument(
+        "--log-config",
+        metavar="FILE",
+        help="logging configuration: a dictConfig .json file, or a fileConfig .ini file",
+    )
 
 
 # -- proto ------------------------------------------------------------------------------
@@ -329,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
         "X-Forwarded-For headers give the client's address (default: $FORWARDED_ALLOW_IPS, "
         "else none)",
     )
+    _add_production_flags(serve)
     serve.set_defaults(func=_serve)
 
     proto = sub.add_parser(

@@ -27,6 +27,7 @@ class Framework:
     name: str
     target: str  # module:attribute under tests.web.apps
     lifespan: bool  # the application has lifespan handlers that record EVENTS
+    restartable: bool = True  # can start a second time in one process (Sanic cannot)
 
     def load(self) -> Any:
         module, _, attr = self.target.partition(":")
@@ -39,6 +40,11 @@ FRAMEWORKS = [
     Framework("flask", "flask_app:app", False),
     Framework("django-asgi", "django_app:asgi_app", False),
     Framework("django-wsgi", "django_app:wsgi_app", False),
+    Framework("quart", "quart_app:app", True),
+    Framework("litestar", "litestar_app:app", True),
+    Framework("falcon-asgi", "falcon_app:asgi_app", True),
+    Framework("falcon-wsgi", "falcon_app:wsgi_app", False),
+    Framework("sanic", "sanic_app:app", True, restartable=False),
 ]
 
 
@@ -52,12 +58,16 @@ class Hosted:
 @pytest.fixture(scope="module", params=FRAMEWORKS, ids=lambda f: f.name)
 def hosted(request: pytest.FixtureRequest) -> Iterator[Hosted]:
     framework: Framework = request.param
+    EVENTS.clear()
     live = start_hosting(framework.load())
     try:
         for clients in fetchers(live.url):
             yield Hosted(framework, live, clients)
     finally:
         live.close()
+    if framework.lifespan and not framework.restartable:
+        # Checked here, as the test below cannot start such an app a second time.
+        assert EVENTS[-1] == f"{framework.name}:shutdown", EVENTS
 
 
 @pytest.fixture
@@ -161,6 +171,9 @@ def test_lifespan_startup_and_shutdown_ran(hosted: Hosted) -> None:
         return
     reply = hosted.clients["httpx-h2"]("GET", "/lifespan")
     assert reply.json() == {"started": True}
+    if not framework.restartable:
+        assert f"{framework.name}:startup" in EVENTS  # shutdown: checked at teardown
+        return
     EVENTS.clear()
     live = start_hosting(framework.load())
     try:

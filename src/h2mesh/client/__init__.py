@@ -1,6 +1,7 @@
-"""The client side: channels, typed stubs and the synchronous facade."""
+"""The client side: channels, typed stubs, interceptors and the synchronous facade."""
 
 from ._channel import Channel
+from ._interceptors import ClientCall, ClientInterceptor
 from ._sync import SyncChannel
 
-__all__ = ["Channel", "SyncChannel"]
+__all__ = ["Channel", "ClientCall", "ClientInterceptor", "SyncChannel"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from .._errors import Code, RpcError, UnprocessedError
 from ..balancing import Balancer, Endpoint, OutlierDetection
 from ..codec import JSON, Codec, codec_for
 from ..discovery import Resolver, StaticResolver, resolve
+from ..observability._tracing import TracedClientProtocol, client_tracer
 from ..protocol import (
     ClientProtocol,
     ConnectClient,
@@ -36,6 +37,14 @@ from ..resilience import (
 )
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import DEFAULT_MAX_MESSAGE_SIZE, TransportConfig
+from ._interceptors import (
+    ClientCall,
+    ClientInterceptor,
+    StreamCall,
+    UnaryCall,
+    chain_stream,
+    chain_unary,
+)
 from ._pool import EndpointPool
 
 __all__ = ["Channel"]
@@ -143,6 +152,8 @@ class Channel:
         health_check_interval: float | None = None,
         health_check_service: str = "",
         resolver: Resolver | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
+        tracer_provider: Any = None,
     ) -> None:
         self.target = target
         scheme, sep, _ = target.partition("://")
@@ -155,6 +166,16 @@ class Channel:
         self._ssl = ssl_context
         self._resolver = resolver if resolver is not None else resolve(target)
         self.protocol: ClientProtocol = _client_protocol(protocol, codec, compression, use_get)
+        # A client span per attempt, when an OpenTelemetry SDK is configured (or given).
+        tracer = client_tracer(tracer_provider)
+        if tracer is not None:
+            self.protocol = TracedClientProtocol(self.protocol, tracer)
+        self.interceptors = tuple(interceptors)
+        self._intercept_unary: UnaryCall | None = None
+        self._intercept_stream: StreamCall | None = None
+        if self.interceptors:
+            self._intercept_unary = chain_unary(self.interceptors, self._unary_call)
+            self._intercept_stream = chain_stream(self.interceptors, self._stream_call)
         self.default_timeout = timeout
         self.default_headers = headers
         self.max_message_size = max_message_size
@@ -351,7 +372,7 @@ class Channel:
             return self.default_headers
         return {**self.default_headers, **headers}
 
-    async def unary(
+    def unary(
         self,
         method: MethodDescriptor,
         request: Any,
@@ -360,12 +381,35 @@ class Channel:
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
         key: bytes | str | None = None,
+    ) -> Awaitable[Any]:
+        """Make a unary call; the awaited result is the response message, or it raises
+        ``RpcError``."""
+        if self._intercept_unary is not None:
+            details = ClientCall(method, headers, timeout, metadata, key)
+            return self._intercept_unary(request, details)
+        return self._unary(method, request, timeout, headers, metadata, key)
+
+    def _unary_call(self, request: Any, call: ClientCall) -> Awaitable[Any]:
+        # The innermost step of an intercepted unary call.
+        return self._unary(
+            call.method, request, call.timeout, call.headers or None, call.metadata, call.key
+        )
+
+    async def _unary(
+        self,
+        method: MethodDescriptor,
+        request: Any,
+        timeout: float | None,
+        headers: Metadata | None,
+        metadata: ResponseMetadata | None,
+        key: bytes | str | None,
     ) -> Any:
-        """Make a unary call; returns the response message or raises ``RpcError``."""
         timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
         md = self._metadata(headers)
         direct = self._direct
-        if direct is not None and self.retry is None and self.hedging is None:
+        fast = direct is not None and self.retry is None and self.hedging is None
+        if fast:
+            assert direct is not None
             call = self.protocol.unary(
                 direct.open_stream,
                 self._base_headers,
@@ -381,13 +425,27 @@ class Channel:
         else:
             call = self._attempts(method, request, timeout, md, metadata, _key(key))
         if timeout is None:
-            return await call
+            try:
+                return await call
+            except UnprocessedError:
+                if not fast:
+                    raise
+                # The fast path's one attempt never reached the server (refused by a
+                # GOAWAY, or no connection): send it again, as the other paths do.
+                return await self._attempts(method, request, None, md, metadata, None, False)
         if timeout <= 0:
             call.close()
             raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
         try:
-            async with asyncio.timeout(timeout):
-                return await call
+            async with asyncio.timeout(timeout) as scope:
+                try:
+                    return await call
+                except UnprocessedError:
+                    if not fast:
+                        raise
+                    when = scope.when()
+                    left = None if when is None else when - asyncio.get_running_loop().time()
+                    return await self._attempts(method, request, left, md, metadata, None, False)
         except TimeoutError:
             raise RpcError(Code.DEADLINE_EXCEEDED, f"deadline of {timeout:.3f}s exceeded") from None
 
@@ -527,7 +585,7 @@ class Channel:
             for task in attempts:
                 task.cancel()
 
-    async def stream(
+    def stream(
         self,
         method: MethodDescriptor,
         request: Any = None,
@@ -538,11 +596,39 @@ class Channel:
         metadata: ResponseMetadata | None = None,
         key: bytes | str | None = None,
     ) -> AsyncIterator[Any]:
-        """Make a streaming call; yields response messages.
+        """Make a streaming call; iterate it for the response messages.
 
         Pass ``request`` for server streams, ``requests`` for client and bidi streams.
         A server stream that never reached a server is sent again transparently.
         """
+        if self._intercept_stream is not None:
+            details = ClientCall(method, headers, timeout, metadata, key)
+            return self._intercept_stream(request if requests is None else requests, details)
+        return self._stream(method, request, requests, timeout, headers, metadata, key)
+
+    def _stream_call(self, request: Any, call: ClientCall) -> AsyncIterator[Any]:
+        # The innermost step of an intercepted streaming call.
+        many = call.method.kind.client_streams
+        return self._stream(
+            call.method,
+            None if many else request,
+            request if many else None,
+            call.timeout,
+            call.headers or None,
+            call.metadata,
+            call.key,
+        )
+
+    async def _stream(
+        self,
+        method: MethodDescriptor,
+        request: Any,
+        requests: AsyncIterable[Any] | None,
+        timeout: float | None,
+        headers: Metadata | None,
+        metadata: ResponseMetadata | None,
+        key: bytes | str | None,
+    ) -> AsyncIterator[Any]:
         timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
         if timeout is not None and timeout <= 0:
             raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")

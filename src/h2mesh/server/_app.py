@@ -34,6 +34,7 @@ def host_app(
     server_header: bool = True,
     date_header: bool = True,
     wsgi_threads: int = 40,
+    ws_max_size: int = 16 * 1024 * 1024,
 ) -> AsgiHost:
     """The host that serves ``app`` for a ``Server``.
 
@@ -61,4 +62,5 @@ def host_app(
         lifespan=lifespan,
         server_header=server_header,
         date_header=date_header,
+        ws_max_size=ws_max_size,
     )

@@ -190,12 +190,20 @@ class AsgiHost:
         server_header: bool = True,
         date_header: bool = True,
         kind: str = "ASGI",
+        ws_max_size: int = 16 * 1024 * 1024,
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {lifespan!r}")
         self.app = app
         self.kind = kind
         self.root_path = root_path
+        #: Largest WebSocket message taken (bytes); a larger one closes with 1009.
+        self.ws_max_size = ws_max_size
+        #: Protocols an HTTP/1.1 request may switch to: ``websocket`` for an ASGI
+        #: application, when wsproto (``h2mesh[websockets]``) is installed.
+        self.upgrades: frozenset[bytes] = (
+            frozenset({b"websocket"}) if kind == "ASGI" and _have_wsproto() else frozenset()
+        )
         self.lifespan = lifespan
         #: The lifespan state; each request's ``scope["state"]`` is a shallow copy.
         self.state: dict[str, Any] = {}
@@ -265,6 +273,17 @@ class AsgiHost:
             state=self.state,
             trailers=stream.supports_trailers,
         )
+        if stream.upgrade is not None:
+            from ._websocket import serve_websocket
+
+            try:
+                await serve_websocket(self, stream, scope)
+            except TransportError:
+                pass  # the client went away while the WebSocket was closing
+            finally:
+                if task is not None:
+                    self._tasks.discard(task)
+            return
         exchange = _Exchange(self, stream, scope)
         try:
             await self.app(scope, exchange.receive, exchange.send)
@@ -307,6 +326,12 @@ class AsgiHost:
         if self._date is not None and not has_date:
             head.append((b"date", self._date()))
         return head
+
+
+def _have_wsproto() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("wsproto") is not None
 
 
 async def _drain(stream: Stream) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .._errors import Code
 from ..protocol import Metadata, metadata_from_headers
 from ..service import MethodDescriptor
 from ..transport import Stream
@@ -24,6 +25,7 @@ class Context:
         "_response_trailers",
         "_stream",
         "_trust",
+        "code",
         "deadline",
         "method",
         "protocol",
@@ -39,6 +41,8 @@ class Context:
         #: ``time.monotonic()`` value past which the call is cancelled, or None.
         self.deadline = deadline
         self.timed_out = False
+        #: How the call ended (``Code.OK`` until it fails); observers read it afterwards.
+        self.code = Code.OK
         self._request_headers: Metadata | None = None
         self._response_headers: Metadata | None = None
         self._response_trailers: Metadata | None = None

@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
 from ..discovery import Registrar
+from ..observability._observer import ServerObserver
+from ..observability._tracing import server_tracer
 from ..protocol import CONNECT, ServerCall, ServerProtocol, negotiate
 from ..protocol._base import method_not_allowed
 from ..protocol._cors import CorsPolicy
@@ -37,6 +40,9 @@ from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
 from ._listener import Sniffer, server_ssl_context
 from ._registration import ServerRegistration
+
+if TYPE_CHECKING:
+    from ..observability import CallObserver
 
 __all__ = ["Server"]
 
@@ -111,8 +117,10 @@ class Server:
         server_header: bool = True,
         date_header: bool = True,
         wsgi_threads: int = 40,
+        ws_max_size: int = 16 * 1024 * 1024,
         executor: Executor | None = None,
         forwarded_allow_ips: str | Sequence[str] | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.config = config or TransportConfig()
         # register="name": announce this server in a registry while serving (_registration.py).
@@ -151,6 +159,14 @@ class Server:
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listen_sockets: list[socket.socket] = []
+        self.connections_accepted = 0
+        #: Sees every request (metrics, access log, request counting); None costs nothing.
+        self.observer: CallObserver | None = None
+        # A server span per call, when an OpenTelemetry SDK is configured (or given).
+        tracer = server_tracer(tracer_provider)
+        if tracer is not None:
+            self.observer = ServerObserver(tracer=tracer)
         #: The hosted ASGI/WSGI application, if one is mounted.
         self.app: HostedApp | None = None
         if app is not None:
@@ -162,6 +178,7 @@ class Server:
                 server_header=server_header,
                 date_header=date_header,
                 wsgi_threads=wsgi_threads,
+                ws_max_size=ws_max_size,
             )
 
     def add_service(self, service: Service | type[Service]) -> None:
@@ -285,8 +302,10 @@ class Server:
         *,
         tls: ssl.SSLContext | tuple[str, str] | None = None,
         backlog: int = 1024,
+        sock: socket.socket | None = None,
     ) -> None:
-        """Start listening (port 0 picks a free port; see ``port``)."""
+        """Start listening (port 0 picks a free port; see ``port``), or serve on ``sock``,
+        an already bound socket (TCP or Unix; ``h2mesh.server._sockets`` makes them)."""
         loop = self._loop = asyncio.get_running_loop()
         ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
         scheme = b"https" if ctx is not None else b"http"
@@ -296,10 +315,16 @@ class Server:
         def factory() -> asyncio.Protocol:
             return Sniffer(self._make_h2, self._make_h1, scheme, self.config.handshake_timeout)
 
-        srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
+        if sock is None:
+            srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
+        elif sock.family == socket.AF_UNIX:
+            srv = await loop.create_unix_server(factory, sock=sock, ssl=ctx, backlog=backlog)
+        else:
+            srv = await loop.create_server(factory, sock=sock, ssl=ctx, backlog=backlog)
         self._servers.append(srv)
-        if self.registration is not None:
-            await self.registration.start(srv.sockets[0].getsockname())
+        sockname = srv.sockets[0].getsockname()
+        if self.registration is not None and isinstance(sockname, tuple):
+            await self.registration.start(sockname)
 
     @property
     def port(self) -> int:
@@ -309,6 +334,8 @@ class Server:
     @property
     def sockets(self) -> list[Any]:
         """The bound addresses of every listener."""
+        if not self._servers and self._listen_sockets:
+            return [sock.getsockname() for sock in self._listen_sockets]  # supervised
         return [sock.getsockname() for srv in self._servers for sock in srv.sockets]
 
     async def serve(
@@ -319,9 +346,53 @@ class Server:
         tls: ssl.SSLContext | tuple[str, str] | None = None,
         grace: float = 10.0,
         ready: Callable[[Server], None] | None = None,
+        sockets: Sequence[socket.socket] = (),
+        workers: int = 1,
+        max_requests: int = 0,
+        max_requests_jitter: int = 0,
+        admin: tuple[str, int] | None = None,
     ) -> None:
-        """Listen and serve until SIGTERM/SIGINT (or ``stop()``), then shut down."""
-        await self.start(host, port, tls=tls)
+        """Listen and serve until SIGTERM/SIGINT (or ``stop()``), then shut down.
+
+        ``sockets`` replaces ``host``/``port`` with already bound listeners. ``workers=N``
+        forks N worker processes that share the listeners under a supervisor (see
+        ``h2mesh.server._supervisor``): dead workers are restarted, SIGHUP replaces them
+        one at a time, and ``max_requests`` (plus up to ``max_requests_jitter``) recycles
+        each worker after that many requests. ``admin=(host, port)`` serves ``/metrics``,
+        ``/status``, ``/healthz`` and ``/readyz`` there, and turns call metrics on.
+        """
+        if workers != 1 or max_requests > 0:
+            from ._sockets import bind_tcp
+            from ._supervisor import Supervisor, SupervisorError
+
+            socks = list(sockets) or [bind_tcp(host, port)]
+            self._listen_sockets = socks
+            supervisor = Supervisor(
+                self,
+                socks,
+                workers=workers,
+                tls=lambda: tls,
+                grace=grace,
+                max_requests=max_requests,
+                max_requests_jitter=max_requests_jitter,
+                registration=self.registration,
+                admin=admin,
+                ready=(lambda _: ready(self)) if ready is not None else None,
+            )
+            if await supervisor.run() != 0:
+                raise SupervisorError(supervisor.error or "the workers failed")
+            return
+        if admin is not None:
+            from ._admin import start_local_admin
+
+            admin_listener = await start_local_admin(self, *admin)
+        else:
+            admin_listener = None
+        if sockets:
+            for sock in sockets:
+                await self.start(sock=sock, tls=tls)
+        else:
+            await self.start(host, port, tls=tls)
         loop = asyncio.get_running_loop()
         stopping = self._stopping = asyncio.Event()
         installed = []
@@ -338,7 +409,11 @@ class Server:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            if admin_listener is not None:
+                admin_listener.draining = True
             await self.stop(grace)
+            if admin_listener is not None:
+                await admin_listener.close()
 
     def request_stop(self) -> None:
         """Ask ``serve()`` to shut down gracefully."""
@@ -388,13 +463,19 @@ class Server:
             client=False, config=self.config, on_stream=self._on_stream, on_close=self._on_close
         )
         self._connections.add(conn)
+        self.connections_accepted += 1
         return conn
 
     def _make_h1(self, scheme: bytes) -> H1Connection:
         conn = H1Connection(
-            config=self.config, on_stream=self._on_stream, on_close=self._on_close, scheme=scheme
+            config=self.config,
+            on_stream=self._on_stream,
+            on_close=self._on_close,
+            scheme=scheme,
+            upgrades=self.app.upgrades if self.app is not None else frozenset(),
         )
         self._connections.add(conn)
+        self.connections_accepted += 1
         return conn
 
     def _on_close(self, conn: Any) -> None:
@@ -403,7 +484,10 @@ class Server:
     def _on_stream(self, stream: Stream) -> None:
         loop = self._loop
         assert loop is not None
-        stream.task = loop.create_task(self._serve_stream(stream))
+        obs = self.observer
+        stream.task = loop.create_task(
+            self._serve_stream(stream) if obs is None else obs.observe(self._serve_stream, stream)
+        )
 
     def _methods_for(self, path: bytes) -> list[str]:
         """The HTTP methods served at ``path`` (for preflights)."""
@@ -476,19 +560,20 @@ class Server:
             return None
         return self.cors.response_headers(request.get(b"origin"))
 
-    async def _serve_stream(self, stream: Stream) -> None:
+    async def _serve_stream(self, stream: Stream) -> Context | _Refused | _Hosted:
         # One coroutine per request, from routing to the last byte: every extra await
-        # layer on this path costs each call.
+        # layer on this path costs each call. Returns what an observer reports: the
+        # call's context (method, protocol, code) or the refusal.
         try:
             accepted = self._accept(stream)
         except _Refused as refused:
             with contextlib.suppress(TransportError):  # the peer may have gone away
                 await refused.answer(stream)
-            return
+            return refused
         if accepted is None:
             assert self.app is not None
             await self.app.serve(stream)
-            return
+            return _HOSTED
         route, call, proto, cors = accepted
         method = route.method
         timer: asyncio.TimerHandle | None = None
@@ -522,6 +607,7 @@ class Server:
             await self._fail(call, ctx, exc)
         except asyncio.CancelledError:
             if not ctx.timed_out:
+                ctx.code = Code.CANCELED
                 raise  # the caller reset the stream, or the server is closing
             if task is not None:
                 task.uncancel()
@@ -529,13 +615,14 @@ class Server:
         except MessageTooLarge as exc:
             await self._fail(call, ctx, RpcError(Code.RESOURCE_EXHAUSTED, str(exc)))
         except TransportError:
-            pass  # the peer went away; nothing left to answer
+            ctx.code = Code.CANCELED  # the peer went away; nothing left to answer
         except Exception:
             log.exception("handler %s failed", method.path)
             await self._fail(call, ctx, RpcError(Code.INTERNAL, "internal error"))
         finally:
             if timer is not None:
                 timer.cancel()
+        return ctx
 
     @staticmethod
     async def _stream_out(responses: AsyncIterator[Any], call: ServerCall, ctx: Context) -> None:
@@ -550,6 +637,7 @@ class Server:
 
     @staticmethod
     async def _fail(call: ServerCall, ctx: Context, error: RpcError) -> None:
+        ctx.code = error.code
         if call.headers_sent and not call.method.kind.server_streams:
             # The single response already started: all that is left is to abort it.
             call.stream.reset(0x2)
@@ -594,6 +682,11 @@ class _Refused(Exception):
         self.proto = proto
         self.request = request
         self.error = error
+        # What an observer reads of a request that never became a call.
+        self.method = None
+        self.protocol = proto.name if proto is not None else None
+        self.code = error.code if error is not None else None
+        self.status = "415"
 
     async def answer(self, stream: Stream) -> None:
         if self.proto is None or self.error is None:
@@ -602,3 +695,15 @@ class _Refused(Exception):
             await stream.send_data(f"unsupported content type {ct}\n".encode(), end_stream=True)
             return
         await self.proto.reject(stream, self.request, self.error)
+
+
+class _Hosted:
+    """What an observer reads of a request the hosted application answered."""
+
+    method = None
+    protocol = "app"
+    code = None
+    status = "app"
+
+
+_HOSTED = _Hosted()

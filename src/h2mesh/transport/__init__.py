@@ -9,7 +9,7 @@ from ._errors import (
     TransportError,
 )
 from ._h2 import H2Connection, H2Stream
-from ._stream import Headers, Stream
+from ._stream import Headers, Stream, Tunnel
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -23,4 +23,5 @@ __all__ = [
     "StreamReset",
     "TransportConfig",
     "TransportError",
+    "Tunnel",
 ]

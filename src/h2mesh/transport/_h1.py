@@ -14,6 +14,12 @@ HTTP/1.0 client, delimited by closing the connection).
 
 Request bodies are buffered until the application reads them; past
 ``h1_buffer_limit`` unread bytes on the connection, reading from the socket pauses.
+
+Upgrades are declined (answered in HTTP/1.1), except those named in ``upgrades``
+(``websocket`` where an application can take it): such a request's stream has
+``upgrade`` set, what follows its head is kept as raw bytes, and ``stream.switch()``
+answers ``101 Switching Protocols`` and turns the connection into an ``H1Tunnel``.
+If the application answers in HTTP instead, the connection closes after the response.
 """
 
 from __future__ import annotations
@@ -143,6 +149,17 @@ def _absolute_form(target: bytes) -> tuple[bytes, bytes]:
     return path, authority
 
 
+def _wanted_upgrade(headers: Headers, allowed: frozenset[bytes]) -> bytes | None:
+    """The protocol of an ``Upgrade`` header this connection may switch to, if any."""
+    if not allowed:
+        return None
+    for name, value in headers:
+        if name == b"upgrade":
+            wanted = value.strip().lower()
+            return wanted if wanted in allowed else None
+    return None
+
+
 def _body_head(headers: Headers) -> bytes | None:
     """A made-up request head with the same body framing as ``headers`` (None: no body)."""
     for name, value in headers:
@@ -161,6 +178,64 @@ class _Reject(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class H1Tunnel:
+    """The raw bytes of a connection after ``101 Switching Protocols``, both ways.
+
+    ``read()`` returns ``b""`` once the peer closed; ``write()`` waits while the socket's
+    send buffer is full and raises ``ConnectionLost`` once the connection is gone.
+    ``on_shutdown`` (set by the protocol on top) is called when the server shuts down.
+    """
+
+    __slots__ = ("_chunks", "_conn", "_eof", "_waiter", "on_shutdown")
+
+    def __init__(self, conn: H1Connection, initial: bytes) -> None:
+        self._conn = conn
+        self._chunks: deque[bytes] = deque([initial] if initial else ())
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.on_shutdown: Callable[[], None] | None = None
+
+    async def read(self) -> bytes:
+        chunks = self._chunks
+        while not chunks:
+            if self._eof:
+                return b""
+            self._waiter = self._conn.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = chunks.popleft()
+        self._conn._consumed(len(data))
+        return data
+
+    async def write(self, data: bytes) -> None:
+        conn = self._conn
+        if conn.lost:
+            raise ConnectionLost("connection closed")
+        conn._write(data)
+        if conn.writing_paused:
+            await conn._wait_writable()
+            if conn.lost:
+                raise ConnectionLost("connection closed")
+
+    def close(self) -> None:
+        self._conn._close()
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._wake()
+
+    def _end(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class H1Stream(Stream):
@@ -184,6 +259,7 @@ class H1Stream(Stream):
         "headers",
         "task",
         "trailers",
+        "upgrade",
     )
 
     http_version = "1.1"
@@ -220,6 +296,8 @@ class H1Stream(Stream):
         self._status = 0
         # The content-length the application declared (-1: none); then the bytes still due.
         self._length = -1
+        # The protocol the client asked to switch to, if this connection may switch.
+        self.upgrade: bytes | None = None
 
     # -- reading ------------------------------------------------------------------
     @property
@@ -372,6 +450,23 @@ class H1Stream(Stream):
     async def wait_response(self) -> Headers:
         raise NotImplementedError("HTTP/1.1 streams are server-side only")
 
+    def switch(self, headers: Iterable[tuple[bytes, bytes]]) -> H1Tunnel:
+        """Answer ``101 Switching Protocols`` (with ``headers``) to an upgrade request and
+        hand over the connection's raw bytes."""
+        if self.upgrade is None or self._framing != _NOT_STARTED or self._error is not None:
+            raise RuntimeError("this request cannot switch protocols")
+        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        _field_lines(headers, lines)
+        lines += (b"upgrade: ", self.upgrade, b"\r\nconnection: Upgrade\r\n\r\n")
+        self._framing = _DONE
+        self._response = None
+        conn = self._conn
+        tunnel = conn._open_tunnel(self)
+        conn._write(b"".join(lines))
+        if self._done_waiter is not None:
+            self._wake()
+        return tunnel
+
     def _start(self, body: bytes, end: bool) -> None:
         """Write the response head with the framing ``body``/``end`` calls for, and the body."""
         lines = self._response
@@ -460,12 +555,14 @@ class H1Connection(asyncio.Protocol):
         on_stream: Callable[[H1Stream], None],
         on_close: Callable[[H1Connection], None] | None = None,
         scheme: bytes = b"http",
+        upgrades: frozenset[bytes] = frozenset(),
     ) -> None:
         self.config = cfg = config or TransportConfig()
         self.loop = asyncio.get_running_loop()
         self.on_stream = on_stream
         self.on_close = on_close
         self.scheme = scheme
+        self.upgrades = upgrades
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
         self.sockname: Any = None
@@ -509,6 +606,11 @@ class H1Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._tls = False
+        # After a request that may switch protocols: the raw bytes that follow its head,
+        # then (once switched) the tunnel they go to.
+        self._raw: bytearray | None = None
+        self._switching: H1Stream | None = None
+        self._tunnel: H1Tunnel | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -525,13 +627,20 @@ class H1Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
+            if self._raw is not None:
+                self._raw_received(data)
             return
         messages = self._messages
         in_head = self._head is not None
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            self._skip_upgrade(data, exc.args[0])
+            if self._switching is not None:
+                self._stopped = True  # what follows is the new protocol's
+                self._raw = bytearray()
+                self._raw_received(data[exc.args[0] :])
+            else:
+                self._skip_upgrade(data, exc.args[0])
             return
         except HttpParserError as exc:
             self._parse_failed(exc)
@@ -568,6 +677,8 @@ class H1Connection(asyncio.Protocol):
             stream._fail(err, cancel_task=True)
         if receiving is not None and receiving not in streams:
             receiving._fail(err, cancel_task=False)
+        if self._tunnel is not None:
+            self._tunnel._end()
         drained = self._drained
         if drained is not None and not drained.done():
             drained.set_result(None)
@@ -633,11 +744,14 @@ class H1Connection(asyncio.Protocol):
         assert head is not None
         parser = self._parser
         method = parser.get_method()
+        upgrade: bytes | None = None
         if parser.should_upgrade():
             if method == b"CONNECT":
                 raise _Reject(501, "CONNECT is not supported")
-            # Upgrades (h2c, websocket) are declined by answering in HTTP/1.1.
-            self._upgrade_body = _body_head(head)
+            upgrade = _wanted_upgrade(head, self.upgrades) if method == b"GET" else None
+            if upgrade is None:
+                # Other upgrades (h2c, ...) are declined by answering in HTTP/1.1.
+                self._upgrade_body = _body_head(head)
         http10 = parser.get_http_version() == "1.0"
         url = self._url
         host = self._host
@@ -663,6 +777,10 @@ class H1Connection(asyncio.Protocol):
             head_request=method == b"HEAD",
             expect_continue=self._expect and not http10,
         )
+        if upgrade is not None:
+            stream.upgrade = upgrade
+            stream._keep_alive = False  # unless it switches, the connection ends with it
+            self._switching = stream
         self._receiving = stream
         streams = self.streams
         streams.append(stream)
@@ -725,6 +843,33 @@ class H1Connection(asyncio.Protocol):
                 self._parse_failed(exc)
                 return
 
+    # -- switching protocols ----------------------------------------------------------
+    def _raw_received(self, data: bytes) -> None:
+        if not data:
+            return
+        self._buffered += len(data)
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel._feed(data)
+        else:
+            assert self._raw is not None
+            self._raw += data
+        if self._buffered > self._buffer_limit and not self._reading_paused:
+            self._pause_reading()
+
+    def _open_tunnel(self, stream: H1Stream) -> H1Tunnel:
+        if stream is not self._switching or self._raw is None:
+            raise RuntimeError("this request cannot switch protocols")
+        if stream in self.streams:
+            self.streams.remove(stream)
+        if self._receiving is stream:
+            self._receiving = None
+        raw, self._raw = bytes(self._raw), bytearray()
+        tunnel = self._tunnel = H1Tunnel(self, raw)
+        if self.lost:
+            tunnel._end()
+        return tunnel
+
     # -- flow control -------------------------------------------------------------
     def _pause_reading(self) -> None:
         self._reading_paused = True
@@ -735,7 +880,7 @@ class H1Connection(asyncio.Protocol):
         if (
             self._buffered <= self._buffer_limit
             and len(self.streams) <= _MAX_PIPELINED
-            and not self._stopped
+            and (not self._stopped or self._raw is not None)
             and self.transport is not None
         ):
             self._reading_paused = False
@@ -897,6 +1042,13 @@ class H1Connection(asyncio.Protocol):
         connection close before their responses and may retry them.
         """
         self.closing = True
+        tunnel = self._tunnel
+        if tunnel is not None:
+            if tunnel.on_shutdown is not None:
+                tunnel.on_shutdown()  # the protocol on top says goodbye in its own way
+            else:
+                self._close()
+            return
         if not self.streams and not self._lingering:
             self._close()
 

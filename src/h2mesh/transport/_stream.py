@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -28,6 +28,9 @@ class Stream:
     trailers: list[tuple[bytes, bytes]] | None
     task: asyncio.Task[Any] | None
     ended_local: bool
+    #: The protocol a request asks to switch to (``b"websocket"``), where the connection
+    #: may switch; ``switch()`` then answers and hands over the raw bytes.
+    upgrade: bytes | None = None
 
     @property
     def peer(self) -> Any:
@@ -72,3 +75,22 @@ class Stream:
 
     async def wait_response(self) -> Headers:
         raise NotImplementedError
+
+    def switch(self, headers: Iterable[tuple[bytes, bytes]]) -> Tunnel:
+        raise NotImplementedError
+
+
+class Tunnel(Protocol):
+    """The raw bytes of an exchange that switched protocols (e.g. to WebSocket)."""
+
+    on_shutdown: Callable[[], None] | None
+
+    async def read(self) -> bytes:
+        """The next bytes from the peer; ``b""`` once it closed."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data``; waits while the peer is not taking it."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,102 @@
+"""What observability costs on the unary benchmark: h2mesh with metrics on, with the access
+log on, and with both, against plain h2mesh, in one run.
+
+Each configuration is ``h2mesh serve benchmarks.servers:Bench`` pinned to CPU 0; h2load
+(pinned to CPU 1) sends unary Connect JSON calls. Configurations take turns, round after
+round, so that a change in the machine's load hits them all alike; the median of the
+rounds is reported, and each configuration's ratio to plain h2mesh::
+
+    .venv/bin/python benchmarks/observability.py [--requests 60000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+H2MESH = Path(sys.executable).parent / "h2mesh"
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+CONFIGS: dict[str, list[str]] = {
+    "plain": [],
+    "metrics (--admin-port)": ["--admin-port", "0"],
+    "access log (--access-log FILE)": ["--access-log", "{tmp}/access.log"],
+    "metrics + access log": ["--admin-port", "0", "--access-log", "{tmp}/access2.log"],
+}
+
+_RPS = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
+_OK = re.compile(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded")
+
+
+def start(flags: list[str], tmp: str) -> tuple[subprocess.Popen[bytes], int]:
+    cmd = ["taskset", "-c", SERVER_CPU, str(H2MESH), "serve", "benchmarks.servers:Bench"]
+    cmd += ["--port", "0", "--log-level", "warning", *(f.format(tmp=tmp) for f in flags)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    while True:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline().decode() if ready else ""
+        if line.startswith("h2mesh serving on "):
+            return proc, int(line.rsplit(":", 1)[1])
+        if not line.startswith("h2mesh admin on "):
+            proc.kill()
+            raise RuntimeError(f"server did not start: {line!r}")
+
+
+def h2load(port: int, requests: int, body: Path) -> float:
+    cmd = ["taskset", "-c", CLIENT_CPU, shutil.which("h2load") or "h2load"]
+    cmd += ["-n", str(requests), "-c", "10", "-m", "10", "-t", "1", "-d", str(body)]
+    cmd += ["-H", "content-type: application/json"]
+    cmd.append(f"http://127.0.0.1:{port}/bench.v1.Bench/Echo")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
+    rps, ok = _RPS.search(out), _OK.search(out)
+    if rps is None or ok is None or int(ok[1]) != requests:
+        raise RuntimeError(f"h2load failed: {out[-400:]}")
+    return float(rps[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=60_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    with tempfile.TemporaryDirectory() as tmp:
+        body = Path(tmp) / "body.json"
+        body.write_text(json.dumps({"name": "x" * 36}))
+        for _ in range(args.rounds):
+            for name, flags in CONFIGS.items():
+                proc, port = start(flags, tmp)
+                try:
+                    h2load(port, 5_000, body)  # warm-up
+                    results[name].append(h2load(port, args.requests, body))
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(20)
+    base = statistics.median(results["plain"])
+    load = os.getloadavg()
+    print(f"unary Connect JSON, h2load -c 10 -m 10, {args.requests} calls, "
+          f"median of {args.rounds} rounds; load average {load[0]:.2f} {load[1]:.2f}")
+    print(f"{'configuration':<32} {'req/s':>9} {'ratio':>7}   rounds")
+    for name, values in results.items():
+        med = statistics.median(values)
+        rounds = " ".join(f"{v:.0f}" for v in values)
+        print(f"{name:<32} {med:>9.0f} {med / base:>7.3f}   {rounds}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"results": results, "load": load}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""The ASGI ``websocket`` scope, over an HTTP/1.1 ``Upgrade: websocket`` request.
+
+The handshake answer is written here (``Sec-WebSocket-Accept``, the chosen subprotocol,
+permessage-deflate when the client offers it); framing, masking, fragmentation, control
+frames and compression are wsproto's (the sans-IO WebSocket library, ``h2mesh[websockets]``).
+Pings are answered with pongs. A message larger than ``max_size`` closes the connection
+with 1009; the server shutting down closes it with 1012. Sending waits while the client
+is not reading (the socket's buffer is full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..transport import Stream, TransportError, Tunnel
+from ._asgi import ClientDisconnected, Message
+
+if TYPE_CHECKING:
+    from ._asgi import AsgiHost
+
+__all__ = ["serve_websocket"]
+
+log = logging.getLogger("h2mesh.asgi")
+
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+_CLOSE_TIMEOUT = 1.0
+_MESSAGE_TOO_BIG = 1009
+_INTERNAL_ERROR = 1011
+_SERVICE_RESTART = 1012
+_ABNORMAL = 1006
+_FORBIDDEN = [(b":status", b"403"), (b"content-length", b"0")]
+_SERVER_ERROR = [(b":status", b"500"), (b"content-length", b"0")]
+
+
+def websocket_scope(http: dict[str, Any]) -> dict[str, Any]:
+    """The ``websocket`` scope for a request whose ``http`` scope is given."""
+    scope = dict(http)
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if http["scheme"] == "https" else "ws"
+    del scope["method"]
+    protocols: list[str] = []
+    for name, value in http["headers"]:
+        if name == b"sec-websocket-protocol":
+            protocols += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+    scope["subprotocols"] = protocols
+    scope["extensions"] = {}
+    return scope
+
+
+async def serve_websocket(host: AsgiHost, stream: Stream, http: dict[str, Any]) -> None:
+    """Run the application for one WebSocket request, from connect to close."""
+    scope = websocket_scope(http)
+    session = _Session(stream, http["headers"], host.ws_max_size)
+    try:
+        await host.app(scope, session.receive, session.send)
+    except ClientDisconnected:
+        pass
+    except Exception:
+        log.exception("ASGI application failed on WebSocket %s", scope["path"])
+        await session.finish(_INTERNAL_ERROR, failed=True)
+        return
+    await session.finish(1000)
+
+
+class _Session:
+    """One WebSocket: the ``receive`` and ``send`` callables handed to the application."""
+
+    def __init__(self, stream: Stream, headers: list[tuple[bytes, bytes]], max_size: int) -> None:
+        self.stream = stream
+        self.headers = headers
+        self.max_size = max_size
+        self.connect_sent = False
+        self.tunnel: Tunnel | None = None
+        self.ws: Any = None  # wsproto.connection.Connection once accepted
+        self.answered = False  # accepted, or refused with an HTTP response
+        self.close_sent = False
+        self.close_code: int | None = None  # set once the WebSocket is closed
+        self.parts: list[Any] = []
+        self.size = 0
+        self.events: list[Any] = []
+
+    # -- receive ---------------------------------------------------------------------
+    async def receive(self) -> Message:
+        if not self.connect_sent:
+            self.connect_sent = True
+            return {"type": "websocket.connect"}
+        if self.tunnel is None:
+            # Refused (or not yet answered): nothing more will come.
+            await self.stream.wait_closed()
+            return {"type": "websocket.disconnect", "code": self.close_code or _ABNORMAL}
+        while self.close_code is None:
+            message = await self._next_message()
+            if message is not None:
+                return message
+        return {"type": "websocket.disconnect", "code": self.close_code}
+
+    async def _next_message(self) -> Message | None:
+        from wsproto.events import (
+            BytesMessage,
+            CloseConnection,
+            Ping,
+            TextMessage,
+        )
+        from wsproto.events import (
+            Message as WsMessage,
+        )
+
+        ws, tunnel = self.ws, self.tunnel
+        assert ws is not None and tunnel is not None
+        while not self.events:
+            try:
+                data = await tunnel.read()
+            except TransportError:
+                data = b""
+            if not data:
+                self.close_code = _ABNORMAL
+                return None
+            try:
+                ws.receive_data(data)
+            except Exception:  # wsproto's RemoteProtocolError: a broken frame
+                self.close_code = 1002
+                await self._close(1002, "protocol error")
+                return None
+            self.events = list(ws.events())
+        event = self.events.pop(0)
+        if isinstance(event, WsMessage):
+            self.parts.append(event.data)
+            self.size += len(event.data)
+            if self.size > self.max_size:
+                await self._close(_MESSAGE_TOO_BIG, "message too big")
+                self.close_code = _MESSAGE_TOO_BIG
+                return None
+            if not event.message_finished:
+                return None
+            parts, self.parts, self.size = self.parts, [], 0
+            if isinstance(event, TextMessage):
+                return {"type": "websocket.receive", "text": "".join(parts)}
+            assert isinstance(event, BytesMessage)
+            return {"type": "websocket.receive", "bytes": b"".join(parts)}
+        if isinstance(event, Ping):
+            await self._write(ws.send(event.response()))
+        elif isinstance(event, CloseConnection):
+            if not self.close_sent:
+                self.close_sent = True
+                with contextlib.suppress(Exception):
+                    await self._write(ws.send(event.response()))
+            self.close_code = event.code
+            tunnel.close()
+            return {"type": "websocket.disconnect", "code": event.code, "reason": event.reason}
+        return None
+
+    # -- send --------------------------------------------------------------------------
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.accept" and not self.answered:
+            self._accept(message)
+        elif kind == "websocket.send" and self.ws is not None:
+            if self.close_code is not None or self.close_sent:
+                raise ClientDisconnected("the WebSocket is closed")
+            from wsproto.events import BytesMessage, TextMessage
+
+            data = message.get("bytes")
+            event = (
+                BytesMessage(data=data) if data is not None else TextMessage(data=message["text"])
+            )
+            await self._write(self.ws.send(event))
+        elif kind == "websocket.close":
+            if not self.answered:
+                self._refuse(_FORBIDDEN)
+            elif not self.close_sent:
+                await self._close(int(message.get("code", 1000)), message.get("reason") or "")
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
+
+    def _accept(self, message: Message) -> None:
+        from wsproto.connection import Connection, ConnectionType
+        from wsproto.extensions import Extension, PerMessageDeflate
+        from wsproto.utilities import generate_accept_token
+
+        key = b""
+        offers: list[str] = []
+        for name, value in self.headers:
+            if name == b"sec-websocket-key":
+                key = value.strip()
+            elif name == b"sec-websocket-extensions":
+                offers += [o.strip() for o in value.decode("latin-1").split(",")]
+        headers = [(b"sec-websocket-accept", generate_accept_token(key))]
+        subprotocol = message.get("subprotocol")
+        if subprotocol:
+            headers.append((b"sec-websocket-protocol", subprotocol.encode()))
+        extensions: list[Extension] = []
+        for offer in offers:
+            if offer.split(";")[0].strip() == "permessage-deflate":
+                deflate = PerMessageDeflate()
+                accepted = deflate.accept(offer)
+                if accepted:
+                    # accept() gives the parameters of the answer, without the name.
+                    reply = (
+                        f"{deflate.name}; {accepted}" if isinstance(accepted, str) else deflate.name
+                    )
+                    headers.append((b"sec-websocket-extensions", reply.encode()))
+                    extensions.append(deflate)
+                    break
+        for name, value in message.get("headers", ()):
+            headers.append((bytes(name).lower(), bytes(value)))
+        try:
+            self.tunnel = self.stream.switch(headers)
+        except TransportError as exc:
+            raise ClientDisconnected(str(exc)) from None
+        self.tunnel.on_shutdown = self._on_shutdown
+        self.answered = True
+        self.ws = Connection(ConnectionType.SERVER, extensions=extensions)
+
+    def _refuse(self, head: list[tuple[bytes, bytes]]) -> None:
+        self.answered = True
+        self.close_code = 1000
+        with contextlib.suppress(TransportError):
+            self.stream.send_headers(head, end_stream=True)
+
+    async def _write(self, data: bytes) -> None:
+        assert self.tunnel is not None
+        try:
+            await self.tunnel.write(data)
+        except TransportError as exc:
+            self.close_code = self.close_code or _ABNORMAL
+            raise ClientDisconnected(str(exc)) from None
+
+    async def _close(self, code: int, reason: str) -> None:
+        from wsproto.events import CloseConnection
+
+        if self.close_sent or self.ws is None:
+            return
+        self.close_sent = True
+        with contextlib.suppress(ClientDisconnected):
+            await self._write(self.ws.send(CloseConnection(code=code, reason=reason)))
+
+    def _on_shutdown(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._close(_SERVICE_RESTART, "shutdown"))
+        task.add_done_callback(lambda _: self.tunnel.close() if self.tunnel else None)
+
+    # -- the end ----------------------------------------------------------------------
+    async def finish(self, code: int, *, failed: bool = False) -> None:
+        """After the application returned: answer if it never did, close the WebSocket
+        (waiting briefly for the client's close frame), then the connection."""
+        tunnel = self.tunnel
+        if tunnel is None:
+            if not self.answered:
+                self._refuse(_SERVER_ERROR if failed else _FORBIDDEN)
+            return
+        if self.close_code is None:
+            await self._close(code, "")
+            with contextlib.suppress(TimeoutError, ClientDisconnected):
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    while self.close_code is None:
+                        await self._next_message()
+        tunnel.close()

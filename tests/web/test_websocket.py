@@ -1,0 +1,147 @@
+"""WebSockets over HTTP/1.1 Upgrade, with real FastAPI and Starlette endpoints and the
+``websockets`` client over real sockets: echo, subprotocols, permessage-deflate,
+ping/pong, close codes both ways, the message size limit, refusal, and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from h2mesh import Server
+from tests.web.apps import ws_apps
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+async def _serve(app: Any, **options: Any) -> Server:
+    server = Server([], app=app, **options)
+    await server.start("127.0.0.1", 0)
+    return server
+
+
+@pytest.mark.parametrize("name", ["fastapi", "starlette"])
+def test_echo(run: Run, name: str) -> None:
+    app = ws_apps.fastapi_app if name == "fastapi" else ws_apps.starlette_app
+
+    async def main() -> None:
+        server = await _serve(app)
+        try:
+            async with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+                for text in ("hello", "é" * 1000, "x" * 200_000):
+                    await ws.send(text)
+                    assert await ws.recv() == text
+                if name == "fastapi":
+                    await ws.send(b"\x00\x01binary")
+                    assert await ws.recv() == b"\x00\x01binary"
+                extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+                assert "permessage-deflate" in extensions
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_subprotocol_ping_and_close_codes_both_ways(run: Run) -> None:
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app)
+        url = f"ws://127.0.0.1:{server.port}/echo"
+        try:
+            async with connect(url, subprotocols=["other", "echo.v1"]) as ws:  # type: ignore[list-item]
+                assert ws.subprotocol == "echo.v1"
+                pong = await ws.ping(b"are you there")
+                await asyncio.wait_for(pong, 5.0)
+                await ws.send("close-me")
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 4000
+                assert ws.close_reason == "asked to"
+            ws_apps.CLOSES.clear()
+            ws_apps.CLOSED.clear()
+            async with connect(url) as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+                await ws.close(code=4001, reason="bye")
+            # The app records it on its own task.
+            assert await asyncio.to_thread(ws_apps.CLOSED.wait, 5.0)
+            assert ws_apps.CLOSES == [4001]
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_a_message_over_the_limit_closes_with_1009(run: Run) -> None:
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app, ws_max_size=64 * 1024)
+        try:
+            async with connect(f"ws://127.0.0.1:{server.port}/echo", compression=None) as ws:
+                await ws.send("a" * 1000)
+                assert await ws.recv() == "a" * 1000
+                await ws.send("b" * (64 * 1024 + 1))
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 1009
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_close_before_accept_is_a_403(run: Run) -> None:
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app)
+        try:
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(f"ws://127.0.0.1:{server.port}/refuse"):
+                    pass
+            assert info.value.response.status_code == 403
+            # An HTTP route that is not a WebSocket: the app's answer, not a hang.
+            with pytest.raises(InvalidStatus):
+                async with connect(f"ws://127.0.0.1:{server.port}/nowhere"):
+                    pass
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_shutdown_closes_open_websockets_with_1012(run: Run) -> None:
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app)
+        async with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            stopping = asyncio.create_task(server.stop(5.0))
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 1012
+            await asyncio.wait_for(stopping, 5.0)
+
+    run(main())
+
+
+def test_app_failures_are_a_500_before_accept_and_1011_after(run: Run) -> None:
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app)
+        try:
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(f"ws://127.0.0.1:{server.port}/boom-before"):
+                    pass
+            assert info.value.response.status_code == 500
+            async with connect(f"ws://127.0.0.1:{server.port}/boom-after") as ws:
+                await ws.send("go")
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 1011
+            async with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:  # still serving
+                await ws.send("ok")
+                assert await ws.recv() == "ok"
+        finally:
+            await server.stop(1.0)
+
+    run(main())
