@@ -199,7 +199,7 @@ def test_context_peer_and_time_remaining(probe_stub: Any) -> None:
     _, call = probe_stub.UnaryCall.with_call(messages_pb2.SimpleRequest(), timeout=5)
     trailers = dict(call.trailing_metadata())
     assert trailers["peer"].startswith("ipv4:127.0.0.1:")
-    assert 0 < float(trailers["remaining"]) <= 5
+    assert 0 < float(trailers["remaining"]) <= 5.1  # grpc-timeout is rounded up
     _, call = probe_stub.UnaryCall.with_call(messages_pb2.SimpleRequest())
     assert dict(call.trailing_metadata())["remaining"] == "none"
 
