@@ -638,6 +638,9 @@ def test_fastapi_app_and_a_typed_service_share_one_port(run: Run, curl: str) -> 
                 r = await client.get("/items/web", params={"q": "1"})
                 assert r.json()["name"] == "web"
                 assert (await client.get("/demo.v1.Greeter/Nope")).status_code == 404
+                # FastAPI's own OpenAPI document, not h2mesh's built-in page.
+                spec = (await client.get("/openapi.json")).json()
+                assert "/items/{name}" in spec["paths"]
                 # Built-in health stays on.
                 health = await client.post(
                     "/grpc.health.v1.Health/Check",

@@ -145,3 +145,65 @@ def test_app_failures_are_a_500_before_accept_and_1011_after(run: Run) -> None:
             await server.stop(1.0)
 
     run(main())
+
+
+def test_websocket_over_http2_extended_connect(run: Run) -> None:
+    """RFC 8441: the server offers SETTINGS_ENABLE_CONNECT_PROTOCOL and a CONNECT with
+    ``:protocol websocket`` becomes the same ASGI websocket scope (client side: h2mesh's
+    HTTP/2 connection carrying wsproto's client framing)."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import CloseConnection, TextMessage
+
+    from h2mesh.transport import H2Connection, TransportConfig
+
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app)
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(
+            lambda: H2Connection(client=True, config=TransportConfig(idle_timeout=None)),
+            "127.0.0.1",
+            server.port,
+        )
+        try:
+            authority = b"127.0.0.1:%d" % server.port
+            # A plain request first: its answer comes after the server's SETTINGS, which
+            # must have offered extended CONNECT before the client may use it.
+            plain = conn.open_stream(
+                [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/items/x"),
+                 (b":authority", authority)],
+                end_stream=True,
+            )  # fmt: skip
+            assert dict(await plain.wait_response())[b":status"] == b"404"  # the app's
+            headers = [
+                (b":method", b"CONNECT"),
+                (b":protocol", b"websocket"),
+                (b":scheme", b"http"),
+                (b":path", b"/echo"),
+                (b":authority", authority),
+                (b"sec-websocket-version", b"13"),
+                (b"sec-websocket-protocol", b"echo.v1"),
+            ]
+            stream = conn.open_stream(headers, end_stream=False)
+            response = dict(await stream.wait_response())
+            assert response[b":status"] == b"200"
+            assert response[b"sec-websocket-protocol"] == b"echo.v1"
+            ws = Connection(ConnectionType.CLIENT)
+            await stream.send_data(ws.send(TextMessage(data="over h2")))
+            got: list[object] = []
+            while not got:
+                ws.receive_data(await stream.read())
+                got = [e for e in ws.events() if isinstance(e, TextMessage)]
+            assert got[0].data == "over h2"  # type: ignore[attr-defined]
+            await stream.send_data(ws.send(TextMessage(data="close-me")))
+            closes: list[CloseConnection] = []
+            while not closes:
+                data = await stream.read()
+                assert data, "the stream ended without a close frame"
+                ws.receive_data(data)
+                closes = [e for e in ws.events() if isinstance(e, CloseConnection)]
+            assert closes[0].code == 4000
+        finally:
+            conn.abort()
+            await server.stop(1.0)
+
+    run(main())

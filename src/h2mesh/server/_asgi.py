@@ -213,6 +213,8 @@ class AsgiHost:
         self._extra = extra
         self._date = _DateHeader() if date_header else None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Open WebSocket sessions (closed with 1012 when the server shuts down).
+        self.websockets: set[Any] = set()
         self._lifespan: _Lifespan | None = None
         self.started = False
         #: Trusted proxies whose forwarding headers give ``scope["client"]`` (the server's).
@@ -235,6 +237,11 @@ class AsgiHost:
         lifespan = _Lifespan(self.app, self.state, required=self.lifespan == "on")
         if await lifespan.startup():
             self._lifespan = lifespan
+
+    def going_away(self) -> None:
+        """The server is shutting down: close open WebSockets (1012)."""
+        for session in list(self.websockets):
+            session.going_away()
 
     async def shutdown(self, cancel_after: float = 0.0) -> None:
         """Cancel requests still running after ``cancel_after`` seconds, then send
@@ -273,7 +280,10 @@ class AsgiHost:
             state=self.state,
             trailers=stream.supports_trailers,
         )
-        if stream.upgrade is not None:
+        upgrade = stream.upgrade
+        if upgrade is None and scope["method"] == "CONNECT" and self.upgrades:
+            upgrade = _connect_protocol(stream)  # RFC 8441: CONNECT with :protocol
+        if upgrade == b"websocket":
             from ._websocket import serve_websocket
 
             try:
@@ -326,6 +336,15 @@ class AsgiHost:
         if self._date is not None and not has_date:
             head.append((b"date", self._date()))
         return head
+
+
+def _connect_protocol(stream: Stream) -> bytes | None:
+    for name, value in stream.headers or ():
+        if name == b":protocol":
+            return value.lower()
+        if name[:1] != b":":
+            break
+    return None
 
 
 def _have_wsproto() -> bool:

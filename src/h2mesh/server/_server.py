@@ -87,7 +87,9 @@ class Server:
     through ``server.health.set(name, status)``), gRPC server reflection, v1 and
     v1alpha (``reflection=False``; served when the ``protobuf`` package is installed),
     the OpenAPI document at ``/openapi.json`` (``openapi=False``) and its interactive
-    page at ``/docs`` (``docs=False``; needs ``h2mesh[docs]``).
+    page at ``/docs`` (``docs=False``; needs ``h2mesh[docs]``). With an application
+    mounted, those two paths are the application's (FastAPI's own ``/docs``) unless
+    ``openapi=True`` or ``docs=True`` asks for h2mesh's.
 
     ``cors`` says which browser origins may call, for every protocol: by default any
     origin (echoed, without credentials); a list of origins, or a ``CorsPolicy``, to
@@ -108,8 +110,8 @@ class Server:
         health: bool = True,
         reflection: bool = True,
         cors: CorsPolicy | str | Sequence[str] | bool | None = None,
-        openapi: bool = True,
-        docs: bool = True,
+        openapi: bool | None = None,
+        docs: bool | None = None,
         app: Any = None,
         interface: str = "auto",
         root_path: str = "",
@@ -149,11 +151,16 @@ class Server:
         for svc in services:
             self.add_service(svc)
         self._add_builtins(reflection)
-        if openapi or docs:
+        # The built-in pages give way to a mounted application unless asked for by name.
+        self._pages_yield = openapi is None and docs is None
+        self._page_route: _Route | None = None
+        self._shadowed: _Route | None = None  # the page route while an app takes its paths
+        self._rest_active = True  # False: the only REST routes are pages the app took over
+        if openapi is not False or docs is not False:
             from ._pages import add_pages, page_handler
 
-            page = _Route(PAGE_METHOD, page_handler)
-            add_pages(self, self._rest, page, openapi=openapi, docs=docs)
+            page = self._page_route = _Route(PAGE_METHOD, page_handler)
+            add_pages(self, self._rest, page, openapi=openapi is not False, docs=docs is not False)
         self._rest.check()
         self._servers: list[asyncio.Server] = []
         self._connections: set[H2Connection | H1Connection] = set()
@@ -209,6 +216,8 @@ class Server:
         if self._servers:
             raise RuntimeError("mount() must come before start()")
         self.app = host_app(app, interface=interface, **options)
+        if self._pages_yield:
+            self._shadowed = self._page_route
         self.app.trust = self._trust
 
     # -- grpcio servicers (server/_grpcio.py) -----------------------------------------
@@ -311,6 +320,9 @@ class Server:
         scheme = b"https" if ctx is not None else b"http"
         if self.app is not None:
             await self.app.startup()  # before the port opens
+        self._rest_active = bool(self._rest) and (
+            self._shadowed is None or bool(self._rest.routes())
+        )
 
         def factory() -> asyncio.Protocol:
             return Sniffer(self._make_h2, self._make_h1, scheme, self.config.handshake_timeout)
@@ -425,6 +437,8 @@ class Server:
         cancel."""
         if self.health is not None:
             self.health.shutdown()  # watchers hear NOT_SERVING, then their streams end
+        if self.app is not None:
+            self.app.going_away()  # open WebSockets hear 1012
         if self.registration is not None:
             await self.registration.stop()
         for srv in self._servers:
@@ -460,7 +474,11 @@ class Server:
     # -- connections ------------------------------------------------------------------
     def _make_h2(self) -> H2Connection:
         conn = H2Connection(
-            client=False, config=self.config, on_stream=self._on_stream, on_close=self._on_close
+            client=False,
+            config=self.config,
+            on_stream=self._on_stream,
+            on_close=self._on_close,
+            connect_protocol=self.app is not None and bool(self.app.upgrades),
         )
         self._connections.add(conn)
         self.connections_accepted += 1
@@ -519,14 +537,14 @@ class Server:
         if route is None and b"?" in path:
             route = self._routes.get(path.partition(b"?")[0])
         if route is None:
-            if self._rest:
+            if self._rest_active:
                 if method == b"OPTIONS" and self._rest.methods_for(path):
                     raise _Refused(self._preflight, request, _PREFLIGHT)
                 try:
                     hit = self._rest.accept(stream, request, self.max_message_size)
                 except RpcError as exc:
                     raise _Refused(self._rest, request, exc) from None
-                if hit is not None:
+                if hit is not None and hit[0] is not self._shadowed:
                     return hit[0], hit[1], self._rest, self._cors_headers(request)
             if self.app is not None:
                 return None  # no service claims it: the hosted application answers

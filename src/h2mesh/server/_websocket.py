@@ -1,4 +1,5 @@
-"""The ASGI ``websocket`` scope, over an HTTP/1.1 ``Upgrade: websocket`` request.
+"""The ASGI ``websocket`` scope, over an HTTP/1.1 ``Upgrade: websocket`` request or an
+HTTP/2 extended CONNECT with ``:protocol websocket`` (RFC 8441).
 
 The handshake answer is written here (``Sec-WebSocket-Accept``, the chosen subprotocol,
 permessage-deflate when the client offers it); framing, masking, fragmentation, control
@@ -54,6 +55,7 @@ async def serve_websocket(host: AsgiHost, stream: Stream, http: dict[str, Any]) 
     """Run the application for one WebSocket request, from connect to close."""
     scope = websocket_scope(http)
     session = _Session(stream, http["headers"], host.ws_max_size)
+    host.websockets.add(session)
     try:
         await host.app(scope, session.receive, session.send)
     except ClientDisconnected:
@@ -62,6 +64,8 @@ async def serve_websocket(host: AsgiHost, stream: Stream, http: dict[str, Any]) 
         log.exception("ASGI application failed on WebSocket %s", scope["path"])
         await session.finish(_INTERNAL_ERROR, failed=True)
         return
+    finally:
+        host.websockets.discard(session)
     await session.finish(1000)
 
 
@@ -187,7 +191,8 @@ class _Session:
                 key = value.strip()
             elif name == b"sec-websocket-extensions":
                 offers += [o.strip() for o in value.decode("latin-1").split(",")]
-        headers = [(b"sec-websocket-accept", generate_accept_token(key))]
+        # HTTP/2 (RFC 8441) has no key and no accept token: the 200 is the answer.
+        headers = [] if not key else [(b"sec-websocket-accept", generate_accept_token(key))]
         subprotocol = message.get("subprotocol")
         if subprotocol:
             headers.append((b"sec-websocket-protocol", subprotocol.encode()))
@@ -236,6 +241,10 @@ class _Session:
         self.close_sent = True
         with contextlib.suppress(ClientDisconnected):
             await self._write(self.ws.send(CloseConnection(code=code, reason=reason)))
+
+    def going_away(self) -> None:
+        if self.tunnel is not None and not self.close_sent:
+            self._on_shutdown()
 
     def _on_shutdown(self) -> None:
         task = asyncio.get_running_loop().create_task(self._close(_SERVICE_RESTART, "shutdown"))

@@ -216,6 +216,12 @@ class H2Stream(Stream):
         self._conn.schedule_flush()
         self._wake_all()
 
+    def switch(self, headers: Iterable[tuple[bytes, bytes]]) -> H2Tunnel:
+        """(server) Answer an extended CONNECT (RFC 8441) with 200 and ``headers``; the
+        stream's DATA frames then carry the new protocol's bytes both ways."""
+        self.send_headers([(b":status", b"200"), *headers])
+        return H2Tunnel(self)
+
     async def wait_response(self) -> Headers:
         """(client) The response headers, once they arrive."""
         while self.headers is None:
@@ -276,6 +282,31 @@ class H2Stream(Stream):
             self.task.cancel()
 
 
+class H2Tunnel:
+    """The bytes of an HTTP/2 stream opened by extended CONNECT, both ways."""
+
+    __slots__ = ("_stream", "on_shutdown")
+
+    def __init__(self, stream: H2Stream) -> None:
+        self._stream = stream
+        self.on_shutdown: Callable[[], None] | None = None
+
+    async def read(self) -> bytes:
+        try:
+            return await self._stream.read()
+        except (StreamReset, ConnectionLost):
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        await self._stream.send_data(data)
+
+    def close(self) -> None:
+        stream = self._stream
+        if not stream.ended_local:
+            with contextlib.suppress(StreamReset, ConnectionLost):
+                stream.end()
+
+
 class H2Connection(asyncio.Protocol):
     """An asyncio protocol that runs one HTTP/2 connection (server or client role)."""
 
@@ -286,9 +317,12 @@ class H2Connection(asyncio.Protocol):
         config: TransportConfig | None = None,
         on_stream: Callable[[H2Stream], None] | None = None,
         on_close: Callable[[H2Connection], None] | None = None,
+        connect_protocol: bool = False,
     ) -> None:
         self.config = cfg = config or TransportConfig()
         self.is_client = client
+        # (server) Offer RFC 8441 extended CONNECT (WebSockets over HTTP/2).
+        self.connect_protocol = connect_protocol
         self.loop = asyncio.get_running_loop()
         self.engine = ngh2.Connection(
             ngh2.Role.CLIENT if client else ngh2.Role.SERVER,
@@ -352,6 +386,7 @@ class H2Connection(asyncio.Protocol):
                 ngh2.Setting.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
                 ngh2.Setting.INITIAL_WINDOW_SIZE: cfg.stream_window,
                 ngh2.Setting.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
+                **({ngh2.Setting.ENABLE_CONNECT_PROTOCOL: 1} if self.connect_protocol else {}),
             }
         )
         if cfg.connection_window > 65_535:

@@ -1,0 +1,277 @@
+"""Web-application hosting benchmark: the same apps on h2mesh and on other servers.
+
+``python -m benchmarks.web [--smoke] [--duration S] [--servers a,b] [--apps x,y] [--out DIR]``
+
+Apps (benchmarks/web_apps.py): a bare ASGI hello app, a FastAPI app, a Flask app (WSGI).
+Servers: h2mesh (``h2mesh serve``), granian, h2corn, hypercorn, uvicorn (httptools, HTTP/1.1
+only) and gunicorn (WSGI, HTTP/1.1 only), each one process with one worker, pinned to CPU
+0; h2load pinned to CPU 1. HTTP/2 (cleartext, prior knowledge): ``h2load -c 10 -m 10``;
+HTTP/1.1: ``h2load --h1 -c 50 -m 1`` (no pipelining). Each run is a warm-up then a timed
+run (``--warm-up-time 1 -D S``). Writes ``web.json``, ``web.md`` and ``web.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+APPS = {
+    "hello": ("benchmarks.web_apps:hello", "asgi", "bare ASGI hello"),
+    "fastapi": ("benchmarks.web_apps:fastapi_app", "asgi", "FastAPI"),
+    "flask": ("benchmarks.web_apps:flask_app", "wsgi", "Flask (WSGI)"),
+}
+# server -> (interfaces it hosts, protocols it speaks in cleartext)
+SERVERS: dict[str, tuple[set[str], set[str]]] = {
+    "h2mesh": ({"asgi", "wsgi"}, {"h2", "h1"}),
+    # The same Flask app behind a2wsgi's adapter, hosted by h2mesh as an ASGI app.
+    "h2mesh-a2wsgi": ({"wsgi"}, {"h2", "h1"}),
+    "granian": ({"asgi", "wsgi"}, {"h2", "h1"}),
+    "h2corn": ({"asgi"}, {"h2", "h1"}),
+    "hypercorn": ({"asgi"}, {"h2", "h1"}),
+    "uvicorn": ({"asgi"}, {"h1"}),
+    "gunicorn": ({"wsgi"}, {"h1"}),
+}
+
+
+def _command(server: str, target: str, interface: str, port: int, proto: str) -> list[str]:
+    host = "127.0.0.1"
+    if server == "h2mesh-a2wsgi":
+        return [str(BIN / "h2mesh"), "serve", "benchmarks.web_apps:a2wsgi_flask",
+                "--interface", "asgi", "--host", host, "--port", str(port),
+                "--log-level", "warning"]  # fmt: skip
+    if server == "h2mesh":
+        return [str(BIN / "h2mesh"), "serve", target, "--interface", interface,
+                "--host", host, "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    if server == "granian":
+        http = "2" if proto == "h2" else "1"
+        return [str(BIN / "granian"), "--interface", interface, "--host", host,
+                "--port", str(port), "--workers", "1", "--http", http, "--no-ws",
+                "--log-level", "warning", target]  # fmt: skip
+    if server == "h2corn":
+        return [str(BIN / "h2corn"), "-b", f"{host}:{port}", "--no-access-log", target]
+    if server == "hypercorn":
+        return [str(BIN / "hypercorn"), "-b", f"{host}:{port}", "-k", "uvloop",
+                "--log-level", "warning", target]  # fmt: skip
+    if server == "uvicorn":
+        return [str(BIN / "uvicorn"), "--host", host, "--port", str(port), "--http",
+                "httptools", "--loop", "uvloop", "--no-access-log", "--log-level",
+                "warning", target]  # fmt: skip
+    if server == "gunicorn":
+        return [str(BIN / "gunicorn"), "-w", "1", "-b", f"{host}:{port}",
+                "--log-level", "warning", target]  # fmt: skip
+    raise ValueError(server)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("server did not start listening")
+
+
+def _h2load(port: int, proto: str, duration: float, smoke: bool) -> dict[str, Any]:
+    args = ["taskset", "-c", CLIENT_CPU, shutil.which("h2load") or "h2load"]
+    args += ["--h1", "-c", "50", "-m", "1"] if proto == "h1" else ["-c", "10", "-m", "10"]
+    if smoke:
+        args += ["-n", "200"]
+    else:
+        args += ["--warm-up-time", "1", "-D", f"{duration:g}"]
+    out = subprocess.run(
+        [*args, f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=duration + 60, check=False,
+    ).stdout  # fmt: skip
+    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    ok2xx = re.search(r"status codes: (\d+) 2xx", out)
+    if rps is None or done is None:
+        return {"error": out[-500:] or "h2load failed"}
+    return {
+        "rps": float(rps.group(1)),
+        "requests": int(done.group(2)),
+        "succeeded": int(done.group(3)),
+        "status_2xx": int(ok2xx.group(1)) if ok2xx else 0,
+    }
+
+
+def run_one(server: str, app: str, proto: str, duration: float, smoke: bool) -> dict[str, Any]:
+    target, interface, _ = APPS[app]
+    port = _free_port()
+    cmd = ["taskset", "-c", SERVER_CPU, *_command(server, target, interface, port, proto)]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _wait_listening(port, proc)
+        result = _h2load(port, proto, duration, smoke)
+    except RuntimeError as exc:
+        result = {"error": str(exc)}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+    if "error" in result:
+        result["stderr"] = stderr[-500:]
+    return {"server": server, "app": app, "proto": proto, **result}
+
+
+def _available(server: str) -> bool:
+    if server == "h2mesh-a2wsgi":
+        import importlib.util
+
+        return importlib.util.find_spec("a2wsgi") is not None
+    return (BIN / server).exists()
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    lines = [
+        f"# Web hosting benchmark ({doc['date']})",
+        "",
+        doc["conditions"],
+        "",
+        "| app | protocol | " + " | ".join(doc["servers"]) + " | h2mesh vs each |",
+        "|---|---|" + "---|" * len(doc["servers"]) + "---|",
+    ]
+    by = {(r["server"], r["app"], r["proto"]): r for r in doc["results"]}
+    for app in doc["apps"]:
+        for proto in ("h2", "h1"):
+            cells, ratios = [], []
+            mine = by.get(("h2mesh", app, proto), {}).get("rps")
+            for server in doc["servers"]:
+                r = by.get((server, app, proto))
+                if r is None:
+                    cells.append("n/a")
+                elif "rps" in r:
+                    cells.append(f"{r['rps']:,.0f}")
+                    if server != "h2mesh" and mine:
+                        ratios.append(f"{server} {mine / r['rps']:.2f}x")
+                else:
+                    cells.append("failed")
+            label = APPS[app][2]
+            name = "HTTP/2" if proto == "h2" else "HTTP/1.1"
+            lines.append(f"| {label} | {name} | " + " | ".join(cells) + f" | {', '.join(ratios)} |")
+    lines.append("")
+    lines.append("Requests per second (higher is better); n/a = the server does not host that app "
+                 "or speak that protocol in cleartext.")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _chart(doc: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    groups = [(a, p) for a in doc["apps"] for p in ("h2", "h1")]
+    servers = doc["servers"]
+    by = {(r["server"], r["app"], r["proto"]): r.get("rps", 0.0) for r in doc["results"]}
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(servers)
+    for i, server in enumerate(servers):
+        xs = [g + i * width for g in range(len(groups))]
+        ax.bar(xs, [by.get((server, a, p), 0.0) for a, p in groups], width, label=server)
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
+    ax.set_xticklabels(
+        [f"{APPS[a][2]}\n{'HTTP/2' if p == 'h2' else 'HTTP/1.1'}" for a, p in groups]
+    )
+    ax.set_ylabel("requests/s")
+    ax.set_title("Hosted web apps: one process, server on CPU 0, h2load on CPU 1")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="h2mesh only, 200 requests")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per run")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--apps", default=",".join(APPS))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    servers = ["h2mesh"] if args.smoke else [s for s in args.servers.split(",") if s]
+    apps = [a for a in args.apps.split(",") if a]
+    results = []
+    for app in apps:
+        interface = APPS[app][1]
+        for server in servers:
+            interfaces, protos = SERVERS[server]
+            if interface not in interfaces:
+                continue
+            for proto in ("h2", "h1"):
+                if proto not in protos:
+                    continue
+                if not _available(server):
+                    results.append({"server": server, "app": app, "proto": proto,
+                                    "error": "not installed"})  # fmt: skip
+                    continue
+                result = run_one(server, app, proto, args.duration, args.smoke)
+                shown = f"{result['rps']:,.0f} req/s" if "rps" in result else result["error"]
+                print(f"{app:8} {proto} {server:10} {shown}", file=sys.stderr, flush=True)
+                results.append(result)
+    load = os.getloadavg()
+    doc = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "conditions": (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}; one server process (one worker) on CPU 0, h2load on "
+            f"CPU 1; HTTP/2 `-c 10 -m 10`, HTTP/1.1 `--h1 -c 50 -m 1`; "
+            + (
+                "smoke run (200 requests)"
+                if args.smoke
+                else f"{args.duration:g} s per run after 1 s warm-up"
+            )
+            + f"; load average at the end {load[0]:.1f} (a shared machine)."
+        ),
+        "servers": [s for s in SERVERS if s in servers],
+        "apps": apps,
+        "results": results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "web.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "web.md").write_text(_markdown(doc))
+    if not args.smoke:
+        _chart(doc, out / "web.png")
+    failed = [r for r in results if "error" in r and r["server"] == "h2mesh"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
