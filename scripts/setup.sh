@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything h2mesh's demo and tests need on a fresh Debian machine:
 # system peers (curl, nghttp2-client, openssl, grpc-proto for the gRPC interop protos,
-# etcd-server for the discovery tests, prometheus and chromium for the admin-page tests) and a virtualenv in .venv with the package.
+# etcd-server for the discovery tests, prometheus and chromium for the admin-page and /docs
+# tests) and a virtualenv in .venv with the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -73,6 +73,17 @@ def require_binary(name: str) -> str:
     return path
 
 
+def googleapis_root() -> Path:
+    """Where googleapis-common-protos keeps google/api/annotations.proto (for protoc's -I:
+    the .proto of a service with routes imports it)."""
+    from google.api import annotations_pb2
+
+    root = Path(annotations_pb2.__file__).parents[2]
+    if not (root / "google" / "api" / "annotations.proto").is_file():
+        pytest.fail(f"google/api/annotations.proto not found: {SETUP_HINT}", pytrace=False)
+    return root
+
+
 @pytest.fixture(scope="session")
 def curl() -> str:
     return require_binary("curl")

@@ -19,7 +19,7 @@ from examples.users import User, UserId, Users
 
 from h2mesh import Channel, Code, CorsPolicy, RpcError, Service
 
-from ..conftest import ROOT, LiveServer
+from ..conftest import ROOT, LiveServer, googleapis_root
 
 
 @pytest.fixture
@@ -200,12 +200,14 @@ def users_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Modu
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    assert 'import "google/api/annotations.proto";' in target.read_text()
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "grpc_tools.protoc",
             f"-I{root}",
+            f"-I{googleapis_root()}",
             f"--python_out={root}",
             f"--grpc_python_out={root}",
             "demo/users/v1/users.proto",
@@ -223,6 +225,22 @@ def users_pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Modu
         )
     finally:
         sys.path.remove(str(root))
+
+
+def test_the_proto_carries_the_routes_as_google_api_http(
+    users_pb: tuple[ModuleType, ModuleType],
+) -> None:
+    from google.api import annotations_pb2
+
+    pb2, _ = users_pb
+    methods = pb2.DESCRIPTOR.services_by_name["Users"].methods_by_name
+    rule = methods["ListUsers"].GetOptions().Extensions[annotations_pb2.http]
+    assert rule.get == "/v1/users"
+    assert [b.get for b in rule.additional_bindings] == ["/v1/people"]
+    rule = methods["ReplaceUser"].GetOptions().Extensions[annotations_pb2.http]
+    assert (rule.put, rule.body) == ("/v1/users/{id}", "user")
+    rule = methods["ListOrgUsers"].GetOptions().Extensions[annotations_pb2.http]
+    assert rule.get == "/v1/{name=orgs/*}/users"
 
 
 def test_the_same_methods_answer_over_grpc(

@@ -57,7 +57,7 @@ class Variable:
 class Template:
     """A parsed route template: its segments, variables and verb."""
 
-    __slots__ = ("segments", "text", "variables", "verb")
+    __slots__ = ("segments", "spans", "text", "variables", "verb")
 
     def __init__(
         self, text: str, segments: list[str], variables: list[Variable], verb: str
@@ -66,6 +66,8 @@ class Template:
         self.segments = segments  # literals, "*" and "**"
         self.variables = variables
         self.verb = verb
+        # (field, first segment, end segment or 0 for "to the end"), for binding fast.
+        self.spans = [(v.field, v.start, v.end or 0) for v in variables]
 
     @property
     def shape(self) -> tuple[str, ...]:
@@ -211,6 +213,7 @@ class Router(Generic[T]):
     def __init__(self) -> None:
         self._roots: dict[str, _Node[T]] = {}
         self._routes: list[tuple[str, Template, T]] = []
+        self._verbs = False  # whether any template has a ":verb" (else no need to look)
 
     def __bool__(self) -> bool:
         return bool(self._routes)
@@ -241,23 +244,28 @@ class Router(Generic[T]):
             )
         table[template.verb] = (template, target, label)
         self._routes.append((method, template, target))
+        self._verbs = self._verbs or bool(template.verb)
 
     def match(self, method: str, path: str) -> Match[T] | None:
         """The route for ``method`` and ``path`` (no query string), or None."""
         root = self._roots.get(method)
         if root is None:
             return None
-        raw = path[1:].split("/") if path.startswith("/") else path.split("/")
+        raw = path[1:].split("/") if path[:1] == "/" else path.split("/")
+        decode = "%" in path
         last = raw[-1]
-        colon = last.rfind(":")
+        colon = last.rfind(":") if self._verbs else -1
         if colon > 0:
             # Try the verb form first: "/v1/books/1:publish" may also match "{name=**}".
-            verb_segments = [unquote(s) for s in raw[:-1]]
-            verb_segments.append(unquote(last[:colon]))
-            hit = _walk(root, verb_segments, 0, unquote(last[colon + 1 :]))
+            verb_segments = [*raw[:-1], last[:colon]]
+            verb = last[colon + 1 :]
+            if decode:
+                verb_segments = [unquote(s) for s in verb_segments]
+                verb = unquote(verb)
+            hit = _walk(root, verb_segments, 0, verb)
             if hit is not None:
                 return _bind(hit, verb_segments)
-        segments = [unquote(s) for s in raw]
+        segments = [unquote(s) for s in raw] if decode else raw
         hit = _walk(root, segments, 0, "")
         return None if hit is None else _bind(hit, segments)
 
@@ -267,25 +275,37 @@ class Router(Generic[T]):
 
 
 def _walk(node: _Node[T], segments: list[str], i: int, verb: str) -> tuple[Template, T, str] | None:
-    if i == len(segments):
-        return node.ends.get(verb) or node.rest.get(verb)
-    seg = segments[i]
-    child = node.literals.get(seg)
-    if child is not None:
-        hit = _walk(child, segments, i + 1, verb)
-        if hit is not None:
-            return hit
-    if node.star is not None and seg:
-        hit = _walk(node.star, segments, i + 1, verb)
-        if hit is not None:
-            return hit
-    return node.rest.get(verb)
+    # Literal first, then "*", then "**"; recursion only where a node offers a choice.
+    n = len(segments)
+    while i < n:
+        seg = segments[i]
+        child = node.literals.get(seg)
+        star = node.star if seg else None
+        if child is None:
+            if star is None:
+                return node.rest.get(verb)
+            node = star
+        elif star is None and not node.rest:
+            node = child
+        else:
+            hit = _walk(child, segments, i + 1, verb)
+            if hit is not None:
+                return hit
+            if star is not None:
+                hit = _walk(star, segments, i + 1, verb)
+                if hit is not None:
+                    return hit
+            return node.rest.get(verb)
+        i += 1
+    return node.ends.get(verb) or node.rest.get(verb)
 
 
 def _bind(hit: tuple[Template, T, str], segments: list[str]) -> Match[T]:
     template, target, _ = hit
     params: dict[tuple[str, ...], str] = {}
-    for var in template.variables:
-        end = len(segments) if var.end is None else var.end
-        params[var.field] = "/".join(segments[var.start : end])
+    for field, start, end in template.spans:
+        if end == start + 1:
+            params[field] = segments[start]
+        else:
+            params[field] = "/".join(segments[start:end] if end else segments[start:])
     return Match(template, target, params)

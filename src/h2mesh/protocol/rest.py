@@ -28,7 +28,7 @@ import msgspec
 
 from .._errors import Code, RpcError
 from ..codec import JSON
-from ..schema._jsonschema import JsonSchemas, ScalarError, parse_scalar
+from ..schema._jsonschema import JsonSchemas, ScalarError, scalar_parser
 from ..service import HttpRule, MethodDescriptor, MethodKind
 from ..transport import Stream
 from ._base import (
@@ -52,12 +52,23 @@ _CT_NDJSON = (b"content-type", b"application/x-ndjson")
 _CT_SSE = (b"content-type", b"text/event-stream")
 _NO_CACHE = (b"cache-control", b"no-cache")
 _MAX_QUERY_FIELDS = 1000
+# Query keys naming no field are parsed as text; this many are remembered per route.
+_MAX_UNKNOWN_FIELDS = 64
 
 
 class RestRoute:
     """One HTTP route of a method: how its request is bound and its response sent."""
 
-    __slots__ = ("body", "method", "response_body", "rule", "schemas", "target", "template")
+    __slots__ = (
+        "_fields",
+        "body",
+        "method",
+        "response_body",
+        "rule",
+        "schemas",
+        "target",
+        "template",
+    )
 
     def __init__(
         self,
@@ -74,6 +85,7 @@ class RestRoute:
         self.body = rule.body
         self.response_body = rule.response_body
         self.schemas = schemas
+        self._fields: dict[str, _Field] = {}
 
     # -- request ------------------------------------------------------------------------
     def bind(self, params: dict[tuple[str, ...], str], query: str, body: bytes | None) -> Any:
@@ -93,50 +105,43 @@ class RestRoute:
             if query:
                 self._apply_query(obj, query)
         for field, text in params.items():
-            _set(obj, field, self._parse(field, text), replace=True)
+            info = self._field(".".join(field))
+            if info.top:
+                obj[info.top] = info.parse(text)
+            else:
+                _set(obj, field, info.parse(text), replace=True)
+        # One decoder for every way in: the same validation and messages as Connect JSON.
         return decode(_json_encode(obj))
 
-    def _parse(self, field: tuple[str, ...], text: str) -> Any:
-        schema = self.schemas.field(self.method.request_type, field)
-        try:
-            return parse_scalar(text, schema, self.schemas)
-        except ScalarError as exc:
-            raise RpcError(
-                Code.INVALID_ARGUMENT,
-                f"invalid value {text!r} for field `{'.'.join(field)}`: {exc}",
-            ) from None
+    def _field(self, key: str) -> _Field:
+        """How a path or query value of field ``key`` (``a.b``) parses (cached: schemas
+        are static)."""
+        found = self._fields.get(key)
+        if found is None:
+            field = tuple(key.split("."))
+            schema = self.schemas.field(self.method.request_type, field)
+            found = _Field(field, schema, self.schemas)
+            if schema is not None or len(self._fields) < _MAX_UNKNOWN_FIELDS:
+                self._fields[key] = found
+        return found
 
     def _apply_query(self, obj: dict[str, Any], query: str) -> None:
-        try:
-            pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=_MAX_QUERY_FIELDS)
-        except ValueError as exc:
-            raise RpcError(Code.INVALID_ARGUMENT, f"bad query string: {exc}") from None
-        seen: set[tuple[str, ...]] = set()
-        tp = self.method.request_type
-        for key, text in pairs:
-            field = tuple(key.split("."))
-            schema = self.schemas.field(tp, field)
-            if self.schemas.is_repeated(schema):
-                assert schema is not None
-                items = schema.get("items")
-                value = self._parse_item(field, text, items if isinstance(items, dict) else None)
-                _append(obj, field, value)
+        seen: set[str] = set()
+        fields = self._fields
+        for key, text in _query_pairs(query):
+            info = fields.get(key) or self._field(key)
+            if info.repeated:
+                _append(obj, info.path, info.parse(text))
                 continue
-            if field in seen:
+            if key in seen:
                 raise RpcError(
                     Code.INVALID_ARGUMENT, f"query parameter `{key}` is given more than once"
                 )
-            seen.add(field)
-            _set(obj, field, self._parse_item(field, text, schema), replace=False)
-
-    def _parse_item(self, field: tuple[str, ...], text: str, schema: Any) -> Any:
-        try:
-            return parse_scalar(text, schema, self.schemas)
-        except ScalarError as exc:
-            raise RpcError(
-                Code.INVALID_ARGUMENT,
-                f"invalid value {text!r} for field `{'.'.join(field)}`: {exc}",
-            ) from None
+            seen.add(key)
+            if info.top:
+                obj[info.top] = info.parse(text)
+            else:
+                _set(obj, info.path, info.parse(text), replace=False)
 
     # -- response -----------------------------------------------------------------------
     def encode(self, message: Any) -> bytes:
@@ -145,6 +150,44 @@ class RestRoute:
         if name:
             message = message.get(name) if isinstance(message, dict) else getattr(message, name)
         return JSON.encode(message)
+
+
+class _Field:
+    """A request field as path and query values see it: repeated or not, and how its
+    text parses."""
+
+    __slots__ = ("_parse", "name", "path", "repeated", "top")
+
+    def __init__(self, field: tuple[str, ...], schema: Any, schemas: JsonSchemas) -> None:
+        self.name = ".".join(field)
+        self.path = field
+        self.top = field[0] if len(field) == 1 else ""  # a top-level field: set it directly
+        self.repeated = schemas.is_repeated(schema)
+        if self.repeated:
+            items = schema.get("items")
+            schema = items if isinstance(items, dict) else None
+        self._parse = scalar_parser(schema, schemas)
+
+    def parse(self, text: str) -> Any:
+        try:
+            return self._parse(text)
+        except ScalarError as exc:
+            raise RpcError(
+                Code.INVALID_ARGUMENT, f"invalid value {text!r} for field `{self.name}`: {exc}"
+            ) from None
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    if "%" not in query and "+" not in query:
+        # The common case, without percent-decoding: split on & and =.
+        pairs = [part.partition("=") for part in query.split("&") if part]
+        if len(pairs) > _MAX_QUERY_FIELDS:
+            raise RpcError(Code.INVALID_ARGUMENT, "bad query string: too many fields")
+        return [(k, v) for k, _, v in pairs]
+    try:
+        return parse_qsl(query, keep_blank_values=True, max_num_fields=_MAX_QUERY_FIELDS)
+    except ValueError as exc:
+        raise RpcError(Code.INVALID_ARGUMENT, f"bad query string: {exc}") from None
 
 
 def _object(body: bytes | None) -> dict[str, Any]:

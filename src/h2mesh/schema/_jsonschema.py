@@ -10,6 +10,7 @@ or query value must parse to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -137,43 +138,84 @@ class ScalarError(ValueError):
     """A path or query value that does not parse as its field's type."""
 
 
-def parse_scalar(text: str, schema: Schema | None, schemas: JsonSchemas) -> Any:
-    """A path or query parameter's text as the JSON value its field's schema wants."""
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ScalarError("expected an integer") from None
+
+
+def _int_or_number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return _float(text)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ScalarError("expected a number") from None
+
+
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _bool(text: str) -> bool:
+    value = _BOOLS.get(text)
+    if value is None:
+        raise ScalarError("expected true or false")
+    return value
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        raise ScalarError("expected a JSON value") from None
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def scalar_parser(schema: Schema | None, schemas: JsonSchemas) -> Callable[[str], Any]:
+    """A function from a path or query parameter's text to the JSON value its field's
+    schema wants; raises ``ScalarError`` saying what was expected."""
     if schema is None:
-        return text
+        return _text
     schema = schemas.resolve(schema)
     kinds = _types_of(schema)
     enum = schema.get("enum")
     if isinstance(enum, list) and "string" not in kinds:
-        if text in enum:
-            return text
+        table: dict[str, Any] = {}
         for value in enum:
-            if not isinstance(value, bool) and isinstance(value, int) and str(value) == text:
-                return value
-        raise ScalarError(f"expected one of {', '.join(map(str, enum))}")
+            table[str(value)] = value
+            if isinstance(value, str):
+                table[value] = value
+        choices = ", ".join(map(str, enum))
+
+        def parse_enum(text: str) -> Any:
+            if text in table:
+                return table[text]
+            raise ScalarError(f"expected one of {choices}")
+
+        return parse_enum
     if "integer" in kinds:
-        try:
-            return int(text)
-        except ValueError:
-            if "number" not in kinds:
-                raise ScalarError("expected an integer") from None
+        return _int_or_number if "number" in kinds else _int
     if "number" in kinds:
-        try:
-            return float(text)
-        except ValueError:
-            raise ScalarError("expected a number") from None
+        return _float
     if "boolean" in kinds:
-        if text in ("true", "1"):
-            return True
-        if text in ("false", "0"):
-            return False
-        raise ScalarError("expected true or false")
+        return _bool
     if kinds & {"object", "array"} and "string" not in kinds:
-        try:
-            return msgspec.json.decode(text)
-        except msgspec.DecodeError:
-            raise ScalarError("expected a JSON value") from None
-    return text
+        return _json_value
+    return _text
+
+
+def parse_scalar(text: str, schema: Schema | None, schemas: JsonSchemas) -> Any:
+    """``scalar_parser(schema, schemas)(text)``."""
+    return scalar_parser(schema, schemas)(text)
 
 
 # -- generated protobuf classes: the canonical JSON mapping -----------------------------

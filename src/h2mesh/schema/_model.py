@@ -107,6 +107,7 @@ class MethodModel:
     output: MessageModel | External
     client_streaming: bool
     server_streaming: bool
+    http: tuple[Any, ...] = ()  # the method's HttpRules: its google.api.http option
 
 
 @dataclasses.dataclass(eq=False)
@@ -130,6 +131,11 @@ class FileModel:
     def dependencies(self) -> list[str]:
         """The file names this file imports, sorted."""
         return sorted({ext.file.name for ext in self.externals})
+
+    @property
+    def has_http_rules(self) -> bool:
+        """True if a method has HTTP routes (the text imports google/api/annotations)."""
+        return any(m.http for svc in self.services for m in svc.methods)
 
 
 # -- the mapping ------------------------------------------------------------------------
@@ -520,6 +526,7 @@ def service_file(service: Any, filename: str | None = None) -> FileModel:
                 collector.root(desc.response_type, f"{where} response"),
                 desc.kind.client_streams,
                 desc.kind.server_streams,
+                tuple(getattr(desc, "http", ())),
             )
         )
     messages, enums = collector.finish()

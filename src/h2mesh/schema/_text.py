@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._model import EnumModel, External, FieldModel, FileModel, MessageModel
 
 __all__ = ["render_proto"]
+
+_HTTP_IMPORT = "google/api/annotations.proto"
 
 
 def type_ref(tp: str | EnumModel | MessageModel | External, package: str) -> str:
@@ -49,6 +53,29 @@ def _message(msg: MessageModel, package: str, indent: str) -> list[str]:
     return lines
 
 
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _http_fields(rule: Any, indent: str) -> list[str]:
+    lines = [f"{indent}{rule.verb.lower()}: {_quote(rule.pattern)}"]
+    if rule.body:
+        lines.append(f"{indent}body: {_quote(rule.body)}")
+    if rule.response_body:
+        lines.append(f"{indent}response_body: {_quote(rule.response_body)}")
+    return lines
+
+
+def _http_option(rules: tuple[Any, ...]) -> list[str]:
+    """The ``google.api.http`` option of a method: the first route, then the others as
+    ``additional_bindings``."""
+    lines = ["    option (google.api.http) = {", *_http_fields(rules[0], "      ")]
+    for rule in rules[1:]:
+        lines += ["      additional_bindings {", *_http_fields(rule, "        "), "      }"]
+    lines.append("    };")
+    return lines
+
+
 def render_proto(model: FileModel, header: str = "") -> str:
     """The proto3 source of ``model``; ``header`` goes first as ``//`` comment lines."""
     lines = [f"// {line}".rstrip() for line in header.splitlines()]
@@ -58,6 +85,8 @@ def render_proto(model: FileModel, header: str = "") -> str:
     if model.package:
         lines += [f"package {model.package};", ""]
     deps = model.dependencies
+    if model.has_http_rules and _HTTP_IMPORT not in deps:
+        deps = sorted([*deps, _HTTP_IMPORT])
     if deps:
         lines += [f'import "{dep}";' for dep in deps]
         lines.append("")
@@ -66,7 +95,11 @@ def render_proto(model: FileModel, header: str = "") -> str:
         for m in svc.methods:
             req = ("stream " if m.client_streaming else "") + type_ref(m.input, model.package)
             resp = ("stream " if m.server_streaming else "") + type_ref(m.output, model.package)
-            lines.append(f"  rpc {m.name}({req}) returns ({resp});")
+            if m.http:
+                lines.append(f"  rpc {m.name}({req}) returns ({resp}) {{")
+                lines += [*_http_option(m.http), "  }"]
+            else:
+                lines.append(f"  rpc {m.name}({req}) returns ({resp});")
         lines += ["}", ""]
     for en in model.enums:
         lines += [*_enum(en, ""), ""]

@@ -1,8 +1,9 @@
 """The built-in pages beside the routes: ``GET /openapi.json`` and ``GET /docs``.
 
-``/docs`` is Swagger UI, served from the assets bundled in the ``swagger-ui-bundle``
-package (``pip install h2mesh[docs]``), so the page needs no CDN: its scripts and
-styles come from ``/docs/assets/...`` on this server.
+``/docs`` is Swagger UI 5 (it reads OpenAPI 3.1), served from the assets that the
+``swagger-ui-py`` package bundles (``pip install h2mesh[docs]``), so the page needs no
+CDN: its scripts and styles come from ``/docs/assets/...`` on this server. Only the
+asset files are used; the package's own code is never imported.
 """
 
 from __future__ import annotations
@@ -71,12 +72,20 @@ def _title(server: Server) -> str:
 
 
 def _swagger_dir() -> Path | None:
+    """The directory of Swagger UI's assets, found without importing the package."""
+    import importlib.util
+
     try:
-        import swagger_ui_bundle  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:
+        spec = importlib.util.find_spec("swagger_ui")
+    except (ImportError, ValueError):
         return None
-    path = Path(swagger_ui_bundle.swagger_ui_path)
-    return path if path.is_dir() else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "static"
+        if (path / "swagger-ui-bundle.js").is_file():
+            return path
+    return None
 
 
 async def page_handler(request: Any, ctx: Any) -> None:
