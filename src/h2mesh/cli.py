@@ -32,6 +32,7 @@ from ._lbconfig_cli import add_lb_config_parser
 from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .server import Server, server_ssl_context
+from .server._asgi import LifespanFailed
 from .server._supervisor import worker_count
 from .service import Service
 
@@ -302,6 +303,9 @@ def _serve(args: argparse.Namespace) -> int:
                 runner.run(serve())
             except OSError as exc:
                 print(f"error: cannot serve: {exc}", file=sys.stderr)
+                return _FAILED
+            except LifespanFailed as exc:
+                print(f"error: the application did not start: {exc}", file=sys.stderr)
                 return _FAILED
     finally:
         for path in uds:

@@ -657,3 +657,34 @@ def test_fastapi_app_and_a_typed_service_share_one_port(run: Run, curl: str) -> 
 def test_a_send_after_the_client_left_raises_oserror_not_transport_errors(run: Run) -> None:
     assert issubclass(__import__("h2mesh").server._asgi.ClientDisconnected, OSError)
     assert not issubclass(TransportError, OSError)
+
+
+def test_a_response_that_ends_before_the_upload_does_not_hang_the_client(
+    run: Run, curl: str, tmp_path: Any
+) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await _text(b"too large", send, status=413)  # never reads the body
+
+    async def main() -> None:
+        server = await _serve(app)
+        try:
+            for h2 in (True, False):
+                async with httpx.AsyncClient(http2=h2, http1=not h2, timeout=10) as client:
+                    r = await client.post(
+                        f"http://127.0.0.1:{server.port}/up", content=b"u" * (4 * 1024 * 1024)
+                    )
+                    assert r.status_code == 413
+                    assert r.text == "too large"
+            # Past the drain limit the stream is reset (NO_ERROR): curl keeps the answer.
+            upload = tmp_path / "upload"
+            upload.write_bytes(b"v" * (24 * 1024 * 1024))
+            done = await _in_thread(
+                curl, "-sS", "--http2-prior-knowledge", "-o", "-", "-w", " %{http_code}",
+                "--data-binary", f"@{upload}", f"http://127.0.0.1:{server.port}/up",
+            )  # fmt: skip
+            assert done.stdout == b"too large 413"
+        finally:
+            await server.stop(1.0)
+
+    run(main())

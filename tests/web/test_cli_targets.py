@@ -76,3 +76,15 @@ def test_conflicting_targets_exit_2(targets: list[str], message: str) -> None:
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_failed_lifespan_startup_exits_1_with_the_apps_message() -> None:
+    out = subprocess.run(
+        [str(H2MESH), "serve", "tests.web.apps.failing_lifespan:app", "--port", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "error: the application did not start" in out.stderr
+    assert "no database" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "serving on" not in out.stdout

@@ -57,8 +57,10 @@ _SERVER_ERROR = [
     (b"content-length", b"%d" % len(_SERVER_ERROR_BODY)),
 ]
 # A response that ends before its request body: this much more of the body is read and
-# dropped (so an HTTP/2 client is not left waiting for window), then the stream is reset.
-_DRAIN_LIMIT = 1024 * 1024
+# dropped (so an HTTP/2 client is not left waiting for window; clients such as httpx send
+# the whole body before reading the response), then the stream is reset with NO_ERROR,
+# which RFC 9113 8.1 tells clients to take as "stop sending, the response stands".
+_DRAIN_LIMIT = 8 * 1024 * 1024
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _SCHEMES = {b"http": "http", b"https": "https"}
 
