@@ -87,8 +87,10 @@ def main() -> None:
                     proc.wait(20)
     base = statistics.median(results["plain"])
     load = os.getloadavg()
-    print(f"unary Connect JSON, h2load -c 10 -m 10, {args.requests} calls, "
-          f"median of {args.rounds} rounds; load average {load[0]:.2f} {load[1]:.2f}")
+    print(
+        f"unary Connect JSON, h2load -c 10 -m 10, {args.requests} calls, "
+        f"median of {args.rounds} rounds; load average {load[0]:.2f} {load[1]:.2f}"
+    )
     print(f"{'configuration':<32} {'req/s':>9} {'ratio':>7}   rounds")
     for name, values in results.items():
         med = statistics.median(values)

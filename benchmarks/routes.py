@@ -1,10 +1,11 @@
 """Routes benchmark: one endpoint as an h2mesh route GET, as the Connect POST of the same
 method, and in FastAPI on granian and on uvicorn.
 
-``python -m benchmarks.routes [--requests N] [--repeat K] [--out DIR]`` (the ``bench``
-extra installs the peers). Each server runs pinned to CPU 0, h2load to CPU 1, on
-127.0.0.1 with ports picked at run time; every system is measured ``--repeat`` times,
-interleaved, and the median is reported with min and max. HTTP/1.1 rows use 50
+``python -m benchmarks.routes [--requests N] [--repeat K] [--only a,b] [--out DIR]`` (the
+``bench`` extra installs the peers; ``--only h2mesh`` runs the rows whose name starts so).
+Each server runs pinned to CPU 0, h2load to CPU 1, on 127.0.0.1 with ports picked at run
+time; every system is measured ``--repeat`` times, interleaved, and the median is reported
+with min and max. HTTP/1.1 rows use 50
 connections with one request in flight each (what uvicorn can serve); HTTP/2 rows use
 10 connections with 10 streams each. Writes ``routes.json`` and ``routes.md``.
 """
@@ -164,15 +165,15 @@ def _check_same_answer(case: Case, port: int) -> None:
         raise RuntimeError(f"{case.name} answered {r.status_code} {r.text[:200]}")
 
 
-def run(requests: int, repeat: int) -> dict[str, Any]:
+def run(requests: int, repeat: int, cases: tuple[Case, ...] = CASES) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
-    samples: dict[str, list[float]] = {c.name: [] for c in CASES}
+    samples: dict[str, list[float]] = {c.name: [] for c in cases}
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         body = Path(tmp) / "body.json"
         body.write_bytes(CONNECT_BODY)
         for _ in range(repeat):
-            for case in CASES:
+            for case in cases:
                 if case.name in errors:
                     continue
                 port = _free_port()
@@ -194,7 +195,7 @@ def run(requests: int, repeat: int) -> dict[str, Any]:
                 finally:
                     _stop(proc)
     rows = []
-    for case in CASES:
+    for case in cases:
         got = samples[case.name]
         rows.append(
             {
@@ -224,6 +225,8 @@ def run(requests: int, repeat: int) -> dict[str, Any]:
 
 def _ratio(result: dict[str, Any], name: str, base: str) -> float | None:
     by_name = {r["name"]: r for r in result["rows"]}
+    if name not in by_name or base not in by_name:
+        return None
     a, b = by_name[name]["rps_median"], by_name[base]["rps_median"]
     return a / b if a and b else None
 
@@ -264,9 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=30000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated prefixes of row names")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    result = run(args.requests, args.repeat)
+    prefixes = tuple(p for p in args.only.split(",") if p)
+    cases = tuple(c for c in CASES if not prefixes or c.name.startswith(prefixes))
+    result = run(args.requests, args.repeat, cases)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "routes.json").write_text(json.dumps(result, indent=2) + "\n")
     text = render(result)

@@ -103,10 +103,13 @@ def _h2load(port: int, proto: str, duration: float, smoke: bool) -> dict[str, An
         args += ["-n", "200"]
     else:
         args += ["--warm-up-time", "1", "-D", f"{duration:g}"]
-    out = subprocess.run(
-        [*args, f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, timeout=duration + 60, check=False,
-    ).stdout  # fmt: skip
+    try:
+        out = subprocess.run(
+            [*args, f"http://127.0.0.1:{port}/"],
+            capture_output=True, text=True, timeout=duration + 60, check=False,
+        ).stdout  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"error": "h2load did not finish in time"}
     rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
     done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", out)
     ok2xx = re.search(r"status codes: (\d+) 2xx", out)
@@ -228,14 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     servers = ["h2mesh"] if args.smoke else [s for s in args.servers.split(",") if s]
     apps = [a for a in args.apps.split(",") if a]
     results = []
+    # Servers compared on one app and protocol run back to back, so that a change in the
+    # machine's load moves them together as far as possible.
     for app in apps:
         interface = APPS[app][1]
-        for server in servers:
-            interfaces, protos = SERVERS[server]
-            if interface not in interfaces:
-                continue
-            for proto in ("h2", "h1"):
-                if proto not in protos:
+        for proto in ("h2", "h1"):
+            for server in servers:
+                interfaces, protos = SERVERS[server]
+                if interface not in interfaces or proto not in protos:
                     continue
                 if not _available(server):
                     results.append({"server": server, "app": app, "proto": proto,

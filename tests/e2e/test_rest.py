@@ -136,6 +136,17 @@ def test_errors_are_connect_json_with_their_status(
     assert httpx.get(server_url + "/v1/users/1").status_code == 200
 
 
+@pytest.mark.parametrize("http2", [False, True])
+def test_head_answers_a_get_route_without_a_body(server_url: str, http2: bool) -> None:
+    with httpx.Client(base_url=server_url, http1=not http2, http2=http2) as client:
+        for path in ("/v1/users/1", "/openapi.json"):
+            r = client.head(path)
+            assert r.status_code == 200 and r.content == b""
+            assert r.headers["content-type"].startswith("application/json")
+        assert client.head("/v1/users/4040").status_code == 404
+        assert client.get("/v1/users/1").json()["id"] == 1  # the connection is fine
+
+
 def test_server_stream_is_ndjson_or_sse(server_url: str, curl: str) -> None:
     with httpx.stream("GET", server_url + "/v1/users:watch", params={"count": 2}) as r:
         assert r.headers["content-type"] == "application/x-ndjson"
@@ -288,6 +299,8 @@ def test_browser_cors_preflight_and_response_agree(server_url: str) -> None:
         # Errors carry the header too, so that the page can read them.
         r = client.get("/v1/users/777", headers={"origin": BROWSER})
         assert r.status_code == 404 and r.headers["access-control-allow-origin"] == BROWSER
+        r = client.post("/v1/users/1", headers={"origin": BROWSER})
+        assert r.status_code == 405 and r.headers["access-control-allow-origin"] == BROWSER
 
 
 @pytest.fixture

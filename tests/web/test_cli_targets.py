@@ -15,7 +15,7 @@ from tests.e2e.test_cli import H2MESH, REPO, _serve
 
 
 def test_service_and_fastapi_app_on_one_port(tmp_path: Path, curl: str) -> None:
-    server = _serve(tmp_path, "examples.greeter:Greeter", "tests.web.apps.fastapi_app:app")
+    server = _serve(tmp_path, "examples.greeter:Greeter", "examples.web_app:app")
     try:
         rpc = subprocess.run(
             [
@@ -34,7 +34,8 @@ def test_service_and_fastapi_app_on_one_port(tmp_path: Path, curl: str) -> None:
         )
         assert json.loads(rpc.stdout) == {"message": "Hello, cli!"}
         with httpx.Client(base_url=server.url, http2=True) as client:
-            assert client.get("/items/x", params={"q": "y"}).json()["q"] == "y"
+            assert client.get("/hello/web").json() == {"message": "Hello from FastAPI, web!"}
+            assert client.get("/openapi.json").json()["info"]["title"] == "web beside Greeter"
             assert client.get("/nowhere").json() == {"detail": "Not Found"}
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(10) == 0

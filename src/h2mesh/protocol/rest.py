@@ -347,18 +347,51 @@ class RestCall(_HttpCall):
             await stream.send_data(_json_encode({"error": error.to_json()}) + b"\n", True)
 
 
+class HeadCall(RestCall):
+    """``HEAD`` through a ``GET`` route: the response's headers, and no body."""
+
+    __slots__ = ()
+
+    def _end(self, out: list[tuple[bytes, bytes]]) -> None:
+        if not self._sent:
+            self._sent = True
+            self.stream.send_headers(out, end_stream=True)
+
+    async def send_unary(
+        self, message: Any, headers: Metadata | None, trailers: Metadata | None
+    ) -> None:
+        self._end(self._head(_CT_JSON, headers, trailers))
+
+    async def send_message(self, message: Any, headers: Metadata | None) -> None:
+        self._end(self._head(_CT_SSE if self._sse else _CT_NDJSON, headers))
+
+    async def finish(
+        self, error: RpcError | None, headers: Metadata | None, trailers: Metadata | None
+    ) -> None:
+        if error is None:
+            self._end(self._head(_CT_SSE if self._sse else _CT_NDJSON, headers, trailers))
+            return
+        out = _error_headers(error)
+        if headers:
+            out += encode_metadata(headers)
+        self._end(out)
+
+
 class PageCall(_HttpCall):
     """Serves a ``Page``: its render function makes the body."""
 
-    __slots__ = ("_page",)
+    __slots__ = ("_body", "_page")
 
-    def __init__(self, stream: Stream, page: Page, method: MethodDescriptor) -> None:
+    def __init__(
+        self, stream: Stream, page: Page, method: MethodDescriptor, body: bool = True
+    ) -> None:
         self.stream = stream
         self.method = method
         self.codec = JSON
         self.timeout = None
         self.max_size = 0
         self._page = page
+        self._body = body  # False for HEAD
         self._sent = False
 
     async def receive(self) -> Any:
@@ -371,6 +404,9 @@ class PageCall(_HttpCall):
         if headers:
             out += encode_metadata(headers)
         self._sent = True
+        if not self._body:
+            self.stream.send_headers(out, end_stream=True)
+            return
         self.stream.send_headers(out)
         await self.stream.send_data(self._page.render(), end_stream=True)
 
@@ -436,9 +472,11 @@ class RestServer(ServerProtocol):
         path = raw.decode("latin-1")
         verb = request.get(b":method", b"").decode("latin-1")
         match = self.router.match(verb, path)
+        head = False
         if match is None:
             if verb == "HEAD":
                 match = self.router.match("GET", path)
+                head = True
             if match is None:
                 allowed = self.router.methods_for(path)
                 if not allowed:
@@ -446,10 +484,11 @@ class RestServer(ServerProtocol):
                 raise method_not_allowed(path, verb, allowed)
         target = match.target
         if isinstance(target, Page):
-            return target.target, PageCall(stream, target, PAGE_METHOD)
+            return target.target, PageCall(stream, target, PAGE_METHOD, not head)
         accept = request.get(b"accept", b"")
         sse = target.method.kind.server_streams and b"text/event-stream" in accept
-        return target.target, RestCall(
+        make = HeadCall if head else RestCall
+        return target.target, make(
             stream, target, match.params, query.decode("latin-1"), max_size, sse
         )
 

@@ -18,7 +18,7 @@ from ..discovery import Registrar
 from ..observability._observer import ServerObserver
 from ..observability._tracing import server_tracer
 from ..protocol import CONNECT, ServerCall, ServerProtocol, negotiate
-from ..protocol._base import method_not_allowed
+from ..protocol._base import HttpStatusError, encode_metadata, method_not_allowed
 from ..protocol._cors import CorsPolicy
 from ..protocol.connect import allowed_methods
 from ..protocol.grpc_web import CorsPreflight
@@ -542,6 +542,11 @@ class Server:
                     raise _Refused(self._preflight, request, _PREFLIGHT)
                 try:
                     hit = self._rest.accept(stream, request, self.max_message_size)
+                except HttpStatusError as exc:  # 405: a browser may read it too
+                    cors = self._cors_headers(request)
+                    if cors:
+                        exc.headers += encode_metadata(cors)
+                    raise _Refused(self._rest, request, exc) from None
                 except RpcError as exc:
                     raise _Refused(self._rest, request, exc) from None
                 if hit is not None and hit[0] is not self._shadowed:
@@ -571,7 +576,11 @@ class Server:
             call = proto.server_call(stream, route.method, request, self.max_message_size)
         except RpcError as exc:
             raise _Refused(proto, request, exc) from None
-        return route, call, proto, self._cors_headers(request)
+        # Inline, not _cors_headers(): most calls carry no origin, and pay only a lookup.
+        origin = request.get(b"origin")
+        if origin is None or self.cors is None:
+            return route, call, proto, None
+        return route, call, proto, self.cors.response_headers(origin)
 
     def _cors_headers(self, request: dict[bytes, bytes]) -> dict[str, str] | None:
         if self.cors is None:
