@@ -1,10 +1,12 @@
 """What observability costs on the unary benchmark: h2mesh with metrics on, with the access
-log on, and with both, against plain h2mesh, in one run.
+log on, with both, and with tracing, against plain h2mesh, in one run.
 
 Each configuration is ``h2mesh serve benchmarks.servers:Bench`` pinned to CPU 0; h2load
 (pinned to CPU 1) sends unary Connect JSON calls. Configurations take turns, round after
 round, so that a change in the machine's load hits them all alike; the median of the
-rounds is reported, and each configuration's ratio to plain h2mesh::
+rounds is reported, and each configuration's ratio to plain h2mesh. Two measures: calls
+per second, and the server's CPU time per call (from /proc, user + system), which
+stays meaningful when other work shares the CPUs and throughput does not::
 
     .venv/bin/python benchmarks/observability.py [--requests 60000] [--rounds 5]
 """
@@ -28,30 +30,47 @@ REPO = Path(__file__).resolve().parents[1]
 H2MESH = Path(sys.executable).parent / "h2mesh"
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
-CONFIGS: dict[str, list[str]] = {
-    "plain": [],
-    "metrics (--admin-port)": ["--admin-port", "0"],
-    "access log (--access-log FILE)": ["--access-log", "{tmp}/access.log"],
-    "metrics + access log": ["--admin-port", "0", "--access-log", "{tmp}/access2.log"],
+# (target, flags). "plain" has opentelemetry-api installed but no SDK set up: tracing
+# is off, so it is also the "tracing without an SDK" row.
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "plain (= tracing, no SDK)": ("benchmarks.servers:Bench", []),
+    "metrics (--admin-port)": ("benchmarks.servers:Bench", ["--admin-port", "0"]),
+    "access log (--access-log FILE)": (
+        "benchmarks.servers:Bench",
+        ["--access-log", "{tmp}/access.log"],
+    ),
+    "metrics + access log": (
+        "benchmarks.servers:Bench",
+        ["--admin-port", "0", "--access-log", "{tmp}/access2.log"],
+    ),
+    "tracing, SDK without exporter": ("benchmarks.traced_bench:Bench", []),
 }
+BASE = "plain (= tracing, no SDK)"
 
 _RPS = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
 _OK = re.compile(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded")
 
 
-def start(flags: list[str], tmp: str) -> tuple[subprocess.Popen[bytes], int]:
-    cmd = ["taskset", "-c", SERVER_CPU, str(H2MESH), "serve", "benchmarks.servers:Bench"]
+def start(target: str, flags: list[str], tmp: str) -> tuple[subprocess.Popen[bytes], int]:
+    cmd = ["taskset", "-c", SERVER_CPU, str(H2MESH), "serve", target]
     cmd += ["--port", "0", "--log-level", "warning", *(f.format(tmp=tmp) for f in flags)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE)
+    # Unbuffered, so that select() sees every line not read yet.
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, bufsize=0)
     assert proc.stdout is not None
     while True:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
         line = proc.stdout.readline().decode() if ready else ""
         if line.startswith("h2mesh serving on "):
             return proc, int(line.rsplit(":", 1)[1])
         if not line.startswith("h2mesh admin on "):
             proc.kill()
             raise RuntimeError(f"server did not start: {line!r}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def h2load(port: int, requests: int, body: Path) -> float:
@@ -73,31 +92,42 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     results: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    cpu: dict[str, list[float]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:
         body = Path(tmp) / "body.json"
         body.write_text(json.dumps({"name": "x" * 36}))
         for _ in range(args.rounds):
-            for name, flags in CONFIGS.items():
-                proc, port = start(flags, tmp)
+            for name, (target, flags) in CONFIGS.items():
+                proc, port = start(target, flags, tmp)
                 try:
                     h2load(port, 5_000, body)  # warm-up
+                    before = cpu_seconds(proc.pid)
                     results[name].append(h2load(port, args.requests, body))
+                    cpu[name].append((cpu_seconds(proc.pid) - before) / args.requests * 1e6)
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     proc.wait(20)
-    base = statistics.median(results["plain"])
+    base = statistics.median(results[BASE])
+    base_cpu = statistics.median(cpu[BASE])
     load = os.getloadavg()
     print(
         f"unary Connect JSON, h2load -c 10 -m 10, {args.requests} calls, "
         f"median of {args.rounds} rounds; load average {load[0]:.2f} {load[1]:.2f}"
     )
-    print(f"{'configuration':<32} {'req/s':>9} {'ratio':>7}   rounds")
+    print(
+        f"{'configuration':<32} {'req/s':>8} {'ratio':>6} {'CPU/call':>9} {'ratio':>6}"
+        "   CPU µs per call, per round"
+    )
     for name, values in results.items():
-        med = statistics.median(values)
-        rounds = " ".join(f"{v:.0f}" for v in values)
-        print(f"{name:<32} {med:>9.0f} {med / base:>7.3f}   {rounds}")
+        med, med_cpu = statistics.median(values), statistics.median(cpu[name])
+        rounds = " ".join(f"{v:.1f}" for v in cpu[name])
+        print(
+            f"{name:<32} {med:>8.0f} {med / base:>6.3f} {med_cpu:>7.1f}µs "
+            f"{base_cpu / med_cpu:>6.3f}   {rounds}"
+        )
     if args.json is not None:
-        args.json.write_text(json.dumps({"results": results, "load": load}, indent=2))
+        data = {"rps": results, "cpu_us_per_call": cpu, "load": load}
+        args.json.write_text(json.dumps(data, indent=2))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -183,10 +184,12 @@ def _tls_factory(args: argparse.Namespace) -> Callable[[], ssl.SSLContext | None
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
     if args.tls_cert is None:
+        if args.tls_client_ca is not None:
+            raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
         return lambda: None
 
     def load() -> ssl.SSLContext:
-        return server_ssl_context(args.tls_cert, args.tls_key)
+        return server_ssl_context(args.tls_cert, args.tls_key, client_ca=args.tls_client_ca)
 
     try:
         load()
@@ -286,17 +289,19 @@ def _serve(args: argparse.Namespace) -> int:
             observer.access = AccessLog(*access)
             server.observer = observer
 
+        tls = tls_factory()
+
         def ready(srv: Server) -> None:
             announce(srv.sockets)
             for method in srv.methods:
                 log.info("route %s (%s)", method.path, method.kind.value)
             if srv.app is not None:
                 log.info("every other path: %s", srv.app.describe())
+            if tls is not None:
+                _reload_tls_on_sighup(tls, args)
 
         async def serve() -> None:
-            await server.serve(
-                sockets=sockets, tls=tls_factory(), grace=args.grace, ready=ready, admin=admin
-            )
+            await server.serve(sockets=sockets, tls=tls, grace=args.grace, ready=ready, admin=admin)
 
         with asyncio.Runner(loop_factory=factory) as runner:
             try:
@@ -313,6 +318,24 @@ def _serve(args: argparse.Namespace) -> int:
                 os.unlink(path)
     log.info("stopped")
     return 0
+
+
+def _reload_tls_on_sighup(ctx: ssl.SSLContext, args: argparse.Namespace) -> None:
+    """SIGHUP to a single process: load the certificate files again, in place, for the
+    handshakes that follow (with workers, new workers load them instead)."""
+
+    def reload() -> None:
+        try:
+            ctx.load_cert_chain(args.tls_cert, args.tls_key)
+            if args.tls_client_ca is not None:
+                ctx.load_verify_locations(args.tls_client_ca)  # adds; never drops a CA
+        except (OSError, ssl.SSLError) as exc:
+            log.error("SIGHUP: keeping the current certificate: %s", exc)
+        else:
+            log.info("SIGHUP: reloaded %s", args.tls_cert)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
 
 def _run_supervised(
@@ -546,6 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain (enables TLS)")
     serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="require client certificates signed by a CA in FILE (mutual TLS)",
+    )
     serve.add_argument(
         "--grace",
         type=float,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from h2mesh import Channel, RpcError
+from h2mesh import Channel, MethodDescriptor, MethodKind, RpcError
 from h2mesh.discovery import Registry
 
 from .worker_service import PidRequest, Workers
@@ -94,6 +94,7 @@ def start(
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=err,
+            bufsize=0,  # unbuffered: select() sees every line not yet read
             **popen,  # type: ignore[call-overload]
         )
     sup = Supervised(proc, log)
@@ -392,3 +393,66 @@ def test_inherited_fd_listener(tmp_path: Path, servers: list[Supervised]) -> Non
     assert sup.url == f"http://127.0.0.1:{port}"
     served = asyncio.run(pids_of_new_connections(sup.url, 5))
     assert sum(served.values()) == 5
+
+
+# -- development reload ---------------------------------------------------------------------------
+RELOADABLE = """
+import msgspec
+from h2mesh import Service, rpc
+
+
+class Version(msgspec.Struct):
+    text: str = ""
+
+
+class Reloadable(Service, name="test.v1.Reloadable"):
+    @rpc
+    async def version(self, req: Version) -> Version:
+        return Version(text={text!r})
+"""
+
+
+def test_reload_serves_changed_code(tmp_path: Path, servers: list[Supervised]) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    source = project / "reloadable.py"
+    source.write_text(RELOADABLE.format(text="one"))
+    log = tmp_path / "reload.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [str(H2MESH), "serve", "reloadable:Reloadable", "--port", "0", "--reload"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            bufsize=0,
+        )
+    sup = Supervised(proc, log)
+    servers.append(sup)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT)
+    line = proc.stdout.readline().decode() if ready else ""
+    assert line.startswith(READY), f"{line!r}\n{sup.output()}"
+    sup.url = line.removeprefix(READY).strip()
+
+    async def version() -> str:
+        descriptor = MethodDescriptor(
+            "test.v1.Reloadable", "Version", "version", MethodKind.UNARY, dict, dict
+        )
+        async with Channel(sup.url, codec="json") as ch:
+            reply = await ch.unary(descriptor, {}, timeout=5)
+        return str(reply["text"])
+
+    assert asyncio.run(version()) == "one"
+    (first,) = sup.worker_pids()
+    mark = len(sup.output())
+    # The watcher starts with the supervisor, but says nothing once it listens: write
+    # until a change is seen.
+    deadline = time.monotonic() + 15
+    for n in range(1000):
+        source.write_text(RELOADABLE.format(text="two") + f"# edit {n}\n")
+        if "reloading" in sup.output()[mark:] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    sup.wait_log(r"changed: reloadable\.py; reloading", after=mark)
+    sup.wait_log(rf"worker {first} exited \(exit code 0\)", after=mark)
+    assert asyncio.run(version()) == "two"

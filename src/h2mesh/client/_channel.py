@@ -137,6 +137,7 @@ class Channel:
         timeout: float | None = None,
         headers: Metadata | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        client_cert: tuple[str, str] | None = None,
         use_get: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         config: TransportConfig | None = None,
@@ -161,6 +162,11 @@ class Channel:
             raise ValueError(f"target must be a URL such as http://host:port, got {target!r}")
         if scheme == "https" and ssl_context is None:
             ssl_context = ssl.create_default_context()
+        if client_cert is not None:
+            # Mutual TLS: (certificate chain file, private key file) to present.
+            if ssl_context is None:
+                raise ValueError("client_cert= needs an https:// target or an ssl_context")
+            ssl_context.load_cert_chain(*client_cert)
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["h2"])
         self._ssl = ssl_context

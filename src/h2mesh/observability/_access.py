@@ -1,14 +1,16 @@
 """The access log: one line per request, formatted and written by a background thread.
 
-A request only appends a tuple to a queue; a daemon thread formats lines in batches and
-writes them to the log file (or stderr), so neither formatting nor a slow disk or pipe
-holds up the event loop. Lines are plain text or JSON (``fmt="json"``).
+A request only appends a tuple to a list; every ``FLUSH_INTERVAL`` seconds a daemon thread
+takes what has gathered, formats the lines and writes them to the log file (or stderr) at
+once, so neither formatting nor a slow disk or pipe holds up the event loop, and the two
+threads do not hand the GIL back and forth for every request. Lines are plain text or
+JSON (``fmt="json"``).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import queue
 import sys
 import threading
 import time
@@ -20,7 +22,7 @@ __all__ = ["AccessLog"]
 
 Entry = tuple[float, Any, str, str, str, str, float]
 
-_STOP = object()
+FLUSH_INTERVAL = 0.1  # seconds between writes; a line waits at most this long
 _json = msgspec.json.Encoder()
 
 
@@ -31,10 +33,22 @@ def _peer(peer: Any) -> str:
     return str(peer) if peer else "-"
 
 
+_stamp_second = -1
+_stamp_text = ""
+
+
+def _stamp(ts: float) -> str:
+    global _stamp_second, _stamp_text
+    second = int(ts)
+    if second != _stamp_second:  # one strftime per second of log, not per line
+        _stamp_second, _stamp_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+    return f"{_stamp_text}.{int(ts % 1 * 1000):03d}Z"
+
+
 def format_text(entry: Entry) -> str:
     """``2026-12-01T21:40:00.123Z 127.0.0.1:5000 HTTP/2 connect /svc/Method OK 0.12ms``"""
     ts, peer, http, protocol, path, code, dt = entry
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+    stamp = _stamp(ts)
     where = f"{_peer(peer)} HTTP/{http} {protocol or '-'} {path or '-'}"
     return f"{stamp} {where} {code} {dt * 1000:.2f}ms"
 
@@ -62,39 +76,35 @@ class AccessLog:
         self._format = format_json if fmt == "json" else format_text
         self._out: IO[str] = open(path, "a", encoding="utf-8") if path else sys.stderr  # noqa: SIM115
         self._owned = path is not None
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # deque.append and popleft are atomic: no lock between the two threads.
+        self._pending: collections.deque[Entry] = collections.deque()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="h2mesh-access-log", daemon=True)
         self._thread.start()
 
     def add(
         self, ts: float, peer: Any, http: str, protocol: str, path: str, code: str, dt: float
     ) -> None:
-        """Queue one request's line (called on the event loop; never blocks)."""
-        self._queue.put((ts, peer, http, protocol, path, code, dt))
+        """Keep one request's line for the next write (on the event loop; never blocks)."""
+        self._pending.append((ts, peer, http, protocol, path, code, dt))
 
     def _run(self) -> None:
-        get = self._queue.get
-        while True:
-            item = get()
-            batch = []
-            while item is not _STOP:
-                batch.append(self._format(item))
-                if len(batch) >= 512:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                with contextlib.suppress(OSError, ValueError):
-                    self._out.write("\n".join(batch) + "\n")
-                    self._out.flush()
-            if item is _STOP:
-                return
+        while not self._stop.wait(FLUSH_INTERVAL):
+            self._write()
+        self._write()
+
+    def _write(self) -> None:
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(len(pending))]
+        if batch:
+            text = "\n".join(map(self._format, batch)) + "\n"
+            with contextlib.suppress(OSError, ValueError):
+                self._out.write(text)
+                self._out.flush()
 
     def close(self) -> None:
-        """Write what is queued, then stop the writer thread."""
-        self._queue.put(_STOP)
+        """Write what is pending, then stop the writer thread."""
+        self._stop.set()
         self._thread.join(5.0)
         if self._owned:
             self._out.close()

@@ -80,48 +80,51 @@ class Snapshot(msgspec.Struct):
     counters: dict[str, float] = {}
 
 
-class _Recorder:
-    __slots__ = ("buckets", "series")
-
-    def __init__(self, series: Series) -> None:
-        self.series = series
-        self.buckets = series.buckets
-
-
 class CallStats:
     """Counts and latency histograms of calls, keyed cheaply, labelled once per series."""
 
     def __init__(self) -> None:
-        self._table: dict[Any, _Recorder] = {}
+        #: Label-set key -> its series; ``series()`` adds one.
+        self.table: dict[Any, Series] = {}
         self.active = 0  # calls in flight
         #: Sampled when a snapshot is taken (e.g. open connections).
         self.gauges: dict[str, Callable[[], float]] = {}
         #: Monotonic counts kept by their owner (e.g. connections accepted).
         self.counters: dict[str, Callable[[], float]] = {}
 
+    def series(
+        self, key: Any, side: str, protocol: str, service: str, method: str, code: str
+    ) -> Series:
+        """The series of one label set (``key`` is any cheap, hashable stand-in for it)."""
+        series = self.table.get(key)
+        if series is None:
+            system = _SYSTEMS.get(protocol, protocol)
+            series = self.table[key] = Series(side, system, service, method, code)
+        return series
+
     def record(
         self, key: Any, side: str, protocol: str, service: str, method: str, code: str, dt: float
     ) -> None:
-        """Count one call that took ``dt`` seconds; ``key`` identifies the label set."""
-        rec = self._table.get(key)
-        if rec is None:
-            system = _SYSTEMS.get(protocol, protocol)
-            rec = self._table[key] = _Recorder(Series(side, system, service, method, code))
-        series = rec.series
-        series.count += 1
-        series.total += dt
-        rec.buckets[bisect.bisect_left(DURATION_BOUNDS, dt)] += 1
+        """Count one call that took ``dt`` seconds."""
+        observe(self.series(key, side, protocol, service, method, code), dt)
 
     def snapshot(self, pid: int, started: float) -> Snapshot:
         """A copy of everything counted so far."""
         series = [
             Series(s.side, s.system, s.service, s.method, s.code, s.count, s.total, list(s.buckets))
-            for s in (rec.series for rec in list(self._table.values()))
+            for s in list(self.table.values())
         ]
         gauges = {name: float(f()) for name, f in self.gauges.items()}
         gauges["active_calls"] = float(self.active)
         counters = {name: float(f()) for name, f in self.counters.items()}
         return Snapshot(pid, started, series, gauges, counters)
+
+
+def observe(series: Series, dt: float) -> None:
+    """Count one call of ``dt`` seconds into ``series``."""
+    series.count += 1
+    series.total += dt
+    series.buckets[bisect.bisect_left(DURATION_BOUNDS, dt)] += 1
 
 
 def merge_series(groups: Iterable[Iterable[Series]]) -> list[Series]:

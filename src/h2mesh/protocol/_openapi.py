@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._errors import Code
-from ..schema._jsonschema import REF_PREFIX
+from ..schema._jsonschema import REF_PREFIX, lower_camel
 from ..service import MethodDescriptor, MethodKind
 from .rest import RestRoute, RestServer
 
@@ -98,6 +98,7 @@ class _Builder:
         bound: set[tuple[str, ...]] = set()
         for name, field in variables:
             bound.add(field)
+            bound.add(tuple(lower_camel(p) for p in field))  # protobuf's JSON names
             schema = copy.deepcopy(schemas.field(req, field) or {"type": "string"})
             if schema.get("type") == "string":
                 schema.setdefault("minLength", 1)

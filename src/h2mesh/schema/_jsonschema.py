@@ -18,7 +18,7 @@ import msgspec
 from ..codec import is_message_type
 from ..codec._pydantic import is_pydantic_model
 
-__all__ = ["REF_PREFIX", "JsonSchemas"]
+__all__ = ["REF_PREFIX", "JsonSchemas", "lower_camel"]
 
 REF_PREFIX = "#/components/schemas/"
 
@@ -115,8 +115,13 @@ class JsonSchemas:
         schema = self.resolve(self.schema(tp, mode))
         for i, name in enumerate(path):
             props = schema.get("properties")
-            if not isinstance(props, dict) or name not in props:
+            if not isinstance(props, dict):
                 return None
+            if name not in props:
+                # Protobuf's JSON names are lowerCamelCase; routes name proto fields.
+                name = lower_camel(name)
+                if name not in props:
+                    return None
             last = i == len(path) - 1
             schema = props[name] if last and not resolve else self.resolve(props[name])
         return schema
@@ -258,8 +263,21 @@ def _proto_value(fd: Any, components: dict[str, Schema]) -> Schema:
     return dict(_PROTO_SCALARS.get(fd.type, {}))
 
 
+def lower_camel(name: str) -> str:
+    """``user_id`` -> ``userId``: protobuf's JSON name of a field."""
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _is_repeated(fd: Any) -> bool:
+    repeated = getattr(fd, "is_repeated", None)  # protobuf >= 6; older ones have label
+    if repeated is not None:
+        return bool(repeated)
+    return bool(fd.label == _LABEL_REPEATED)
+
+
 def _proto_field(fd: Any, components: dict[str, Schema]) -> Schema:
-    if fd.label == _LABEL_REPEATED:
+    if _is_repeated(fd):
         msg = fd.message_type
         if msg is not None and msg.GetOptions().map_entry:
             value = _proto_value(msg.fields_by_name["value"], components)

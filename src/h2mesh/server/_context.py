@@ -86,6 +86,28 @@ class Context:
         return self._stream.peer
 
     @property
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The caller's verified TLS client certificate (mutual TLS), decoded as
+        ``ssl.SSLSocket.getpeercert()`` does, or None."""
+        return self._stream.peer_certificate
+
+    @property
+    def peer_subject(self) -> str | None:
+        """The client certificate's subject as an RFC 4514 string, e.g.
+        ``"CN=client-1,O=Example"``, or None without one."""
+        cert = self.peer_certificate
+        return None if not cert else distinguished_name(cert.get("subject", ()))
+
+    @property
+    def peer_sans(self) -> list[str]:
+        """The client certificate's subject alternative names, e.g.
+        ``["DNS:client-1.example", "URI:spiffe://example/c1", "IP:10.0.0.7"]``."""
+        cert = self.peer_certificate
+        if not cert:
+            return []
+        return [f"{_SAN_KINDS.get(k, k)}:{v}" for k, v in cert.get("subjectAltName", ())]
+
+    @property
     def http_version(self) -> str:
         return self._stream.http_version
 
@@ -102,3 +124,36 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<Context {self.method.path} via {self.protocol}>"
+
+
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+    "streetAddress": "STREET",
+    "domainComponent": "DC",
+    "userId": "UID",
+}
+_SAN_KINDS = {"IP Address": "IP"}
+
+
+def _escape(value: str) -> str:
+    out = "".join("\\" + c if c in ',+"\\<>;=' else c for c in value)
+    if out[:1] in ("#", " "):
+        out = "\\" + out
+    if out.endswith(" "):
+        out = out[:-1] + "\\ "
+    return out
+
+
+def distinguished_name(rdns: Any) -> str:
+    """``getpeercert()``'s subject as RFC 4514 text: most specific first, as nginx's
+    ``$ssl_client_s_dn`` shows it."""
+    parts = [
+        "+".join(f"{_SHORT_NAMES.get(k, k)}={_escape(str(v))}" for k, v in rdn)
+        for rdn in reversed(rdns)
+    ]
+    return ",".join(parts)

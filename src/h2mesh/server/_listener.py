@@ -12,12 +12,21 @@ from ..transport._h1 import H1Connection
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-def server_ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
-    """A TLS server context offering ALPN ``h2`` and ``http/1.1``."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+def server_ssl_context(
+    certfile: str, keyfile: str, *, client_ca: str | None = None
+) -> ssl.SSLContext:
+    """A TLS server context offering ALPN ``h2`` and ``http/1.1``.
+
+    With ``client_ca`` (a PEM file of CA certificates), every client must present a
+    certificate signed by one of them (mutual TLS); others fail the handshake. Only those
+    CAs are trusted for clients, never the system's.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=client_ca)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(certfile, keyfile)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 

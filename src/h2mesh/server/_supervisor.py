@@ -436,7 +436,8 @@ class Supervisor:
                     if not await self._replace(worker):
                         log.error("reload stopped: a new worker failed; the old ones keep serving")
                         return
-                log.info("reloaded: workers %s", ", ".join(str(w.pid) for w in self.worker_infos()))
+                serving = [str(w.pid) for w in self.worker_infos() if not w.stopping]
+                log.info("reloaded: workers %s", ", ".join(serving))
                 if not self._reload_again:
                     return
         finally:

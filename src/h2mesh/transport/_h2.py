@@ -93,6 +93,11 @@ class H2Stream(Stream):
         return self._conn.peer
 
     @property
+    def peer_certificate(self) -> dict[str, Any] | None:
+        transport = self._conn.transport
+        return transport.get_extra_info("peercert") if transport is not None else None
+
+    @property
     def local(self) -> Any:
         return self._conn.sockname
 

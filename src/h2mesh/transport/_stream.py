@@ -42,6 +42,11 @@ class Stream:
         raise NotImplementedError
 
     @property
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The peer's verified TLS certificate (``ssl.SSLSocket.getpeercert()``), if any."""
+        return None
+
+    @property
     def at_eof(self) -> bool:
         raise NotImplementedError
 

@@ -1,0 +1,116 @@
+"""Per-call cost of keeping call metrics: h2mesh's ``CallStats`` against prometheus-client
+(normal and multiprocess mode) doing the same work: one in-flight gauge up and down and
+one duration observation with the four RPC labels. ``observer`` times the whole per-call
+hook a server runs with metrics on (``ServerObserver.observe`` around a handler that
+returns at once), against awaiting the same handler bare.
+
+Run each variant in its own process (multiprocess mode is chosen at import)::
+
+    for m in h2mesh prometheus prometheus-multiprocess observer; do
+        taskset -c 1 .venv/bin/python benchmarks/metrics_micro.py $m
+    done
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+N = 200_000
+LABELS = ("connect_rpc", "bench.v1.Bench", "Echo", "OK")
+
+
+def h2mesh() -> Callable[[], None]:
+    from h2mesh.observability import CallStats
+
+    stats = CallStats()
+    key = object()
+
+    def one() -> None:
+        stats.active += 1
+        stats.active -= 1
+        stats.record(key, "server", "connect", "bench.v1.Bench", "Echo", "OK", 0.00012)
+
+    return one
+
+
+def prometheus(multiprocess: bool) -> Callable[[], None]:
+    if multiprocess:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
+    from prometheus_client import Gauge, Histogram
+
+    from h2mesh.observability import DURATION_BOUNDS
+
+    names = ["rpc_system", "rpc_service", "rpc_method", "rpc_response_status_code"]
+    hist = Histogram("rpc_server_call_duration_seconds", "", names, buckets=DURATION_BOUNDS)
+    gauge = Gauge("rpc_server_active_calls", "", multiprocess_mode="livesum")
+
+    def one() -> None:
+        gauge.inc()
+        gauge.dec()
+        hist.labels(*LABELS).observe(0.00012)
+
+    return one
+
+
+def observer() -> None:
+    import asyncio
+    import time
+
+    from h2mesh import Code, MethodDescriptor, MethodKind
+    from h2mesh.observability import CallStats, ServerObserver
+
+    class Outcome:
+        method = MethodDescriptor("bench.v1.Bench", "Echo", "echo", MethodKind.UNARY, Any, Any)
+        protocol = "connect"
+        code = Code.OK
+
+    class Stream:
+        headers = [(b":path", b"/bench.v1.Bench/Echo")]
+
+    outcome, stream = Outcome(), Stream()
+
+    async def serve(_: Any) -> Any:
+        return outcome
+
+    async def run() -> None:
+        obs = ServerObserver(CallStats())
+        bare = observed = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(N):
+                await serve(stream)
+            bare = min(bare, (time.perf_counter() - t) / N)
+            t = time.perf_counter()
+            for _ in range(N):
+                await obs.observe(serve, stream)
+            observed = min(observed, (time.perf_counter() - t) / N)
+        print(f"{'observer':>24}: {(observed - bare) * 1e6:.2f} µs per call added")
+
+    asyncio.run(run())
+
+
+def main() -> None:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "h2mesh"
+    if mode == "observer":
+        observer()
+        return
+    if mode == "h2mesh":
+        one = h2mesh()
+    elif mode in ("prometheus", "prometheus-multiprocess"):
+        one = prometheus(mode.endswith("multiprocess"))
+    else:
+        raise SystemExit("mode: h2mesh, prometheus, prometheus-multiprocess or observer")
+    best = min(timeit.repeat(one, number=N, repeat=5)) / N
+    print(f"{mode:>24}: {best * 1e6:.2f} µs per call")
+
+
+if __name__ == "__main__":
+    main()
