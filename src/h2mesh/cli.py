@@ -22,6 +22,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,6 +35,7 @@ from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from .server import Server, server_ssl_context
 from .server._asgi import LifespanFailed
+from .server._limits import ConnectionLimits
 from .server._supervisor import worker_count
 from .service import Service
 
@@ -402,6 +404,13 @@ def _configure_server(server: Server, args: argparse.Namespace) -> None:
             server.forwarded_allow_ips = args.forwarded_allow_ips
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    if args.max_connections is not None or args.max_connections_per_address is not None:
+        try:
+            server.connection_limits = ConnectionLimits(
+                args.max_connections, args.max_connections_per_address
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _enable_registration(server: Server, args: argparse.Namespace) -> None:
@@ -495,12 +504,17 @@ def _add_production_flags(serve: argparse.ArgumentParser) -> None:
 
 # -- proto ------------------------------------------------------------------------------
 def _write_output(text: str, path: str | None) -> None:
+    """Write ``text`` to stdout (``-`` or no path) or to ``path``, creating its folder."""
     if path in (None, "-"):
         sys.stdout.write(text)
         sys.stdout.flush()
-    else:
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(text)
+        return
+    output = Path(path)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def _proto(args: argparse.Namespace) -> int:
@@ -615,6 +629,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated proxy addresses/networks (or '*') whose Forwarded and "
         "X-Forwarded-For headers give the client's address (default: $FORWARDED_ALLOW_IPS, "
         "else none)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="close new connections beyond N open ones (default: no cap)",
+    )
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        metavar="N",
+        help="close new connections from a client IP address that holds N (default: no cap)",
     )
     _add_production_flags(serve)
     serve.set_defaults(func=_serve)

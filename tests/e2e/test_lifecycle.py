@@ -11,7 +11,9 @@ import asyncio
 import json
 import shutil
 import ssl
+import struct
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -145,9 +147,42 @@ def test_stop_cancels_handlers_that_outlive_the_grace_period(run: Run) -> None:
 
             with pytest.raises(RpcError) as failed:
                 await asyncio.wait_for(call, 1.0)  # an error, not a hang
-            assert failed.value.code in (Code.UNAVAILABLE, Code.CANCELED)
+            # The Connect end-of-stream error came before the connection closed.
+            assert failed.value.code is Code.UNAVAILABLE
+            assert "server shutting down" in failed.value.message
             assert len(ticks) < 100
             assert not server._connections
+
+    run(main())
+
+
+def test_grpcio_sees_unavailable_for_a_call_past_the_grace_period(run: Run) -> None:
+    import grpc
+
+    # CountRequest(to=100, delay=0.05) in protobuf: field 1 varint, field 2 double.
+    request = b"\x08\x64\x11" + struct.pack("<d", 0.05)
+
+    async def main() -> None:
+        server = await serve()
+        first = threading.Event()
+
+        def consume() -> tuple[Any, str]:
+            with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+                count = ch.unary_stream("/demo.v1.Greeter/Count")
+                try:
+                    for _ in count(request, timeout=5):
+                        first.set()
+                except grpc.RpcError as exc:
+                    return exc.code(), exc.details()
+            return None, "the stream ended normally"
+
+        consumer = asyncio.get_running_loop().run_in_executor(None, consume)
+        await wait_until(first.is_set, 3.0)
+        await asyncio.wait_for(server.stop(grace=0.2), 2.0)
+        code, details = await asyncio.wait_for(consumer, 2.0)
+        # Trailers with grpc-status 14, not a cut connection ("Socket closed").
+        assert code == grpc.StatusCode.UNAVAILABLE, details
+        assert "server shutting down" in details
 
     run(main())
 

@@ -29,6 +29,7 @@ class Watch(Service, name="test.v1.Watch"):
     def __init__(self) -> None:
         self.progress = 0
         self.cancelled = threading.Event()
+        self.finished = threading.Event()  # the handler returned or raised
         self.deadline: float | None = None
 
     @rpc
@@ -42,6 +43,8 @@ class Watch(Service, name="test.v1.Watch"):
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
+        finally:
+            self.finished.set()
 
 
 @pytest.fixture
@@ -70,10 +73,8 @@ def _request(n: int) -> bytes:
 
 
 def _stops(watch: Watch) -> bool:
-    """True if the handler makes no more progress."""
-    before = watch.progress
-    time.sleep(0.3)
-    return watch.progress == before
+    """True once the handler has returned: it can make no more progress after that."""
+    return watch.finished.wait(2.0)
 
 
 def test_cancel_reaches_the_handler(watch: Watch, ticks: Any) -> None:

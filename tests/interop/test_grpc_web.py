@@ -252,6 +252,30 @@ def test_json_codec_with_protobuf_types(run: Any, server_url: str) -> None:
     assert resp.json() == {"payload": {"body": "AAA="}}
 
 
+def test_default_channel_carries_protobuf_types_in_messagepack(run: Any, server_url: str) -> None:
+    """The default Channel (Connect + MessagePack) with generated protobuf classes."""
+
+    async def main() -> None:
+        async with Channel(server_url) as ch:
+            api = ch.stub(TestServiceApi)
+            req = messages_pb2.SimpleRequest(response_size=3, fill_username=True)
+            resp = await api.unary_call(req, timeout=5)
+            assert resp.payload.body == bytes(3)
+            stream_req = messages_pb2.StreamingOutputCallRequest.FromString(STREAM_REQ)
+            sizes = [len(r.payload.body) async for r in api.streaming_output_call(stream_req)]
+            assert sizes == [3, 5, 8]
+
+    run(main())
+    # On the wire it is MessagePack (a map of the protobuf JSON field names).
+    import msgspec
+
+    body = msgspec.msgpack.encode({"responseSize": 2})
+    with httpx.Client(base_url=server_url, timeout=10.0) as client:
+        resp = client.post(UNARY, content=body, headers={"content-type": "application/msgpack"})
+    assert resp.status_code == 200, resp.text
+    assert msgspec.msgpack.decode(resp.content) == {"payload": {"body": "AAA="}}
+
+
 def test_connect_proto_with_protobuf_types(run: Any, server_url: str) -> None:
     """The same protobuf service answers Connect with application/proto."""
     with httpx.Client(base_url=server_url, timeout=10.0) as client:

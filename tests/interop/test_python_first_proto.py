@@ -24,10 +24,9 @@ from ..conftest import ROOT
 
 @pytest.fixture(scope="module")
 def greeter_proto(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """demo/v1/greeter.proto as the CLI writes it."""
+    """demo/v1/greeter.proto as the CLI writes it (creating demo/v1/)."""
     out = tmp_path_factory.mktemp("pyfirst")
     target = out / "demo" / "v1" / "greeter.proto"
-    target.parent.mkdir(parents=True)
     done = subprocess.run(
         [sys.executable, "-m", "h2mesh", "proto", "examples.greeter:Greeter", "-o", str(target)],
         cwd=ROOT,
@@ -79,6 +78,22 @@ def test_cli_writes_the_proto(greeter_proto: Path) -> None:
     assert "package demo.v1;" in text
     assert "  rpc Count(CountRequest) returns (stream Tick);" in text
     assert "message CountRequest {\n  int64 to = 1;\n  double delay = 2;\n}" in text
+
+
+def test_cli_reports_an_output_path_it_cannot_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "demo"
+    blocker.write_text("a file where a folder should be")
+    target = blocker / "v1" / "greeter.proto"
+    done = subprocess.run(
+        [sys.executable, "-m", "h2mesh", "proto", "examples.greeter:Greeter", "-o", str(target)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert f"error: cannot write {target}: Not a directory" in done.stderr
 
 
 def test_cli_refuses_a_non_service() -> None:

@@ -218,3 +218,35 @@ def test_model_dump_objects_encode_as_their_dict(codec: Codec) -> None:
             return {"x": 3, "y": 4}
 
     assert codec.decoder(Point)(codec.encode(Model())) == Point(3, 4)
+
+
+def test_msgpack_string_that_is_not_utf8_is_invalid_argument() -> None:
+    """Found by fuzzing: msgspec raises UnicodeDecodeError, not DecodeError, for it."""
+    from examples.greeter import HelloRequest
+
+    from h2mesh import Code, RpcError
+    from h2mesh.codec import MSGPACK
+
+    for tp in (HelloRequest, dict):
+        with pytest.raises(RpcError) as info:
+            MSGPACK.decoder(tp)(b"\x81\xa4name\xa2\xff\xfe")
+        assert info.value.code is Code.INVALID_ARGUMENT
+        assert "not UTF-8" in info.value.message
+
+
+def test_json_malformed_after_a_float_is_invalid_argument() -> None:
+    """Found by fuzzing: a float where an object belongs, then garbage."""
+    from examples.greeter import HelloRequest
+
+    from h2mesh import Code, RpcError
+    from h2mesh.codec import JSON
+
+    with pytest.raises(RpcError) as info:
+        JSON.decoder(HelloRequest)(b"333333333333333333333\x81\xa4name")
+    assert info.value.code is Code.INVALID_ARGUMENT
+    assert "malformed JSON" in info.value.message
+    # ...and a JSON string that is not UTF-8 (msgspec raises UnicodeDecodeError).
+    with pytest.raises(RpcError) as info:
+        JSON.decoder(Any)(b'"u\xec"')
+    assert info.value.code is Code.INVALID_ARGUMENT
+    assert "not UTF-8" in info.value.message

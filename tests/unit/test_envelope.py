@@ -167,7 +167,7 @@ def test_buffer_bounded_with_many_small_envelopes_per_chunk() -> None:
     assert peak < 65_536 + 2 * chunk_len
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)  # a shared machine makes timing meaningless
 @given(sizes=st.lists(st.integers(0, 40_000), min_size=1, max_size=12), cut=st.integers(1, 9000))
 def test_round_trip_across_compaction(sizes: list[int], cut: int) -> None:
     envs = [(i % 3, bytes([i % 251]) * n) for i, n in enumerate(sizes)]

@@ -224,6 +224,29 @@ class Channel:
         self._ticker: asyncio.Task[None] | None = None
         self._health: asyncio.Task[None] | None = None
         self._closed = False
+        # The loop the channel's connections and tasks live on (set by the first call).
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _bind_loop(self) -> None:
+        """Adopt the running loop: the first call's, or a new one after the old closed."""
+        loop = asyncio.get_running_loop()
+        old = self._loop
+        if old is not None and not old.is_closed():
+            raise RuntimeError(
+                "this Channel is in use by another event loop; make one Channel per loop "
+                "(or per thread)"
+            )
+        self._loop = loop
+        if old is None:
+            return
+        # A new asyncio.run() after the one that opened the connections: they, their
+        # timers and the background tasks died with the old loop; start afresh.
+        for pool in self._pools.values():
+            pool.forget_connections()
+        self._down.clear()
+        self._unhealthy.clear()
+        self._watcher = self._ticker = self._health = None
+        self._update_balancer()
 
     # -- endpoints ------------------------------------------------------------------
     def _apply(self, endpoints: Sequence[Endpoint]) -> None:
@@ -269,8 +292,26 @@ class Channel:
         self._update_balancer()
 
     def _readmit(self, address: str) -> None:
-        if self._down.pop(address, None) is not None and not self._closed:
-            self._update_balancer()
+        timer = self._down.pop(address, None)
+        if timer is not None:
+            timer.cancel()
+            if not self._closed:
+                self._update_balancer()
+
+    def _only_hope(self) -> Endpoint | None:
+        """With every endpoint backing off after failed connections, the one due back
+        first: the call tries it now instead of failing, so that a server that came back
+        is found by the next call, not when a backoff timer runs out."""
+        if self.balancer.endpoints:
+            return None  # some endpoint is in rotation (busy or ejected): not all are down
+        down = [
+            ep
+            for ep in self._applied
+            if ep.address in self._down and ep.address not in self._unhealthy
+        ]
+        if not down:
+            return None
+        return min(down, key=lambda ep: self._down[ep.address].when())
 
     async def _check_health(self) -> None:
         """Active health checks: ``grpc.health.v1.Health/Check`` on every endpoint, every
@@ -337,6 +378,8 @@ class Channel:
 
     def _pick(self, key: bytes | None) -> tuple[Endpoint, EndpointPool]:
         endpoint = self.balancer.pick(key)
+        if endpoint is None and self._down:
+            endpoint = self._only_hope()
         if endpoint is None:
             self._resolver.refresh()
             if self._applied and not self.balancer.endpoints:
@@ -353,6 +396,8 @@ class Channel:
 
     async def close(self) -> None:
         """Stop discovery and close the connections after in-flight calls (5 s at most)."""
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            self._bind_loop()
         self._closed = True
         for timer in self._down.values():
             timer.cancel()
@@ -410,6 +455,8 @@ class Channel:
         metadata: ResponseMetadata | None,
         key: bytes | str | None,
     ) -> Any:
+        if asyncio.get_running_loop() is not self._loop:
+            self._bind_loop()
         timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
         md = self._metadata(headers)
         direct = self._direct
@@ -473,7 +520,7 @@ class Channel:
         started = loop.time()
         ok = True
         try:
-            return await self.protocol.unary(
+            reply = await self.protocol.unary(
                 pool.open_stream,
                 self._base_headers,
                 method,
@@ -493,6 +540,9 @@ class Channel:
         finally:
             now = loop.time()
             balancer.finished(endpoint, ok, now - started, now)
+        if self._down and endpoint.address in self._down:
+            self._readmit(endpoint.address)  # it answered: back in rotation now
+        return reply
 
     async def _attempts(
         self,
@@ -517,7 +567,13 @@ class Channel:
             try:
                 result = await self._attempt(method, request, deadline, md, metadata, key)
             except RpcError as exc:
-                if isinstance(exc, UnprocessedError) and transparent > 0:
+                # Sent again at once if another endpoint may take it; with every
+                # endpoint down, the retry policy's backoff paces the attempts.
+                if (
+                    isinstance(exc, UnprocessedError)
+                    and transparent > 0
+                    and (self.balancer.endpoints or not self._down)
+                ):
                     transparent -= 1
                     continue
                 if state is None:
@@ -635,10 +691,12 @@ class Channel:
         metadata: ResponseMetadata | None,
         key: bytes | str | None,
     ) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._bind_loop()
         timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
         if timeout is not None and timeout <= 0:
             raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
-        loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         md = self._metadata(headers)
         transparent = _TRANSPARENT_RETRIES if requests is None else 0

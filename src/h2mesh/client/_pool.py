@@ -130,6 +130,12 @@ class EndpointPool:
             return conn.open_stream(headers, end)
 
     # -- housekeeping ---------------------------------------------------------------
+    def forget_connections(self) -> None:
+        """Drop the connections of an event loop that has closed (they cannot be used or
+        closed from another loop; their sockets are released with them)."""
+        self.connections = []
+        self._connecting = None
+
     def _prune(self) -> None:
         """Forget closed connections; close idle extras beyond the first."""
         now = time.monotonic()

@@ -7,6 +7,7 @@ calling thread waits for the result. Streams come back as ordinary iterators.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -26,14 +27,39 @@ class SyncChannel:
     """A blocking client: ``SyncChannel("http://host:port").stub(Greeter).say_hello(req)``."""
 
     def __init__(self, target: str, **options: Any) -> None:
+        self._target = target
+        self._options = options
+        self._start()
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
         self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._channel: Channel = self._run(self._make(target, options))
+        self._channel: Channel = asyncio.run_coroutine_threadsafe(
+            self._make(self._target, self._options), self._loop
+        ).result()
 
     @staticmethod
     async def _make(target: str, options: dict[str, Any]) -> Channel:
         return Channel(target, **options)
+
+    def _check_caller(self) -> None:
+        """Refuse a caller on a running loop; start anew in a forked child."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "SyncChannel called from a running event loop: it would block that loop "
+                "(and deadlock a server running in it); use Channel and await the call"
+            )
+        if os.getpid() != self._pid:
+            # A forked child (gunicorn --preload, uWSGI, multiprocessing): the loop thread
+            # did not survive the fork, and the connections are the parent's. Start anew;
+            # the inherited sockets are left alone for the parent.
+            self._start()
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -47,6 +73,7 @@ class SyncChannel:
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
     ) -> Any:
+        self._check_caller()
         return self._run(
             self._channel.unary(
                 method, request, timeout=timeout, headers=headers, metadata=metadata
@@ -64,6 +91,7 @@ class SyncChannel:
             for item in items:
                 yield item
 
+        self._check_caller()
         responses = self._channel.stream(
             method, request, agen(requests) if requests is not None else None, **kwargs
         )
@@ -93,6 +121,8 @@ class SyncChannel:
         """Close the connection and stop the loop thread."""
         if self._loop.is_closed():
             return
+        if os.getpid() != self._pid:
+            return  # a forked child that made no call: nothing of its own to close
         self._run(self._channel.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()

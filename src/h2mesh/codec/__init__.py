@@ -15,7 +15,7 @@ import msgspec
 from .._errors import Code, RpcError
 from . import _pydantic
 from .proto import PROTO as _PROTO
-from .proto import is_message_type, json_decoder
+from .proto import is_message_type, json_decoder, msgpack_decoder
 
 __all__ = ["JSON", "MSGPACK", "PROTO", "Codec", "DecodeFn", "codec_for", "is_message_type"]
 
@@ -32,8 +32,12 @@ class Codec(Protocol):
     def decoder(self, tp: Any) -> DecodeFn: ...
 
 
+def _is_message(value: Any) -> bool:
+    return hasattr(value, "DESCRIPTOR") and hasattr(value, "SerializeToString")
+
+
 def _json_enc_hook(value: Any) -> Any:
-    if hasattr(value, "DESCRIPTOR") and hasattr(value, "SerializeToString"):
+    if _is_message(value):
         from .proto import json_encode
 
         # A protobuf message: its canonical JSON, as a raw fragment.
@@ -45,6 +49,12 @@ def _json_enc_hook(value: Any) -> Any:
 
 
 def _enc_hook(value: Any) -> Any:
+    if _is_message(value):
+        from .proto import to_plain
+
+        # A protobuf message: the values of its canonical JSON, as MessagePack. (A JSON
+        # fragment spliced into MessagePack output would corrupt it.)
+        return to_plain(value)
     # Objects exposing a dict view (pydantic models, simple records) encode as that.
     if _pydantic.is_pydantic_model(type(value)):
         return value.model_dump(mode="json", by_alias=True)
@@ -62,6 +72,11 @@ def _wrap(decode: Callable[[Any], Any], label: str) -> DecodeFn:
             raise RpcError(Code.INVALID_ARGUMENT, f"invalid {label} message: {exc}") from None
         except msgspec.DecodeError as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"malformed {label}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            # msgspec's MessagePack decoder raises this for a str that is not UTF-8.
+            raise RpcError(
+                Code.INVALID_ARGUMENT, f"malformed {label}: a string is not UTF-8 ({exc.reason})"
+            ) from None
 
     return decode_or_raise
 
@@ -100,9 +115,17 @@ def _json_decoder(tp: Any) -> DecodeFn:
                 raise RpcError(Code.INVALID_ARGUMENT, f"invalid JSON message: {exc}") from None
         except msgspec.DecodeError as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"malformed JSON: {exc}") from None
+        except UnicodeDecodeError as exc:  # (msgspec's answer to a string that is not UTF-8)
+            raise RpcError(
+                Code.INVALID_ARGUMENT, f"malformed JSON: a string is not UTF-8 ({exc.reason})"
+            ) from None
         # JSON has one number type: 3.0 is an integer to JSON Schema (and to JavaScript),
         # so an int field takes it. Only this rare path pays for a second decode.
-        fixed, changed = _integral_floats(msgspec.json.decode(data))
+        try:
+            plain = msgspec.json.decode(data)
+        except msgspec.DecodeError as exc:  # (the typed decode stopped before seeing it)
+            raise RpcError(Code.INVALID_ARGUMENT, f"malformed JSON: {exc}") from None
+        fixed, changed = _integral_floats(plain)
         if not changed:
             return strict(data)
         return strict(msgspec.json.encode(fixed))
@@ -134,6 +157,8 @@ class _MsgpackCodec:
         self.encode = msgspec.msgpack.Encoder(enc_hook=_enc_hook).encode
 
     def decoder(self, tp: Any) -> DecodeFn:
+        if is_message_type(tp):
+            return msgpack_decoder(tp)  # type: ignore[no-any-return]
         if _pydantic.is_pydantic_model(tp):
             return _pydantic.msgpack_decoder(tp)
         return _wrap(msgspec.msgpack.Decoder(tp).decode, "MessagePack")

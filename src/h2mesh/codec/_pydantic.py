@@ -75,6 +75,11 @@ def msgpack_decoder(tp: Any) -> Callable[[bytes | memoryview], Any]:
             obj = decode(data)
         except msgspec.DecodeError as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"malformed MessagePack: {exc}") from None
+        except UnicodeDecodeError as exc:  # (msgspec's answer to a str that is not UTF-8)
+            raise RpcError(
+                Code.INVALID_ARGUMENT,
+                f"malformed MessagePack: a string is not UTF-8 ({exc.reason})",
+            ) from None
         return validate(obj)
 
     return _validated(parse, "MessagePack")

@@ -15,7 +15,14 @@ from typing import Any
 
 from .._errors import Code, RpcError
 
-__all__ = ["PROTO", "is_message_type", "json_decoder", "json_encode"]
+__all__ = [
+    "PROTO",
+    "is_message_type",
+    "json_decoder",
+    "json_encode",
+    "msgpack_decoder",
+    "to_plain",
+]
 
 
 def is_message_type(tp: Any) -> bool:
@@ -57,6 +64,33 @@ def json_decoder(tp: Any) -> Any:
             raise RpcError(Code.INVALID_ARGUMENT, f"invalid JSON {tp.__name__}: {exc}") from None
 
     return decode
+
+
+def msgpack_decoder(tp: Any) -> Any:
+    """Decode MessagePack (a map shaped as the protobuf JSON mapping) into a ``tp``."""
+    import msgspec
+    from google.protobuf import json_format
+
+    def decode(data: bytes | memoryview) -> Any:
+        try:
+            plain = msgspec.msgpack.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise RpcError(Code.INVALID_ARGUMENT, f"malformed MessagePack: {exc}") from None
+        try:
+            return json_format.ParseDict(plain, tp(), ignore_unknown_fields=False)
+        except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+            raise RpcError(
+                Code.INVALID_ARGUMENT, f"invalid MessagePack {tp.__name__}: {exc}"
+            ) from None
+
+    return decode
+
+
+def to_plain(message: Any) -> Any:
+    """A protobuf message as plain values (dicts, lists, strings), shaped as its JSON."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(message)
 
 
 def json_encode(message: Any) -> bytes:

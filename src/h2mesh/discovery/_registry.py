@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,15 @@ class Registry:
     the writes through ``asyncio.to_thread`` since they may wait on another writer.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path) if path is not None else default_registry_path()
+        # Wall-clock seconds: the processes sharing the file share no other clock.
+        self._clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
@@ -85,7 +92,7 @@ class Registry:
         weight: int = 1,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
-        now = time.time()
+        now = self._clock()
         with self._lock:
             self._db.execute("DELETE FROM endpoints WHERE expires_at <= ?", (now,))
             self._db.execute(
@@ -98,7 +105,7 @@ class Registry:
         with self._lock:
             cur = self._db.execute(
                 "UPDATE endpoints SET expires_at = ? WHERE service = ? AND address = ?",
-                (time.time() + ttl, service, address),
+                (self._clock() + ttl, service, address),
             )
         return cur.rowcount > 0
 
@@ -111,7 +118,7 @@ class Registry:
     def prune(self) -> int:
         """Delete expired rows; returns how many."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM endpoints WHERE expires_at <= ?", (time.time(),))
+            cur = self._db.execute("DELETE FROM endpoints WHERE expires_at <= ?", (self._clock(),))
         return cur.rowcount
 
     def lookup(self, service: str) -> tuple[list[Endpoint], float | None]:
@@ -120,7 +127,7 @@ class Registry:
             rows = self._db.execute(
                 "SELECT address, weight, metadata, expires_at FROM endpoints"
                 " WHERE service = ? AND expires_at > ? ORDER BY address",
-                (service, time.time()),
+                (service, self._clock()),
             ).fetchall()
         endpoints = [
             Endpoint(address, int(weight), _metadata(metadata))
@@ -134,7 +141,7 @@ class Registry:
             rows = self._db.execute(
                 "SELECT service, address, weight, metadata FROM endpoints"
                 " WHERE expires_at > ? ORDER BY service, address",
-                (time.time(),),
+                (self._clock(),),
             ).fetchall()
         out: dict[str, list[Endpoint]] = {}
         for service, address, weight, metadata in rows:
@@ -147,7 +154,7 @@ class Registry:
             rows = self._db.execute(
                 "SELECT service, address, weight, metadata, expires_at FROM endpoints"
                 " WHERE expires_at > ? ORDER BY service, address",
-                (time.time(),),
+                (self._clock(),),
             ).fetchall()
         return [
             (service, Endpoint(address, int(weight), _metadata(metadata)), float(expires_at))

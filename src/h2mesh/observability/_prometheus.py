@@ -32,10 +32,6 @@ METRICS: dict[str, tuple[str, str]] = {
         "histogram",
         "Duration of calls served, from the request headers to the last response byte.",
     ),
-    "rpc_client_call_duration_seconds": (
-        "histogram",
-        "Duration of calls made by clients in this process, one per attempt.",
-    ),
     "rpc_server_active_calls": ("gauge", "Calls being served right now."),
     "h2mesh_server_connections_open": ("gauge", "Client connections open right now."),
     "h2mesh_server_connections_total": ("counter", "Client connections accepted."),
@@ -51,7 +47,7 @@ _COUNTERS = {"connections_total": "h2mesh_server_connections_total"}
 
 
 def _histograms(series: Sequence[Series]) -> Iterator[Any]:
-    for side in ("server", "client"):
+    for side in ("server",):
         name = f"rpc_{side}_call_duration_seconds"
         family = HistogramMetricFamily(name, METRICS[name][1], labels=_LABELS)
         for s in series:

@@ -38,6 +38,7 @@ from ._context import Context
 from ._forwarded import ProxyTrust
 from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
+from ._limits import ConnectionLimits, raise_open_file_limit
 from ._listener import Sniffer, server_ssl_context
 from ._registration import ServerRegistration
 
@@ -94,6 +95,10 @@ class Server:
     ``cors`` says which browser origins may call, for every protocol: by default any
     origin (echoed, without credentials); a list of origins, or a ``CorsPolicy``, to
     restrict; ``False`` for no CORS headers at all.
+
+    ``max_connections`` and ``max_connections_per_address`` cap the open connections
+    (overall, and per client IP address); a connection past a cap is closed as soon as it
+    is accepted. Starting raises the open-file limit (RLIMIT_NOFILE) to its hard limit.
     """
 
     def __init__(
@@ -123,8 +128,12 @@ class Server:
         executor: Executor | None = None,
         forwarded_allow_ips: str | Sequence[str] | None = None,
         tracer_provider: Any = None,
+        max_connections: int | None = None,
+        max_connections_per_address: int | None = None,
     ) -> None:
         self.config = config or TransportConfig()
+        # Connections past either cap are closed as soon as they are accepted (_limits.py).
+        self.connection_limits = ConnectionLimits(max_connections, max_connections_per_address)
         # register="name": announce this server in a registry while serving (_registration.py).
         self.registration = (
             ServerRegistration(register, registry, ttl=register_ttl, address=register_address)
@@ -165,6 +174,7 @@ class Server:
         self._servers: list[asyncio.Server] = []
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
+        self._cutting = False  # the shutdown grace is over: cancelled calls answer unavailable
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listen_sockets: list[socket.socket] = []
         self.connections_accepted = 0
@@ -324,8 +334,13 @@ class Server:
             self._shadowed is None or bool(self._rest.routes())
         )
 
+        limits = self.connection_limits if self.connection_limits.active else None
+        raise_open_file_limit()
+
         def factory() -> asyncio.Protocol:
-            return Sniffer(self._make_h2, self._make_h1, scheme, self.config.handshake_timeout)
+            return Sniffer(
+                self._make_h2, self._make_h1, scheme, self.config.handshake_timeout, limits
+            )
 
         if sock is None:
             srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
@@ -448,6 +463,7 @@ class Server:
         pending = [c.closed for c in self._connections if not c.closed.done()]
         if pending:
             await asyncio.wait(pending, timeout=grace)
+        await self._end_running_calls()
         for conn in list(self._connections):
             conn.abort()
         pending = [c.closed for c in self._connections if not c.closed.done()]
@@ -462,6 +478,23 @@ class Server:
             # Threads still running a servicer finish on their own; none are waited for.
             self._own_executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._own_executor = None
+
+    async def _end_running_calls(self) -> None:
+        """The grace is over: calls still running end with ``unavailable`` (gRPC trailers,
+        the Connect end-of-stream error) before their connections close."""
+        tasks = [
+            stream.task
+            for conn in self._connections
+            for stream in conn.active_streams()
+            if stream.task is not None and not stream.task.done()
+        ]
+        if not tasks:
+            return
+        self._cutting = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=1.0)
+        self._cutting = False
 
     async def __aenter__(self) -> Server:
         if not self._servers:
@@ -498,6 +531,8 @@ class Server:
 
     def _on_close(self, conn: Any) -> None:
         self._connections.discard(conn)
+        if self.connection_limits.active:
+            self.connection_limits.release(conn.peer)
 
     def _on_stream(self, stream: Stream) -> None:
         loop = self._loop
@@ -633,12 +668,18 @@ class Server:
         except RpcError as exc:
             await self._fail(call, ctx, exc)
         except asyncio.CancelledError:
-            if not ctx.timed_out:
+            if not ctx.timed_out and not self._cutting:
                 ctx.code = Code.CANCELED
-                raise  # the caller reset the stream, or the server is closing
+                raise  # the caller reset the stream
             if task is not None:
                 task.uncancel()
-            await self._fail(call, ctx, RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded"))
+            if ctx.timed_out:
+                error = RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+            else:
+                error = RpcError(
+                    Code.UNAVAILABLE, "server shutting down: the call ran past the grace period"
+                )
+            await self._fail(call, ctx, error)
         except MessageTooLarge as exc:
             await self._fail(call, ctx, RpcError(Code.RESOURCE_EXHAUSTED, str(exc)))
         except TransportError:

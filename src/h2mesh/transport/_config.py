@@ -30,5 +30,7 @@ class TransportConfig:
     keepalive_timeout: float = 20.0
     # Seconds a new connection may take to show which protocol it speaks (preface/request).
     handshake_timeout: float = 10.0
+    # HTTP/1.1: seconds a request head may take once it has begun (then 408 and close).
+    request_head_timeout: float | None = 10.0
     # HTTP/1.1: bytes of request body buffered before reading pauses.
     h1_buffer_limit: int = 256 * 1024

@@ -610,6 +610,7 @@ class H1Connection(asyncio.Protocol):
         self._idle_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
         self._tls = False
         # After a request that may switch protocols: the raw bytes that follow its head,
         # then (once switched) the tunnel they go to.
@@ -650,12 +651,20 @@ class H1Connection(asyncio.Protocol):
         except HttpParserError as exc:
             self._parse_failed(exc)
             return
-        if in_head and self._head is not None and messages == self._messages:
-            # httptools buffers a header line until it ends, so a head that keeps
-            # growing is bounded by the bytes received as well as by its fields.
-            self._head_raw += len(data)
-            if self._head_raw > self._max_head:
-                self._reject(431, "request header fields too large")
+        if self._head is not None:
+            if in_head and messages == self._messages:
+                # httptools buffers a header line until it ends, so a head that keeps
+                # growing is bounded by the bytes received as well as by its fields.
+                self._head_raw += len(data)
+                if self._head_raw > self._max_head:
+                    self._reject(431, "request header fields too large")
+                    return
+            # A head that did not arrive whole in one read must finish in time (a
+            # slow-loris client otherwise holds the connection for the idle timeout).
+            if self._head_timer is None and self.config.request_head_timeout is not None:
+                self._head_timer = self.loop.call_later(
+                    self.config.request_head_timeout, self._head_timed_out, self._messages
+                )
 
     def eof_received(self) -> bool | None:
         if self._receiving is not None or self._lingering or not self.streams or self._tls:
@@ -669,10 +678,10 @@ class H1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self._stopped = True
-        for timer in (self._timer, self._linger_timer):
+        for timer in (self._timer, self._linger_timer, self._head_timer):
             if timer is not None:
                 timer.cancel()
-        self._timer = self._linger_timer = None
+        self._timer = self._linger_timer = self._head_timer = None
         err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed")
         streams = list(self.streams)
         self.streams.clear()
@@ -743,6 +752,9 @@ class H1Connection(asyncio.Protocol):
     def _on_headers_complete(self) -> None:
         head = self._head
         self._head = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if self._synthetic:
             self._synthetic = False
             return
@@ -995,6 +1007,12 @@ class H1Connection(asyncio.Protocol):
         else:
             self._reject(400, f"malformed HTTP/1.1 request: {exc}")
 
+    def _head_timed_out(self, message: int) -> None:
+        self._head_timer = None
+        if self._head is not None and self._messages == message and not self.lost:
+            timeout = self.config.request_head_timeout
+            self._reject(408, f"request head not complete within {timeout:g} s")
+
     def _reject(self, status: int, message: str) -> None:
         """Answer a request that cannot be served with ``status``, then close."""
         self._stopped = True  # what follows in the input cannot be parsed: drop it
@@ -1060,6 +1078,10 @@ class H1Connection(asyncio.Protocol):
     def abort(self) -> None:
         """Close the connection now; open streams fail with ``ConnectionLost``."""
         self._close()
+
+    def active_streams(self) -> list[H1Stream]:
+        """The requests in progress (or pipelined) now."""
+        return list(self.streams)
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self.closed)

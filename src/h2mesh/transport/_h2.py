@@ -22,6 +22,7 @@ import ngh2
 
 from ._config import TransportConfig
 from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamReset
+from ._guard import InboundGuard
 from ._stream import Headers, Stream
 
 _CANCEL = 0x8
@@ -32,10 +33,21 @@ _PROTOCOL_ERROR = 0x1
 _INTERNAL_ERROR = 0x2
 _ENHANCE_YOUR_CALM = 0xB
 _GOAWAY_FRAME = 0x7
+_RST_STREAM_FRAME = 0x3
 # A header list over the advertised limit costs the peer its stream (431 or a reset);
 # only one this many times larger makes the engine give up on the whole connection.
 _HEADER_LIMIT_FACTOR = 4
+# RST_STREAM frames a client may send in a burst, and per second after it (the engine's
+# defaults; real cancellations stay far below).
+_RESET_LIMIT = (1000, 33)
 _HEADERS_TOO_LARGE = [(b":status", b"431")]
+_BAD_REQUEST = [(b":status", b"400"), (b"content-type", b"text/plain; charset=utf-8")]
+_DEFAULT_PORTS = {b"http": b":80", b"https": b":443"}
+
+
+def _frame(kind: int, sid: int, payload: bytes) -> bytes:
+    """One frame written by hand, for what the engine cannot send."""
+    return len(payload).to_bytes(3, "big") + bytes((kind, 0)) + sid.to_bytes(4, "big") + payload
 
 
 def _header_list_size(headers: list[tuple[bytes, bytes]]) -> int:
@@ -45,6 +57,51 @@ def _header_list_size(headers: list[tuple[bytes, bytes]]) -> int:
     for name, value in headers:
         size += len(name) + len(value)
     return size
+
+
+def _request_head_size(headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes | None]:
+    """The header list size of a request (as ``_header_list_size``) and its ``host`` field."""
+    size = 32 * len(headers)
+    host = None
+    for name, value in headers:
+        size += len(name) + len(value)
+        if name == b"host":
+            host = value
+    return size, host
+
+
+def _authority_problem(headers: list[tuple[bytes, bytes]], host: bytes) -> str | None:
+    """Check a request's ``host`` against its ``:authority`` (RFC 9113 section 8.3.1).
+
+    Without ``:authority`` (as proxies such as HAProxy send), ``host`` stands in for it and
+    is copied into the list. Both present and naming different origins: the request is
+    malformed, and the reason is returned.
+    """
+    authority = scheme = None
+    for name, value in headers:
+        if name == b":authority":
+            authority = value
+        elif name == b":scheme":
+            scheme = value
+        elif name[:1] != b":":
+            break  # pseudo-header fields come first
+    if authority is None:
+        headers.insert(0, (b":authority", host))
+        return None
+    default_port = _DEFAULT_PORTS.get(scheme or b"")
+
+    def origin(value: bytes) -> bytes:
+        value = value.strip().lower()
+        if default_port is not None and value.endswith(default_port):
+            value = value[: -len(default_port)]
+        return value
+
+    if origin(authority) == origin(host):
+        return None
+    return (
+        f"host header {host.decode('latin-1')!r} disagrees with "
+        f":authority {authority.decode('latin-1')!r}"
+    )
 
 
 class H2Stream(Stream):
@@ -334,10 +391,26 @@ class H2Connection(asyncio.Protocol):
             ngh2.Configuration(
                 auto_window_update=False,
                 max_inbound_header_list_size=cfg.max_header_list_size * _HEADER_LIMIT_FACTOR,
+                # The guard enforces _RESET_LIMIT first, and answers ENHANCE_YOUR_CALM
+                # where the engine's own limiter would say INTERNAL_ERROR.
+                stream_reset_rate_limit=(2 * _RESET_LIMIT[0], 2 * _RESET_LIMIT[1]),
             ),
         )
         self.high_water = cfg.send_high_water
         self.streams: dict[int, H2Stream] = {}
+        # Server side: frame checks the engine leaves out (see _guard.py).
+        self._guard = (
+            None
+            if client
+            else InboundGuard(
+                max_frame_size=cfg.max_frame_size,
+                reset_limit=_RESET_LIMIT,
+                open_streams=self.streams,
+                window=self._send_window,
+            )
+        )
+        # Streams whose headers held a field too long for the engine: they get a 431.
+        self._oversized = set() if self._guard is None else self._guard.oversized
         self.send_waiters: set[H2Stream] = set()
         self.on_stream = on_stream
         self.on_close = on_close
@@ -402,8 +475,21 @@ class H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         engine = self.engine
         self._received = True
+        guard = self._guard
+        if guard is not None:
+            data = guard.feed(data)
+        if not self._receive(data):
+            return
+        if guard is not None and guard.violation is not None and not self._answer(guard):
+            return
+        self._flush()
+        if not engine.want_read and not engine.want_write:
+            self._abort()
+
+    def _receive(self, data: bytes) -> bool:
+        """Feed the engine and handle its events; False if it gave up on the peer."""
         try:
-            engine.receive_data(data)
+            self.engine.receive_data(data)
         except ngh2.NGH2Error as exc:
             # The engine has queued a GOAWAY describing the violation; send it and close.
             # If the engine failed outright, it has nothing to send: say why ourselves.
@@ -412,11 +498,29 @@ class H2Connection(asyncio.Protocol):
             except ngh2.NGH2Error:
                 self._send_last_goaway(exc)
             self._abort()
-            return
-        self._dispatch_events(engine.events())
-        self._flush()
-        if not engine.want_read and not engine.want_write:
-            self._abort()
+            return False
+        self._dispatch_events(self.engine.events())
+        return True
+
+    def _answer(self, guard: InboundGuard) -> bool:
+        """Answer the client's errors that the guard found; False once the connection ends."""
+        while guard.violation is not None:
+            sid, code = guard.violation
+            guard.violation = None
+            if sid == 0:
+                with contextlib.suppress(ngh2.NGH2Error):
+                    self.engine.terminate_connection(code)
+                return True  # the flush sends the GOAWAY, then the connection closes
+            if sid in self.streams:
+                with contextlib.suppress(ngh2.NGH2Error):
+                    self.engine.reset_stream(sid, code)
+            else:  # idle or forgotten: the engine would not send it, so say it by hand
+                self._flush()
+                if self.transport is not None and not self.lost:
+                    self.transport.write(_frame(_RST_STREAM_FRAME, sid, code.to_bytes(4, "big")))
+            if not self._receive(guard.feed(b"")):
+                return False
+        return True
 
     def _dispatch_events(self, events: list[ngh2.Event]) -> None:
         dispatch = self._dispatch
@@ -497,6 +601,14 @@ class H2Connection(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.close()
 
+    def _send_window(self, sid: int) -> int | None:
+        """The peer's window for stream ``sid``, an open one (or one opened by the same read,
+        which has sent nothing yet)."""
+        if sid in self.streams:
+            with contextlib.suppress(ngh2.NGH2Error):
+                return self.engine.stream_remote_window_size(sid)
+        return self.engine.remote_settings.get(ngh2.Setting.INITIAL_WINDOW_SIZE, 65_535)
+
     def _send_last_goaway(self, exc: BaseException) -> None:
         """Write a GOAWAY frame by hand, for when the engine itself has failed."""
         if isinstance(exc, ngh2.DenialOfServiceError):
@@ -506,9 +618,8 @@ class H2Connection(asyncio.Protocol):
         else:
             code = _INTERNAL_ERROR
         payload = self.last_stream_id.to_bytes(4, "big") + code.to_bytes(4, "big")
-        header = len(payload).to_bytes(3, "big") + bytes((_GOAWAY_FRAME, 0, 0, 0, 0, 0))
         if self.transport is not None and not self.lost and not self.transport.is_closing():
-            self.transport.write(header + payload)
+            self.transport.write(_frame(_GOAWAY_FRAME, 0, payload))
 
     # -- event handlers -----------------------------------------------------------
     def _on_request(self, ev: ngh2.RequestReceived) -> None:
@@ -516,9 +627,17 @@ class H2Connection(asyncio.Protocol):
         self.last_stream_id = sid
         self.last_activity = time.monotonic()
         headers = list(ev.headers)
-        if _header_list_size(headers) > self.config.max_header_list_size:
-            self._refuse_oversized(sid, ev.end_stream)
+        size, host = _request_head_size(headers)
+        oversized = self._oversized
+        if size > self.config.max_header_list_size or (oversized and sid in oversized):
+            oversized.discard(sid)
+            self._refuse(sid, ev.end_stream, _HEADERS_TOO_LARGE)
             return
+        if host is not None:
+            problem = _authority_problem(headers, host)
+            if problem is not None:
+                self._refuse(sid, ev.end_stream, _BAD_REQUEST, problem.encode() + b"\n")
+                return
         stream = H2Stream(self, sid, headers)
         if ev.end_stream:
             stream._eof = True
@@ -528,10 +647,16 @@ class H2Connection(asyncio.Protocol):
             return
         self.on_stream(stream)
 
-    def _refuse_oversized(self, sid: int, request_ended: bool) -> None:
-        """Answer 431 to a request whose header list is over the limit, on that stream only."""
+    def _refuse(
+        self, sid: int, request_ended: bool, head: list[tuple[bytes, bytes]], body: bytes = b""
+    ) -> None:
+        """Answer a request the transport will not pass on (431, 400), on that stream only."""
+        if not request_ended and self._guard is not None:
+            self._guard.tolerate(sid)  # its body may still be on the way
         with contextlib.suppress(ngh2.NGH2Error):
-            self.engine.send_response(sid, _HEADERS_TOO_LARGE, end_stream=True)
+            self.engine.send_response(sid, head, end_stream=not body)
+            if body:
+                self.engine.send_data(sid, body, end_stream=True)
         if not request_ended:
             # Nothing will read the body: tell the client to stop (RFC 9113 8.1), once
             # the response is on the wire (the engine would send the reset first).
@@ -577,7 +702,11 @@ class H2Connection(asyncio.Protocol):
         stream = self.streams.get(ev.stream_id)
         if stream is not None:
             trailers = list(ev.headers)
-            if _header_list_size(trailers) > self.config.max_header_list_size:
+            oversized = self._oversized
+            if _header_list_size(trailers) > self.config.max_header_list_size or (
+                oversized and ev.stream_id in oversized
+            ):
+                oversized.discard(ev.stream_id)
                 stream._refuse_headers("trailer")
                 return
             stream.trailers = trailers
@@ -592,6 +721,10 @@ class H2Connection(asyncio.Protocol):
     def _on_closed(self, ev: ngh2.StreamClosed) -> None:
         stream = self.streams.pop(ev.stream_id, None)
         if stream is None:
+            if ev.error_code != _NO_ERROR and self._guard is not None:
+                # Refused before it became a stream (431, 400, the engine's own checks):
+                # the client may still be sending on it.
+                self._guard.tolerate(ev.stream_id)
             return
         if stream._unacked:
             # Return the unread bytes to the connection window (pointless, and refused by
@@ -605,6 +738,8 @@ class H2Connection(asyncio.Protocol):
         stream.closed = True
         code = ev.error_code
         if code != _NO_ERROR or not stream._eof:
+            if not stream._eof and self._guard is not None:
+                self._guard.tolerate(ev.stream_id)  # reset while the client was sending
             if ev.local_error is not None:
                 exc: BaseException = StreamReset(code or _CANCEL, str(ev.local_error))
             else:
@@ -686,8 +821,24 @@ class H2Connection(asyncio.Protocol):
         await asyncio.shield(self.closed)
 
     def abort(self) -> None:
-        """Close the connection now; open streams fail with ``ConnectionLost``."""
+        """Close the connection now; open streams fail with ``ConnectionLost``.
+
+        What the streams already queued (final statuses, trailers) goes out first, and
+        streams still open get RST_STREAM (NO_ERROR once their response is complete),
+        so that the peer sees each call end before the connection does.
+        """
+        if self.transport is not None and not self.lost:
+            with contextlib.suppress(ngh2.NGH2Error):
+                for stream in list(self.streams.values()):
+                    self.engine.reset_stream(
+                        stream.id, _NO_ERROR if stream.ended_local else _CANCEL
+                    )
+                self._flush()
         self._abort()
+
+    def active_streams(self) -> list[H2Stream]:
+        """The streams open now."""
+        return list(self.streams.values())
 
     def _close_when_done(self) -> None:
         if self.transport is not None and not self.lost and not self.transport.is_closing():

@@ -1,0 +1,202 @@
+"""Attacks on a live server, bounded and on loopback: a normal client must keep working.
+
+Each attack runs against a real server (in process, or an ``h2mesh serve`` process with
+the default soft limit of 1024 open files) while an h2mesh ``Channel`` makes ordinary
+calls; the assertions are the normal client's success rate, the server's memory and the
+limit that stopped the attacker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from examples.greeter import Greeter, HelloRequest
+
+from h2mesh import Channel, Code, RpcError, Server, TransportConfig
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+
+REPO = Path(__file__).resolve().parents[2]
+H2MESH = Path(sys.executable).parent / "h2mesh"
+HELLO = HelloRequest(name="x")
+HALF_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+
+async def normal_calls(url: str, calls: int) -> float:
+    """The share of ``calls`` unary calls on a fresh Channel that succeed."""
+    ok = 0
+    async with Channel(url) as ch:
+        stub = ch.stub(Greeter)
+        for _ in range(calls):
+            try:
+                await stub.say_hello(HELLO, timeout=5)
+                ok += 1
+            except RpcError:
+                pass
+    return ok / calls
+
+
+async def closed_by_server(reader: asyncio.StreamReader, timeout: float = 3.0) -> bytes:
+    """What the server sent before closing the connection (fails if it stays open)."""
+    return await asyncio.wait_for(reader.read(), timeout)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+# -- HTTP/1.1 request head timeout -----------------------------------------------------------
+def test_half_sent_request_head_gets_408_and_the_connection_closes(run: Run) -> None:
+    async def main() -> None:
+        server = Server([Greeter()], config=TransportConfig(request_head_timeout=0.3))
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(HALF_HEAD)
+            answer = await closed_by_server(reader)
+            assert answer.startswith(b"HTTP/1.1 408 ")
+            assert b"request head not complete within 0.3 s" in answer
+            writer.close()
+            # A head that arrives in pieces but in time is served.
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /demo.v1.Greeter/SayHello?encoding=json&message=%7B%22name")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # a second read for the server, well within 0.3 s
+            writer.write(b"%22%3A%22x%22%7D HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = await closed_by_server(reader)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+            writer.close()
+        finally:
+            await server.stop(0.1)
+
+    run(main())
+
+
+# -- connection caps -------------------------------------------------------------------------
+def test_connections_past_the_per_address_cap_are_closed_and_others_served(run: Run) -> None:
+    async def main() -> None:
+        server = Server([Greeter()], max_connections_per_address=20)
+        await server.start("127.0.0.1", 0)
+        await server.start("::1", 0)
+        port4, port6 = (addr[1] for addr in server.sockets)
+        held = [await asyncio.open_connection("127.0.0.1", port4) for _ in range(20)]
+        try:
+            await asyncio.sleep(0)  # (accepting is the server's: let it run)
+            extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", port4)
+            assert await closed_by_server(extra_reader) == b""  # closed, nothing read
+            extra_writer.close()
+            # Another address is served; the capped one too once it lets go of one.
+            assert await normal_calls(f"http://[::1]:{port6}", 20) == 1.0
+            held.pop()[1].close()
+            ok = 0.0
+            deadline = time.monotonic() + 3.0
+            while ok < 1.0 and time.monotonic() < deadline:  # the close reaches the server
+                ok = await normal_calls(f"http://127.0.0.1:{port4}", 1)
+            assert ok == 1.0
+        finally:
+            for _, writer in held:
+                writer.close()
+            await server.stop(0.1)
+
+    run(main())
+
+
+def test_connections_past_the_total_cap_are_closed_at_once(run: Run) -> None:
+    async def main() -> None:
+        server = Server([Greeter()], max_connections=10)
+        await server.start()
+        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(10)]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            assert await closed_by_server(reader) == b""
+            writer.close()
+            with pytest.raises(RpcError) as refused:
+                await normal_calls_raising(f"http://127.0.0.1:{server.port}")
+            assert refused.value.code is Code.UNAVAILABLE
+        finally:
+            for _, w in held:
+                w.close()
+            await server.stop(0.1)
+        deadline = time.monotonic() + 3.0
+        while server.connection_limits.open:  # every close is counted, once it arrives
+            assert time.monotonic() < deadline, server.connection_limits.open
+            await asyncio.sleep(0.01)
+
+    run(main())
+
+
+async def normal_calls_raising(url: str) -> None:
+    async with Channel(url) as ch:
+        await ch.stub(Greeter).say_hello(HELLO, timeout=2)
+
+
+# -- 1,100 slow connections against the default 1024 open files ------------------------------
+@pytest.fixture
+def served_with_1024_files(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """``h2mesh serve`` started as most systems start it: soft RLIMIT_NOFILE 1024."""
+
+    def lower_limit() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [str(H2MESH), "serve", "examples.greeter:Greeter", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        preexec_fn=lower_limit,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert line.startswith("h2mesh serving on "), line
+        yield proc.pid, int(line.rsplit(":", 1)[1])
+    finally:
+        proc.kill()
+        proc.wait(5)
+        log.close()
+
+
+def test_1100_slow_connections_leave_a_normal_client_served(
+    run: Run, served_with_1024_files: tuple[int, int]
+) -> None:
+    pid, port = served_with_1024_files
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard < 4096:
+        pytest.fail(f"the hard open-file limit here ({hard}) is too low for this test")
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    soft_now = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    assert soft_now.split()[3] == soft_now.split()[4]  # the server raised soft to hard
+    rss_before = rss_kib(pid)
+
+    async def main() -> float:
+        slow = []
+        for _ in range(1100):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(HALF_HEAD)  # and never the rest
+            slow.append(writer)
+        try:
+            return await normal_calls(f"http://127.0.0.1:{port}", 200)
+        finally:
+            for writer in slow:
+                writer.close()
+
+    soft, hard_limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard_limit, 4096), hard_limit))
+    success = run(main())
+    assert success >= 0.99, f"normal client: {success:.1%} success"
+    grown = rss_kib(pid) - rss_before
+    assert grown < 64 * 1024, f"server RSS grew by {grown} KiB for 1,100 idle connections"
