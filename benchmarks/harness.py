@@ -42,7 +42,8 @@ SERVER_CPU, CLIENT_CPU = 0, 1
 class System:
     name: str
     label: str
-    server: str  # "h2mesh", "h2mesh-proto", "grpcio", "grpclib", "granian:<app>", "h2o"
+    # "h2mesh", "h2mesh-proto", "h2mesh-grpcio", "grpcio", "grpclib", "granian:<app>", "h2o"
+    server: str
     client: str | None  # the Python client of benchmarks.clients, None = server-only
     h2load: str  # h2load's request: msgpack, json, grpc, grpc-msgpack, proto, fastapi, static
     modules: tuple[str, ...] = ()
@@ -80,6 +81,15 @@ SYSTEMS: dict[str, System] = {
             "grpcio",
             "grpc",
             modules=("grpc", "grpc_tools"),
+        ),
+        System(
+            "h2mesh-grpcio",
+            "grpcio's aio handlers on h2mesh",
+            "h2mesh-grpcio",
+            "grpcio",
+            "grpc",
+            modules=("grpc", "grpc_tools"),
+            notes="the grpcio row's handlers, added unchanged to an h2mesh Server",
         ),
         System(
             "connectrpc",

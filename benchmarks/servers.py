@@ -71,7 +71,8 @@ async def serve_h2mesh_proto(port: int) -> None:
 
 
 # -- grpcio (grpc.aio) ----------------------------------------------------------------------
-async def serve_grpcio(port: int) -> None:
+def _grpcio_handlers() -> Any:
+    """grpcio's generic handler for the Bench service, aio behaviours."""
     import grpc
 
     from . import _proto
@@ -106,17 +107,30 @@ async def serve_grpcio(port: int) -> None:
         "Collect": grpc.stream_unary_rpc_method_handler(collect, **codec),
         "PingPong": grpc.stream_stream_rpc_method_handler(ping_pong, **codec),
     }
+    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+async def serve_grpcio(port: int) -> None:
+    import grpc
+
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
         ]
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_generic_rpc_handlers((_grpcio_handlers(),))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await _until_sigterm()
     await server.stop(1.0)
+
+
+async def serve_h2mesh_grpcio(port: int) -> None:
+    """The same grpcio handlers, unchanged, on an h2mesh Server."""
+    server = Server([], max_message_size=MAX_MESSAGE)
+    server.add_generic_rpc_handlers((_grpcio_handlers(),))
+    await server.serve("127.0.0.1", port, grace=1.0)
 
 
 # -- grpclib --------------------------------------------------------------------------------
@@ -245,6 +259,8 @@ def main() -> None:
         h2mesh_run(serve_h2mesh(port))
     elif system == "h2mesh-proto":
         h2mesh_run(serve_h2mesh_proto(port))
+    elif system == "h2mesh-grpcio":
+        h2mesh_run(serve_h2mesh_grpcio(port))
     elif system == "grpcio":
         asyncio.run(serve_grpcio(port))  # grpc.aio brings its own poller; plain asyncio
     elif system == "grpclib":

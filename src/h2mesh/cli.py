@@ -28,16 +28,16 @@ from typing import Any
 import msgspec
 
 from . import __version__
-from ._errors import Code, RpcError
+from ._bench_cli import add_bench_parser
+from ._call_cli import add_call_parsers
 from ._lbconfig_cli import add_lb_config_parser
 from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
-from .client import Channel
 from .server import Server, server_ssl_context
 from .server._asgi import LifespanFailed
 from .server._limits import ConnectionLimits
 from .server._supervisor import worker_count
-from .service import MethodDescriptor, MethodKind, Service
+from .service import Service
 
 __all__ = ["main"]
 
@@ -546,103 +546,6 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- call -------------------------------------------------------------------------------
-def _descriptor(service: str, method: str, kind: MethodKind) -> MethodDescriptor:
-    # The message types are unknown here: requests and replies travel as plain JSON values.
-    return MethodDescriptor(service, method, method, kind, Any, Any)
-
-
-def _parse_method(text: str) -> tuple[str, str]:
-    service, _, method = text.strip("/").rpartition("/")
-    if not service or not method:
-        raise UsageError(f"expected SERVICE/METHOD (e.g. demo.v1.Greeter/SayHello), got {text!r}")
-    return service, method
-
-
-def _parse_headers(items: Sequence[str]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition(":")
-        name = name.strip()
-        if not sep or not name:
-            raise UsageError(f"--header wants NAME:VALUE, got {item!r}")
-        headers[name] = value.strip()
-    return headers
-
-
-def _request_body(text: str) -> Any:
-    if text == "-":
-        text = sys.stdin.read()
-    try:
-        return msgspec.json.decode(text.encode())
-    except msgspec.DecodeError as exc:
-        raise UsageError(f"the request is not valid JSON: {exc}") from None
-
-
-def _client_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
-    if not args.url.startswith("https:"):
-        return None
-    try:
-        ctx = ssl.create_default_context(cafile=args.cacert)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load --cacert {args.cacert}: {exc}") from None
-    if args.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def _emit(message: Any) -> None:
-    out = sys.stdout.buffer
-    out.write(msgspec.json.encode(message) + b"\n")
-    out.flush()
-
-
-def _is_stream_hint(exc: RpcError) -> bool:
-    # The Connect server refuses a unary-encoded call to a streaming method this way.
-    return exc.code is Code.UNIMPLEMENTED and "is a stream" in exc.message
-
-
-async def _call(args: argparse.Namespace) -> None:
-    service, method = _parse_method(args.method)
-    request = _request_body(args.body)
-    headers = _parse_headers(args.header)
-    try:
-        channel = Channel(
-            args.url,
-            codec="json",
-            timeout=args.timeout,
-            headers=headers or None,
-            ssl_context=_client_ssl(args),
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    async with channel:
-        if not args.stream:
-            try:
-                reply = await channel.unary(_descriptor(service, method, MethodKind.UNARY), request)
-            except RpcError as exc:
-                if not _is_stream_hint(exc):
-                    raise
-            else:
-                _emit(reply)
-                return
-        desc = _descriptor(service, method, MethodKind.SERVER_STREAM)
-        async for message in channel.stream(desc, request):
-            _emit(message)
-
-
-def _run_call(args: argparse.Namespace) -> int:
-    sys.stdout.flush()
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        try:
-            runner.run(_call(args))
-        except RpcError as exc:
-            print(f"error: {exc.code.wire_name}: {exc.message}", file=sys.stderr)
-            return _FAILED
-    return 0
-
-
 # -- entry point -------------------------------------------------------------------------
 def _output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -762,32 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     _output_option(openapi)
     openapi.set_defaults(func=_openapi)
 
-    call = sub.add_parser(
-        "call",
-        help="make a Connect call with JSON and print the reply",
-        description="Call SERVICE/METHOD at URL with a JSON request and print each reply "
-        "message as one line of JSON.",
-    )
-    call.add_argument("url", metavar="URL", help="http://host:port or https://host:port")
-    call.add_argument("method", metavar="SERVICE/METHOD")
-    call.add_argument(
-        "body", metavar="JSON", nargs="?", default="{}", help="the request ('-' reads stdin)"
-    )
-    call.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME:VALUE",
-        help="a request header (repeatable)",
-    )
-    call.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline of the call")
-    call.add_argument(
-        "--stream", action="store_true", help="call as a server stream without trying unary"
-    )
-    call.add_argument("--insecure", action="store_true", help="skip TLS certificate checks")
-    call.add_argument("--cacert", metavar="FILE", help="CA certificates to trust for https")
-    call.set_defaults(func=_run_call)
+    add_call_parsers(sub)
+    add_bench_parser(sub)
     add_registry_parser(sub)
     add_lb_config_parser(sub)
     return parser

@@ -163,29 +163,29 @@ def test_python_dash_m(server: ServerProcess) -> None:
     assert out.stdout == '{"message":"Hello, m!"}\n'
 
 
-def test_rpc_error_exits_1(server: ServerProcess) -> None:
+def test_rpc_error_exits_64_plus_its_code(server: ServerProcess) -> None:
     out = _call(server.url, "demo.v1.Greeter/SayHello", '{"name":""}')
-    assert out.returncode == 1
+    assert out.returncode == 64 + 3  # invalid_argument, as grpcurl reports it
     assert out.stdout == ""
     assert out.stderr.strip() == "error: invalid_argument: name must not be empty"
 
 
 def test_invalid_request_message(server: ServerProcess) -> None:
     out = _call(server.url, "demo.v1.Greeter/SayHello", '{"name":5}')
-    assert out.returncode == 1
+    assert out.returncode == 64 + 3
     assert out.stderr.startswith("error: invalid_argument: ")
 
 
 def test_unknown_method(server: ServerProcess) -> None:
     out = _call(server.url, "demo.v1.Greeter/Nope")
-    assert out.returncode == 1
+    assert out.returncode == 64 + 12
     assert out.stderr.startswith("error: unimplemented: ")
     assert "Nope" in out.stderr
 
 
 def test_deadline(server: ServerProcess) -> None:
     out = _call(server.url, "demo.v1.Greeter/Count", '{"to":5,"delay":0.5}', "--timeout", "0.3")
-    assert out.returncode == 1
+    assert out.returncode == 64 + 4
     assert out.stderr.startswith("error: deadline_exceeded: ")
     assert "Traceback" not in out.stderr
 
@@ -216,7 +216,7 @@ def test_nothing_listening_is_unavailable(tmp_path: Path) -> None:
     url = srv.url
     srv.stop()  # the port is now closed
     out = _call(url, "demo.v1.Greeter/SayHello", '{"name":"x"}')
-    assert out.returncode == 1
+    assert out.returncode == 64 + 14
     assert out.stderr.startswith("error: unavailable: ")
 
 
@@ -406,7 +406,7 @@ def test_tls_call(tls_server: ServerProcess, tls_files: tuple[Path, Path]) -> No
     assert out.stdout == '{"n":1}\n{"n":2}\n'
     # Without trusting the self-signed certificate, the call must fail.
     out = _call(tls_server.url, "demo.v1.Greeter/SayHello", '{"name":"k"}')
-    assert out.returncode == 1
+    assert out.returncode == 64 + 14
     assert out.stderr.startswith("error: unavailable: ")
 
 

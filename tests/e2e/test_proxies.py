@@ -3,8 +3,8 @@
 Three ``h2mesh serve tests.e2e.mesh_service:Mesh --register mesh.v1.Mesh`` processes
 register in the embedded registry; ``h2mesh lb-config KIND registry://mesh.v1.Mesh --watch
 --reload CMD`` writes the proxy's config and keeps it current; the proxy runs that file
-as it is, unprivileged, from the test's folder. Callers: grpcio (unary and server stream),
-curl (Connect JSON over HTTP/1.1 and HTTP/2), the h2mesh Channel (Connect and gRPC).
+as it is, unprivileged, from the test's folder. Callers: grpcio and grpc-js (unary and server
+stream), curl (Connect JSON over HTTP/1.1 and HTTP/2), the h2mesh Channel (Connect and gRPC).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .mesh_service import Mesh, WorkReply, WorkRequest
 from .replica import REPO, Replica, start_replicas, wait_until
 
 H2MESH = Path(sys.executable).parent / "h2mesh"
+NODE_DIR = REPO / "tests" / "interop" / "node"
 NAME = "mesh.v1.Mesh"
 WORK = f"/{NAME}/Work"
 # The replicas believe the proxy (on loopback) about who the client is.
@@ -285,3 +286,46 @@ def test_replica_killed_then_one_added_without_failed_calls(edge: Edge, tmp_path
     assert failures == [], f"{len(failures)} failed calls: {failures[:5]}\n{edge.log()[-3000:]}"
 
     assert "reload command exited" not in edge.watch_log.read_text()
+
+
+def test_haproxy_takes_the_timeout_from_the_callers_deadline(tmp_path: Path) -> None:
+    """--timeout 0.3 s, a call that takes 0.8 s: cut off without a deadline, served with
+    one (grpc-timeout or connect-timeout-ms lifts HAProxy's server timeout)."""
+    (replica,) = start_replicas(1, tmp_path, tmp_path / "registry.db", ttl=5.0)
+    listen = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "haproxy.cfg"
+    try:
+        done = subprocess.run(
+            [str(H2MESH), "lb-config", "haproxy", f"static://{replica.address}",
+             "--listen", listen, "--timeout", "0.3", "--health-service", NAME, "-o", str(config)],
+            cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        log = (tmp_path / "haproxy.log").open("wb")
+        proxy = subprocess.Popen(
+            [require_binary("haproxy"), "-f", str(config)], stdout=log, stderr=log
+        )
+        try:
+            body = json.dumps({"key": "slow", "work": 0.8})
+
+            def post(*headers: str) -> int:
+                args = [require_binary("curl"), "-sS", "-o", "/dev/null", "-w", "%{http_code}"]
+                args += ["-H", "content-type: application/json", "-d", body]
+                for header in headers:
+                    args += ["-H", header]
+                out = subprocess.run(
+                    [*args, f"http://{listen}{WORK}"], capture_output=True, text=True, timeout=10
+                )
+                return int(out.stdout or 0)
+
+            wait_until(lambda: post("connect-timeout-ms: 5000") == 200, 15, "HAProxy serves")
+            assert post() == 504  # HAProxy's own gateway timeout after 0.3 s
+            assert post("connect-timeout-ms: 5000") == 200
+            assert post("grpc-timeout: 5S") == 200
+            assert post("grpc-timeout: 4000m") == 200
+        finally:
+            proxy.terminate()
+            proxy.wait(10)
+            log.close()
+    finally:
+        replica.stop()

@@ -15,6 +15,7 @@ dependency: nothing here imports it until a servicer is added.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -25,6 +26,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from .._errors import Code, RpcError
 from ..service import MethodDescriptor, MethodKind, Service
+from ..transport import TransportError
 from ._context import Context
 from ._interceptors import Handler
 
@@ -33,6 +35,10 @@ __all__ = ["GrpcioService", "service_from_method_handlers", "services_from_gener
 log = logging.getLogger("h2mesh.server")
 
 _END = object()
+# Guards every call's callback list (calls end on the loop; sync servicers add callbacks
+# from pool threads). One lock for all: it is held for a few instructions, and a lock per
+# call would cost each call more than it saves.
+_CALLBACKS_LOCK = threading.Lock()
 _CANCEL = 0x8  # RST_STREAM CANCEL
 
 
@@ -183,10 +189,9 @@ class _ServicerContext:
         self._code: Code | None = None
         self._details: str | None = None
         self._aborted: RpcError | None = None
-        self._done = threading.Event()
+        self._done = False
         self._cancelled = False
-        self._callbacks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] | None = None
 
     # metadata
     def invocation_metadata(self) -> tuple[Metadatum, ...]:
@@ -256,14 +261,14 @@ class _ServicerContext:
         """Accepted and ignored."""
 
     def is_active(self) -> bool:
-        return not self._done.is_set()
+        return not self._done
 
     def cancel(self) -> None:
         """Cancel the call (RST_STREAM CANCEL to the client); safe from any thread."""
         self._loop.call_soon_threadsafe(self._cancel_on_loop)
 
     def _cancel_on_loop(self) -> None:
-        if self._done.is_set():
+        if self._done:
             return
         self._cancelled = True
         stream = self.h2mesh_context._stream
@@ -273,17 +278,19 @@ class _ServicerContext:
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         """Call ``callback()`` when the call ends; False if it has already ended."""
-        with self._lock:
-            if self._done.is_set():
+        with _CALLBACKS_LOCK:  # a sync servicer adds them from its thread
+            if self._done:
                 return False
+            if self._callbacks is None:
+                self._callbacks = []
             self._callbacks.append(callback)
             return True
 
     def _finish(self, cancelled: bool) -> None:
-        with self._lock:
-            self._cancelled = self._cancelled or cancelled
-            self._done.set()
-            callbacks, self._callbacks = self._callbacks, []
+        self._cancelled = self._cancelled or cancelled
+        with _CALLBACKS_LOCK:
+            self._done = True
+            callbacks, self._callbacks = self._callbacks or (), None
         for callback in callbacks:
             try:
                 callback()
@@ -348,7 +355,7 @@ class AioServicerContext(_ServicerContext):
         return self._cancelled
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
 
 # -- running handlers -----------------------------------------------------------------------
@@ -370,16 +377,36 @@ def _adapt(method: MethodDescriptor, handler: Any, runner: Callable[[], Executor
     return _sync_handler(method, behavior, runner)
 
 
-def _unexpected(method: MethodDescriptor, gctx: _ServicerContext) -> RpcError:
-    """What the caller sees when a servicer raises: its set code, else UNKNOWN."""
-    log.exception("servicer %s failed", method.path)
+@contextlib.contextmanager
+def _running(method: MethodDescriptor, gctx: _ServicerContext, ctx: Context) -> Iterator[None]:
+    """Around a servicer: its exceptions as statuses, the end of the call, the status it
+    asked for (abort, set_code) once it returns."""
+    try:
+        yield
+    except (RpcError, TransportError, asyncio.CancelledError):
+        raise  # the server answers these itself (a request over the size limit, a reset)
+    except Exception:
+        # The caller gets the code the servicer set, else UNKNOWN; never the exception.
+        log.exception("servicer %s failed", method.path)
+        raise gctx._failure() or RpcError(Code.UNKNOWN, "exception calling application") from None
+    finally:
+        gctx._finish(cancelled=ctx.cancelled())
     failure = gctx._failure()
-    return failure or RpcError(Code.UNKNOWN, "exception calling application")
+    if failure is not None:
+        raise failure
+
+
+def _response(response: Any) -> Any:
+    if response is None:
+        raise RpcError(Code.INTERNAL, "the servicer returned no response")
+    return response
 
 
 def _sync_handler(
     method: MethodDescriptor, behavior: Callable[..., Any], runner: Callable[[], Executor]
 ) -> Handler:
+    client_streams = method.kind.client_streams
+
     if method.kind.server_streams:
 
         async def stream_handler(request: Any, ctx: Context) -> AsyncIterator[Any]:
@@ -387,57 +414,44 @@ def _sync_handler(
             gctx = SyncServicerContext(ctx, loop)
             pool = runner()
             run = contextvars.copy_context().run
-            if method.kind.client_streams:
-                request = _BlockingRequests(request, loop)
+            requests = _BlockingRequests(request, loop) if client_streams else None
             responses: Iterator[Any] | None = None
             pending: asyncio.Future[Any] | None = None
-            try:
-                responses = iter(await loop.run_in_executor(pool, run, behavior, request, gctx))
-                while True:
-                    pending = loop.run_in_executor(pool, run, _next_or_end, responses)
-                    item = await pending
-                    pending = None
-                    if item is _END:
-                        break
-                    yield item
-            except (RpcError, asyncio.CancelledError):
-                raise
-            except Exception:
-                raise _unexpected(method, gctx) from None
-            finally:
-                gctx._finish(cancelled=ctx.cancelled())
-                if isinstance(request, _BlockingRequests):
-                    request.stop()
-                if responses is not None:
-                    _close_later(pool, pending, responses)
-            failure = gctx._failure()
-            if failure is not None:
-                raise failure
+            with _running(method, gctx, ctx):
+                try:
+                    result = await loop.run_in_executor(
+                        pool, run, behavior, requests or request, gctx
+                    )
+                    responses = iter(result)
+                    while True:
+                        pending = loop.run_in_executor(pool, run, _next_or_end, responses)
+                        item = await pending
+                        pending = None
+                        if item is _END:
+                            break
+                        yield item
+                finally:
+                    if requests is not None:
+                        requests.stop()
+                    if responses is not None:
+                        _close_later(pool, pending, responses)
 
         return stream_handler
 
     async def unary_handler(request: Any, ctx: Context) -> Any:
         loop = asyncio.get_running_loop()
         gctx = SyncServicerContext(ctx, loop)
-        if method.kind.client_streams:
-            request = _BlockingRequests(request, loop)
+        requests = _BlockingRequests(request, loop) if client_streams else None
         run = contextvars.copy_context().run
-        try:
-            response = await loop.run_in_executor(runner(), run, behavior, request, gctx)
-        except (RpcError, asyncio.CancelledError):
-            raise
-        except Exception:
-            raise _unexpected(method, gctx) from None
-        finally:
-            gctx._finish(cancelled=ctx.cancelled())
-            if isinstance(request, _BlockingRequests):
-                request.stop()
-        failure = gctx._failure()
-        if failure is not None:
-            raise failure
-        if response is None:
-            raise RpcError(Code.INTERNAL, "the servicer returned no response")
-        return response
+        with _running(method, gctx, ctx):
+            try:
+                response = await loop.run_in_executor(
+                    runner(), run, behavior, requests or request, gctx
+                )
+            finally:
+                if requests is not None:
+                    requests.stop()
+        return _response(response)
 
     return unary_handler
 
@@ -501,49 +515,31 @@ class _BlockingRequests:
 
 
 def _aio_handler(method: MethodDescriptor, behavior: Callable[..., Any]) -> Handler:
+    client_streams = method.kind.client_streams
+
     if method.kind.server_streams:
+        generator = inspect.isasyncgenfunction(behavior)
 
         async def stream_handler(request: Any, ctx: Context) -> AsyncIterator[Any]:
             gctx = AioServicerContext(ctx, asyncio.get_running_loop())
-            if method.kind.client_streams:
+            if client_streams:
                 gctx._requests = request
-            try:
-                if inspect.isasyncgenfunction(behavior):
-                    async for item in behavior(request, gctx):
-                        yield item
-                else:
-                    async for item in _written(behavior, request, gctx):
-                        yield item
-            except (RpcError, asyncio.CancelledError):
-                raise
-            except Exception:
-                raise _unexpected(method, gctx) from None
-            finally:
-                gctx._finish(cancelled=ctx.cancelled())
-            failure = gctx._failure()
-            if failure is not None:
-                raise failure
+            with _running(method, gctx, ctx):
+                responses = (
+                    behavior(request, gctx) if generator else _written(behavior, request, gctx)
+                )
+                async for item in responses:
+                    yield item
 
         return stream_handler
 
     async def unary_handler(request: Any, ctx: Context) -> Any:
         gctx = AioServicerContext(ctx, asyncio.get_running_loop())
-        if method.kind.client_streams:
+        if client_streams:
             gctx._requests = request
-        try:
+        with _running(method, gctx, ctx):
             response = await behavior(request, gctx)
-        except (RpcError, asyncio.CancelledError):
-            raise
-        except Exception:
-            raise _unexpected(method, gctx) from None
-        finally:
-            gctx._finish(cancelled=ctx.cancelled())
-        failure = gctx._failure()
-        if failure is not None:
-            raise failure
-        if response is None:
-            raise RpcError(Code.INTERNAL, "the servicer returned no response")
-        return response
+        return _response(response)
 
     return unary_handler
 
