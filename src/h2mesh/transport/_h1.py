@@ -262,6 +262,7 @@ class H1Stream(Stream):
         "upgrade",
     )
 
+    _conn: H1Connection
     http_version = "1.1"
     supports_trailers = False
 
@@ -300,19 +301,6 @@ class H1Stream(Stream):
         self.upgrade: bytes | None = None
 
     # -- reading ------------------------------------------------------------------
-    @property
-    def peer(self) -> Any:
-        return self._conn.peer
-
-    @property
-    def peer_certificate(self) -> dict[str, Any] | None:
-        transport = self._conn.transport
-        return transport.get_extra_info("peercert") if transport is not None else None
-
-    @property
-    def local(self) -> Any:
-        return self._conn.sockname
-
     @property
     def at_eof(self) -> bool:
         return self._eof and not self._chunks

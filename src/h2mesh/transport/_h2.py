@@ -124,6 +124,7 @@ class H2Stream(Stream):
         "trailers",
     )
 
+    _conn: H2Connection
     http_version = "2"
     supports_trailers = True
 
@@ -145,19 +146,6 @@ class H2Stream(Stream):
         self.ended_local = False
 
     # -- reading ------------------------------------------------------------------
-    @property
-    def peer(self) -> Any:
-        return self._conn.peer
-
-    @property
-    def peer_certificate(self) -> dict[str, Any] | None:
-        transport = self._conn.transport
-        return transport.get_extra_info("peercert") if transport is not None else None
-
-    @property
-    def local(self) -> Any:
-        return self._conn.sockname
-
     @property
     def at_eof(self) -> bool:
         return self._eof and not self._chunks

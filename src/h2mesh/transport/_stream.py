@@ -32,19 +32,25 @@ class Stream:
     #: may switch; ``switch()`` then answers and hands over the raw bytes.
     upgrade: bytes | None = None
 
+    #: The connection the stream belongs to (each subclass holds it in a slot of its own);
+    #: it has ``peer``, ``sockname`` and ``transport``.
+    _conn: Any
+
     @property
     def peer(self) -> Any:
-        raise NotImplementedError
+        """The peer's socket address (``getpeername()``) of the connection."""
+        return self._conn.peer
 
     @property
     def local(self) -> Any:
         """This side's socket address (``getsockname()``) of the connection."""
-        raise NotImplementedError
+        return self._conn.sockname
 
     @property
     def peer_certificate(self) -> dict[str, Any] | None:
         """The peer's verified TLS certificate (``ssl.SSLSocket.getpeercert()``), if any."""
-        return None
+        transport = self._conn.transport
+        return transport.get_extra_info("peercert") if transport is not None else None
 
     @property
     def at_eof(self) -> bool:
