@@ -70,7 +70,7 @@ class Registry:
             self.path, timeout=5.0, isolation_level=None, check_same_thread=False
         )
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
 
@@ -235,3 +235,20 @@ class RegistryRegistrar(Registrar):
         registry, self._registry = self._registry, None
         if registry is not None:
             registry.close()
+
+
+def _enable_wal(db: sqlite3.Connection, budget: float = 5.0) -> None:
+    """Switch the file to WAL. The switch needs the file to itself, and SQLite answers
+    "database is locked" at once (its busy timeout does not apply) while other processes
+    open the same new file: retry within the same budget as the busy timeout."""
+    deadline = time.monotonic() + budget
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
