@@ -6,6 +6,7 @@ with HTTP/2 and HTTP/1.1, and called through a multiplexing client with typed st
 
 from ._errors import Code, RpcError
 from ._loop import new_event_loop, run
+from ._version import __version__
 from .client import Channel, ClientCall, ClientInterceptor, SyncChannel
 from .protocol import ResponseMetadata
 from .protocol._cors import CorsPolicy
@@ -19,8 +20,6 @@ from .server import (
 )
 from .service import HttpRule, MethodDescriptor, MethodKind, Service, rpc
 from .transport import TransportConfig
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Channel",

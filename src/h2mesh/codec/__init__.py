@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from .. import _pydantic
 from .._errors import Code, RpcError
-from . import _pydantic
 from .proto import PROTO as _PROTO
 from .proto import is_message_type, json_decoder, msgpack_decoder
 

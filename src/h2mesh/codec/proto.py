@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._errors import Code, RpcError
+from .._protobuf import is_message_type
 
 __all__ = [
     "PROTO",
@@ -23,18 +24,6 @@ __all__ = [
     "msgpack_decoder",
     "to_plain",
 ]
-
-
-def is_message_type(tp: Any) -> bool:
-    """True if ``tp`` is a generated protobuf message class."""
-    if not isinstance(tp, type):
-        return False
-    # Cheap test first so that non-protobuf types never import protobuf.
-    if not any(k.__module__.startswith("google.protobuf") for k in tp.__mro__[1:]):
-        return False
-    from google.protobuf.message import Message
-
-    return issubclass(tp, Message)
 
 
 def _proto_decoder(tp: Any) -> Any:

@@ -19,6 +19,7 @@ import importlib.util
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from .._version import __version__
 from ..protocol import ClientProtocol
 
 __all__ = ["TracedClientProtocol", "client_tracer", "server_tracer"]
@@ -41,8 +42,6 @@ def _tracer(provider: Any) -> Any:
         provider = trace.get_tracer_provider()
         if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
             return None  # no SDK configured: tracing costs nothing
-    from .. import __version__
-
     return provider.get_tracer(_INSTRUMENTATION, __version__)
 
 

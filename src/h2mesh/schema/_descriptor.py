@@ -428,7 +428,7 @@ def _build_codec(tp: Any) -> tuple[Encode, Decode]:
     parse = cls.FromString
     convert: Callable[[Any, Any], Any] = msgspec.convert
     if root.kind == "pydantic":
-        from ..codec._pydantic import builtins_validator
+        from .._pydantic import builtins_validator
 
         validate = builtins_validator(tp)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from ..codec import is_message_type
-from ..codec._pydantic import is_pydantic_model
+from .._protobuf import is_message_type
+from .._pydantic import is_pydantic_model
 
 __all__ = ["REF_PREFIX", "JsonSchemas", "lower_camel"]
 

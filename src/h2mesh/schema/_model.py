@@ -38,7 +38,8 @@ from typing import Any
 
 import msgspec
 
-from ..codec._pydantic import is_pydantic_model
+from .._protobuf import is_message_type
+from .._pydantic import is_pydantic_model
 
 __all__ = [
     "EnumModel",
@@ -187,12 +188,6 @@ def is_message_class(tp: Any) -> bool:
     )
 
 
-def _is_protobuf_class(tp: Any) -> bool:
-    from ..codec.proto import is_message_type
-
-    return is_message_type(tp)
-
-
 def _strip_annotated(tp: Any) -> tuple[Any, dict[str, Any]]:
     extra: dict[str, Any] = {}
     while typing.get_origin(tp) is typing.Annotated:
@@ -218,7 +213,7 @@ class _Collector:
     # -- top level
     def root(self, tp: Any, where: str) -> MessageModel | External:
         base, _ = _strip_annotated(tp)
-        if _is_protobuf_class(base):
+        if is_message_type(base):
             return self._external(base)
         if not is_message_class(base):
             raise SchemaError(
@@ -381,7 +376,7 @@ class _Collector:
             return self._enum(tp, where)
         if tp is datetime.datetime:
             return self._timestamp()
-        if _is_protobuf_class(tp):
+        if is_message_type(tp):
             return self._external(tp)
         if is_message_class(tp):
             return self._message(tp)

@@ -21,6 +21,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._version import __version__
 from ..observability import (
     DURATION_BOUNDS,
     CallStats,
@@ -223,8 +224,6 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}
 
 def render_status(source: AdminSource) -> str:
     """The HTML status page."""
-    from .. import __version__  # the package's, imported by now
-
     e = html.escape
     now = time.time()
     snaps = source.snapshots()

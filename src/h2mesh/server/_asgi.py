@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
 
 from .._http2 import ErrorCode
 from ..transport import Headers, Stream, TransportError
+from ._asgi_types import ASGIApp, ClientDisconnected, Message
 from ._forwarded import ProxyTrust, forwarded_client
 
 __all__ = [
@@ -35,12 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("h2mesh.asgi")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
@@ -71,10 +65,6 @@ _HEAD = 1  # start received; the head goes out with the first body message
 _BODY = 2  # head sent, more body to come
 _TRAILERS = 3  # body done, waiting for http.response.trailers
 _DONE = 4
-
-
-class ClientDisconnected(OSError):
-    """``send()`` was called for a request whose client has reset it or gone away."""
 
 
 class LifespanFailed(RuntimeError):

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from .._errors import Code, RpcError
 from .._http2 import ErrorCode
+from .._protobuf import is_message_type
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import TransportError
 from ._context import Context
@@ -134,8 +135,6 @@ def _descriptor(service_name: str, name: str, handler: Any) -> MethodDescriptor:
 def _message_types(service_name: str, name: str, handler: Any) -> tuple[Any, Any]:
     """The request and response classes: from the descriptor pool, or the deserializer."""
     from google.protobuf import descriptor_pool, message_factory
-
-    from ..codec.proto import is_message_type
 
     owner = getattr(handler.request_deserializer, "__self__", None)
     req_tp = owner if is_message_type(owner) else None

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import msgspec
 
 from .._errors import Code
+from .._protobuf import is_message_type
 from ..service import Service, rpc
 
 __all__ = ["ReflectionV1", "ReflectionV1Alpha", "reflection_services"]
@@ -136,8 +137,6 @@ class _Index:
 
 def _generated_file(svc: Service) -> Any | None:
     """The generated ``FileDescriptor`` that declares ``svc``, if its types come from one."""
-    from ..codec.proto import is_message_type
-
     for method in svc.__methods__.values():
         for tp in (method.request_type, method.response_type):
             if is_message_type(tp):

@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..transport import Stream, TransportError, Tunnel
-from ._asgi import ClientDisconnected, Message
+from ._asgi_types import ClientDisconnected, Message
 
 if TYPE_CHECKING:
     from ._asgi import AsgiHost

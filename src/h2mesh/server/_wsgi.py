@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._asgi import ClientDisconnected, Message, Receive, Scope, Send
+from ._asgi_types import ClientDisconnected, Message, Receive, Scope, Send
 
 __all__ = ["WsgiAdapter", "wsgi_environ"]
 

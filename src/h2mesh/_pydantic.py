@@ -1,7 +1,8 @@
 """pydantic v2 models as message types (``pip install h2mesh[pydantic]``).
 
 Nothing here imports pydantic unless a model is in use: a class can only be a pydantic
-model once pydantic has been imported by the program that defined it.
+model once pydantic has been imported by the program that defined it. It sits below both
+``codec/`` (which decodes models) and ``schema/`` (which describes them).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from .._errors import Code, RpcError
+from ._errors import Code, RpcError
 
 __all__ = ["describe_errors", "is_pydantic_model", "json_decoder", "msgpack_decoder"]
 
