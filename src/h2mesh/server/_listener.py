@@ -8,8 +8,7 @@ from collections.abc import Callable
 from typing import cast
 
 from .._http2 import ErrorCode
-from ..transport import H2Connection
-from ..transport._h1 import H1Connection
+from ..transport import H1Connection, H2Connection
 from ._limits import ConnectionLimits
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

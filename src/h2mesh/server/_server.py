@@ -27,13 +27,13 @@ from ..protocol.rest import PAGE_METHOD, RestServer
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    H1Connection,
     H2Connection,
     MessageTooLarge,
     Stream,
     TransportConfig,
     TransportError,
 )
-from ..transport._h1 import H1Connection
 from ._app import HostedApp, host_app
 from ._context import Context
 from ._forwarded import ProxyTrust

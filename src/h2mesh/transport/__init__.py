@@ -1,4 +1,8 @@
-"""HTTP/2 (ngh2) and HTTP/1.1 (httptools) connections over asyncio. Knows nothing of RPC."""
+"""HTTP/2 (ngh2) and HTTP/1.1 (httptools) connections over asyncio. Knows nothing of RPC.
+
+Both connection classes are ``asyncio.Protocol`` objects that hand each request (or, on a
+client, each response) to the layer above as a :class:`Stream`.
+"""
 
 from .._http2 import ErrorCode
 from ._config import DEFAULT_MAX_MESSAGE_SIZE, TransportConfig
@@ -9,6 +13,7 @@ from ._errors import (
     StreamReset,
     TransportError,
 )
+from ._h1 import H1Connection, H1Stream
 from ._h2 import H2Connection, H2Stream
 from ._stream import Headers, Stream, Tunnel
 
@@ -17,6 +22,8 @@ __all__ = [
     "ConnectionLost",
     "ConnectionRefused",
     "ErrorCode",
+    "H1Connection",
+    "H1Stream",
     "H2Connection",
     "H2Stream",
     "Headers",
