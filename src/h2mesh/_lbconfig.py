@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .balancing import Endpoint
+from ._endpoint import Endpoint
 from .discovery import parse_address
 
 __all__ = ["PROXIES", "EdgeSpec", "MethodRoute", "render"]

@@ -1,37 +1,13 @@
-"""Endpoints and the per-endpoint statistics the pickers and the outlier detector read."""
+"""The per-endpoint statistics the pickers and the outlier detector read."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+
+from .._endpoint import Endpoint
 
 __all__ = ["Endpoint", "EndpointStats", "PeakEwma", "StatsTable"]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One place a service answers: ``address`` is ``host:port`` (``[v6]:port`` for IPv6)."""
-
-    address: str
-    weight: int = 1
-    metadata: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        if self.weight < 1:
-            raise ValueError(f"endpoint weight must be >= 1, got {self.weight}")
-        host, sep, port = self.address.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"endpoint address must be host:port, got {self.address!r}")
-
-    @property
-    def host(self) -> str:
-        """The host part, without IPv6 brackets."""
-        return self.address.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.address.rpartition(":")[2])
 
 
 class PeakEwma:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import socket
 
-from ..balancing import Endpoint
+from .._endpoint import Endpoint
 from ._resolver import Resolver, format_address
 
 __all__ = ["DnsResolver"]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..balancing import Endpoint
+from .._endpoint import Endpoint
 from ._registrar import Registrar, Registration
 from ._resolver import Resolver
 

@@ -11,7 +11,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 
-from ..balancing import Endpoint
+from .._endpoint import Endpoint
 
 __all__ = ["Resolver", "StaticResolver", "parse_address"]
 
