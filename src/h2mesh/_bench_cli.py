@@ -19,7 +19,6 @@ from typing import Any, TextIO
 
 from ._call_cli import (
     _PROTOCOLS,
-    CallUsage,
     _from_json,
     _messages,
     _parse_headers,
@@ -28,6 +27,7 @@ from ._call_cli import (
     open_channel,
     resolve_method,
 )
+from ._cli_util import UsageError
 from ._errors import Code, RpcError
 from .service import MethodKind
 
@@ -124,12 +124,12 @@ async def _bench(args: argparse.Namespace) -> None:
     headers = _parse_headers(args.header) or None
     values = _messages(args.body)
     if len(values) != 1:
-        raise CallUsage("bench takes exactly one JSON request")
+        raise UsageError("bench takes exactly one JSON request")
     if args.concurrency < 1 or args.duration <= 0:
-        raise CallUsage("--concurrency must be >= 1 and --duration > 0")
+        raise UsageError("--concurrency must be >= 1 and --duration > 0")
     method, codec, _ = await resolve_method(args, headers or {}, protocol)
     if method.kind.client_streams:
-        raise CallUsage(f"{args.method} is a client or bidi stream; bench calls unary methods")
+        raise UsageError(f"{args.method} is a client or bidi stream; bench calls unary methods")
     request = _from_json(method, values[0])
     results = Results()
     deadline = time.monotonic() + args.duration

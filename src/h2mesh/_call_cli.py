@@ -25,30 +25,25 @@ from typing import Any
 
 import msgspec
 
+from ._cli_util import USAGE, UsageError
 from ._errors import Code, RpcError
 from ._loop import new_event_loop
 from .client import Channel
 from .discovery import SCHEMES
 from .service import MethodDescriptor, MethodKind
 
-__all__ = ["CallUsage", "add_call_parsers", "open_channel", "resolve_method"]
+__all__ = ["add_call_parsers", "open_channel", "resolve_method"]
 
-_FAILED = 1
-_USAGE = 2
 #: exit status of an RPC that failed: this plus its code (grpcurl's convention)
 STATUS_OFFSET = 64
 _PROTOCOLS = {"connect": "connect", "grpc": "grpc", "grpcweb": "grpc-web"}
-
-
-class CallUsage(Exception):
-    """The command line cannot be used; exits with status 2."""
 
 
 # -- arguments ------------------------------------------------------------------------------
 def _url(text: str, plaintext: bool) -> str:
     if "://" in text:
         if text.split("://", 1)[0] not in SCHEMES:
-            raise CallUsage(
+            raise UsageError(
                 f"unsupported target {text!r}; use http://, https://, HOST:PORT or a "
                 "discovery target (registry://, etcd://, static://, dns://)"
             )
@@ -64,7 +59,7 @@ def _parse_method(text: str) -> tuple[str, str]:
     else:  # grpcurl also takes pkg.Service.Method
         service, _, method = text.rpartition(".")
     if not service or not method:
-        raise CallUsage(f"expected SERVICE/METHOD (e.g. demo.v1.Greeter/SayHello), got {text!r}")
+        raise UsageError(f"expected SERVICE/METHOD (e.g. demo.v1.Greeter/SayHello), got {text!r}")
     return service, method
 
 
@@ -74,7 +69,7 @@ def _parse_headers(items: Sequence[str]) -> dict[str, str]:
         name, sep, value = item.partition(":")
         name = name.strip()
         if not sep or not name:
-            raise CallUsage(f"--header wants NAME:VALUE, got {item!r}")
+            raise UsageError(f"--header wants NAME:VALUE, got {item!r}")
         headers[name.lower()] = value.strip()
     return headers
 
@@ -92,7 +87,7 @@ def _messages(text: str) -> list[Any]:
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise CallUsage(f"the request is not valid JSON: {exc}") from None
+            raise UsageError(f"the request is not valid JSON: {exc}") from None
         out.append(value)
 
 
@@ -107,7 +102,7 @@ def _request_text(args: argparse.Namespace) -> str:
             with open(data[1:], encoding="utf-8") as f:
                 return f.read()
         except OSError as exc:
-            raise CallUsage(f"cannot read {data[1:]}: {exc}") from None
+            raise UsageError(f"cannot read {data[1:]}: {exc}") from None
     return data
 
 
@@ -117,7 +112,7 @@ def _client_ssl(url: str, args: argparse.Namespace) -> ssl.SSLContext | None:
     try:
         ctx = ssl.create_default_context(cafile=args.cacert)
     except (OSError, ssl.SSLError) as exc:
-        raise CallUsage(f"cannot load --cacert {args.cacert}: {exc}") from None
+        raise UsageError(f"cannot load --cacert {args.cacert}: {exc}") from None
     if args.insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -138,7 +133,7 @@ def open_channel(
             ssl_context=_client_ssl(url, args),
         )
     except ValueError as exc:
-        raise CallUsage(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 # -- schemas --------------------------------------------------------------------------------
@@ -166,10 +161,10 @@ async def resolve_method(
         method = schema.method(service, name)
     except ImportError:
         if protocol != "connect" or schema_given:
-            raise CallUsage("gRPC and schemas need protobuf: pip install h2mesh[proto]") from None
+            raise UsageError("gRPC and schemas need protobuf: pip install h2mesh[proto]") from None
     except (SchemaUnavailable, KeyError, RpcError) as exc:
         if protocol != "connect" or schema_given:
-            raise CallUsage(
+            raise UsageError(
                 f"{args.method}: no schema for it ({exc}); {protocol} sends protobuf, "
                 "so it needs server reflection or --proto/--protoset"
             ) from None
@@ -199,7 +194,7 @@ def _from_json(method: MethodDescriptor, value: Any) -> Any:
     try:
         return json_format.ParseDict(value, tp())
     except json_format.ParseError as exc:
-        raise CallUsage(f"the request does not fit {tp.DESCRIPTOR.full_name}: {exc}") from None
+        raise UsageError(f"the request does not fit {tp.DESCRIPTOR.full_name}: {exc}") from None
 
 
 def _emit(message: Any) -> None:
@@ -235,7 +230,7 @@ async def _call(args: argparse.Namespace) -> None:
     requests = [_from_json(method, v) for v in values]
     kind = method.kind
     if not kind.client_streams and len(requests) > 1:
-        raise CallUsage(f"{args.method} takes one request message, got {len(requests)}")
+        raise UsageError(f"{args.method} takes one request message, got {len(requests)}")
     async with open_channel(args, protocol, codec, timeout=args.timeout) as channel:
         if kind is MethodKind.UNARY:
             try:
@@ -259,9 +254,9 @@ def _run(coro: Any) -> int:
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:
             runner.run(coro)
-        except CallUsage as exc:
+        except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return _USAGE
+            return USAGE
         except RpcError as exc:
             print(f"error: {exc.code.wire_name}: {exc.message}", file=sys.stderr)
             return STATUS_OFFSET + int(exc.code)
@@ -280,7 +275,7 @@ async def _list(args: argparse.Namespace) -> None:
     try:
         schema = await _schema(args, headers, [args.service] if args.service else [])
     except SchemaUnavailable as exc:
-        raise CallUsage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if args.service is None:
         for name in schema.services:
             print(name)
@@ -288,7 +283,7 @@ async def _list(args: argparse.Namespace) -> None:
     try:
         methods = schema.methods(args.service)
     except KeyError:
-        raise CallUsage(f"service {args.service!r} not found") from None
+        raise UsageError(f"service {args.service!r} not found") from None
     for name in methods:
         print(f"{args.service}.{name}")
 
@@ -301,12 +296,12 @@ async def _describe(args: argparse.Namespace) -> None:
     try:
         schema = await _schema(args, headers, symbols)
     except SchemaUnavailable as exc:
-        raise CallUsage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     for symbol in symbols or schema.services:
         try:
             print(schema.describe(symbol))
         except KeyError:
-            raise CallUsage(f"symbol {symbol!r} not found") from None
+            raise UsageError(f"symbol {symbol!r} not found") from None
 
 
 def _run_list(args: argparse.Namespace) -> int:

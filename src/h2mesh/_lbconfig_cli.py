@@ -23,19 +23,14 @@ import tempfile
 import time
 from typing import Any
 
+from ._cli_util import FAILED, USAGE, UsageError, load_object
+from ._endpoint import Endpoint
 from ._lbconfig import PROXIES, EdgeSpec, MethodRoute, render
 from ._loop import new_event_loop
-from .balancing import Endpoint
 from .discovery import parse_address, resolve
+from .service import Service
 
 __all__ = ["add_lb_config_parser"]
-
-_USAGE = 2
-_FAILED = 1
-
-
-class _Usage(Exception):
-    pass
 
 
 def _listen(text: str) -> str:
@@ -60,17 +55,11 @@ def _service_name(target: str) -> str:
 
 
 def _methods(specs: list[str]) -> list[MethodRoute]:
-    from .cli import UsageError, _load_object
-    from .service import Service
-
     routes: list[MethodRoute] = []
     for spec in specs:
-        try:
-            obj = _load_object(spec)
-        except UsageError as exc:
-            raise _Usage(str(exc)) from None
+        obj = load_object(spec)
         if not (isinstance(obj, Service) or (isinstance(obj, type) and issubclass(obj, Service))):
-            raise _Usage(f"--service {spec} is a {type(obj).__name__}, not a Service")
+            raise UsageError(f"--service {spec} is a {type(obj).__name__}, not a Service")
         for method in obj.__methods__.values():
             streaming = method.kind.client_streams or method.kind.server_streams
             routes.append(MethodRoute(method.path, method.idempotent, streaming))
@@ -139,13 +128,13 @@ async def _generate(args: argparse.Namespace) -> int:
     try:
         resolver = resolve(args.target)
     except ValueError as exc:
-        raise _Usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     async with resolver:
         try:
             endpoints = await resolver.first(timeout=args.resolve_timeout)
         except (TimeoutError, RuntimeError) as exc:
             _log(f"cannot resolve {args.target}: {exc}")
-            return _FAILED
+            return FAILED
         text = render(args.proxy, _spec(args, endpoints))
         _write(args.output, text)
         if not args.watch:
@@ -167,7 +156,7 @@ async def _generate(args: argparse.Namespace) -> int:
                 update: tuple[Endpoint, ...] | None = nxt.result()
                 if update is None:
                     _log(f"{args.target}: the resolver stopped")
-                    return _FAILED
+                    return FAILED
                 endpoints = update
                 new_text = render(args.proxy, _spec(args, endpoints))
                 if new_text == text:
@@ -185,17 +174,13 @@ async def _generate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.watch and args.output in (None, "-"):
         print("error: --watch needs -o FILE", file=sys.stderr)
-        return _USAGE
+        return USAGE
     if args.reload and not args.watch:
         print("error: --reload is for --watch", file=sys.stderr)
-        return _USAGE
-    try:
-        args.routes = _methods(args.service)
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            return runner.run(_generate(args))
-    except _Usage as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return _USAGE
+        return USAGE
+    args.routes = _methods(args.service)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(_generate(args))
 
 
 def add_lb_config_parser(sub: Any) -> None:

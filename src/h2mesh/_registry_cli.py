@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import signal
 import sys
@@ -25,15 +24,11 @@ from typing import Any
 
 import msgspec
 
+from ._cli_util import FAILED, UsageError
 from ._loop import new_event_loop
-from .discovery import EtcdClient, Registry
-from .discovery._etcd import PREFIX, _prefix_end, service_prefix
-from .discovery._http import HttpError
-from .server._registration import parse_registry_url
+from .discovery import ETCD_PREFIX, EtcdClient, HttpError, Registry, etcd_key, parse_registry_url
 
 __all__ = ["add_registry_parser"]
-
-_FAILED = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +100,7 @@ class _EtcdBackend:
 
     @staticmethod
     def _entry(key: bytes, value: bytes, expires_at: float | None = None) -> Entry | None:
-        service, _, address = key.decode(errors="replace").removeprefix(PREFIX).rpartition("/")
+        service, _, address = key.decode(errors="replace").removeprefix(ETCD_PREFIX).rpartition("/")
         try:
             doc = msgspec.json.decode(value)
             meta = doc.get("metadata") or {}
@@ -119,66 +114,25 @@ class _EtcdBackend:
         except (msgspec.DecodeError, AttributeError, TypeError, ValueError):
             return None
 
-    async def _range(self) -> tuple[int, list[tuple[bytes, bytes, int]]]:
-        prefix = PREFIX.encode()
-        reply = await self.client.call(
-            "/v3/kv/range",
-            {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix))},
-        )
-        revision = int(reply.get("header", {}).get("revision", 0))
-        kvs = [
-            (_unb64(kv["key"]), _unb64(kv.get("value", "")), int(kv.get("lease", 0)))
-            for kv in reply.get("kvs", [])
-        ]
-        return revision, kvs
-
     async def entries(self) -> list[Entry]:
-        _, kvs = await self._range()
+        _, kvs = await self.client.get_prefix_leases(ETCD_PREFIX.encode())
         ttls: dict[int, float] = {}
         for lease in {lease for _, _, lease in kvs if lease}:
-            reply = await self.client.call("/v3/lease/timetolive", {"ID": lease})
-            ttls[lease] = time.time() + int(reply.get("TTL", 0))
+            ttls[lease] = time.time() + await self.client.time_to_live(lease)
         out = [self._entry(key, value, ttls.get(lease)) for key, value, lease in kvs]
         return sorted((e for e in out if e is not None), key=lambda e: e.key)
 
     async def remove(self, service: str, address: str | None) -> int:
-        prefix = service_prefix(service)
-        body = {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix))}
-        if address is not None:
-            body = {"key": _b64(prefix + address.encode())}
-        reply = await self.client.call("/v3/kv/deleterange", body)
-        return int(reply.get("deleted", 0))
+        if address is None:
+            return await self.client.delete(etcd_key(service), prefix=True)
+        return await self.client.delete(etcd_key(service, address))
 
     async def changes(self) -> AsyncIterator[list[Entry]]:
-        prefix = PREFIX.encode()
-        revision, kvs = await self.client.get_prefix(prefix)
-        current = {key: e for key, value in kvs if (e := self._entry(key, value)) is not None}
-        yield sorted(current.values(), key=lambda e: e.key)
-        async for doc in self.client.watch_prefix(prefix, revision + 1):
-            result = doc.get("result", doc)
-            if result.get("canceled") or doc.get("error"):
-                raise HttpError(f"watch cancelled: {result.get('cancel_reason') or doc}")
-            events = result.get("events") or ()
-            for event in events:
-                kv = event.get("kv", {})
-                key = _unb64(kv.get("key", ""))
-                if event.get("type") == "DELETE":
-                    current.pop(key, None)
-                elif (e := self._entry(key, _unb64(kv.get("value", "")))) is not None:
-                    current[key] = e
-            if events:
-                yield sorted(current.values(), key=lambda e: e.key)
+        async for current in self.client.watch(ETCD_PREFIX.encode(), self._entry):
+            yield sorted(current.values(), key=lambda e: e.key)
 
     def close(self) -> None:
         pass
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text)
 
 
 _Backend = _SqliteBackend | _EtcdBackend
@@ -188,8 +142,6 @@ def _backend(url: str | None) -> _Backend:
     try:
         kind, where, port = parse_registry_url(url)
     except ValueError as exc:
-        from .cli import UsageError
-
         raise UsageError(str(exc)) from None
     if kind == "etcd":
         assert where is not None
@@ -298,7 +250,7 @@ async def _remove(args: argparse.Namespace, backend: _Backend) -> int:
     what = args.address or "every endpoint"
     if removed == 0:
         print(f"error: {what} of {args.service} is not registered in {backend}", file=sys.stderr)
-        return _FAILED
+        return FAILED
     print(f"removed {removed} endpoint{'s' if removed != 1 else ''} of {args.service}")
     return 0
 
@@ -312,7 +264,7 @@ def _run(command: Callable[[argparse.Namespace, _Backend], Any]) -> Callable[...
                 return result
         except (HttpError, OSError, TimeoutError) as exc:
             print(f"error: {backend} is not reachable: {exc}", file=sys.stderr)
-            return _FAILED
+            return FAILED
         finally:
             backend.close()
 

@@ -27,29 +27,22 @@ from typing import Any
 
 import msgspec
 
-from . import __version__
 from ._bench_cli import add_bench_parser
 from ._call_cli import add_call_parsers
+from ._cli_util import FAILED, USAGE, UsageError, load_object
 from ._lbconfig_cli import add_lb_config_parser
 from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
+from ._version import __version__
 from .server import Server, server_ssl_context
 from .server._asgi import LifespanFailed
 from .server._limits import ConnectionLimits
 from .server._supervisor import worker_count
 from .service import Service
 
-__all__ = ["main"]
+__all__ = ["UsageError", "load_server", "main"]
 
 log = logging.getLogger("h2mesh.cli")
-
-# Exit statuses: 0 done, 1 the call or the server failed, 2 the command line was wrong.
-_FAILED = 1
-_USAGE = 2
-
-
-class UsageError(Exception):
-    """The command line names something that cannot be used; exits with status 2."""
 
 
 # -- serve ------------------------------------------------------------------------------
@@ -67,7 +60,7 @@ def load_server(specs: str | Sequence[str], interface: str = "auto") -> Server:
     services: list[Service] = []
     app: tuple[Any, str] | None = None
     for spec in specs:
-        obj = _load_object(spec)
+        obj = load_object(spec)
         if isinstance(obj, Server):
             if server is not None:
                 raise UsageError(f"{spec}: only one Server can be served")
@@ -95,32 +88,6 @@ def load_server(specs: str | Sequence[str], interface: str = "auto") -> Server:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{' '.join(specs)}: {exc}") from None
     return server
-
-
-def _load_object(spec: str) -> Any:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"expected MODULE:OBJECT (e.g. examples.greeter:Greeter), got {spec!r}")
-    # Like other app servers: the project being served is the current directory.
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if module_name == missing or module_name.startswith(missing + "."):
-            raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
-        raise UsageError(f"importing {module_name!r} failed: {exc}") from None
-    except Exception as exc:
-        raise UsageError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UsageError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
 
 
 def _is_service(obj: object) -> bool:
@@ -261,7 +228,7 @@ def _serve(args: argparse.Namespace) -> int:
         sockets = _listeners(args, reuse_port=args.reuse_port)
     except _ListenError as exc:
         print(exc, file=sys.stderr)
-        return _FAILED
+        return FAILED
     uds = [s.getsockname() for s in sockets if s.family == socket.AF_UNIX]
 
     def announce(names: Sequence[Any]) -> None:
@@ -310,10 +277,10 @@ def _serve(args: argparse.Namespace) -> int:
                 runner.run(serve())
             except OSError as exc:
                 print(f"error: cannot serve: {exc}", file=sys.stderr)
-                return _FAILED
+                return FAILED
             except LifespanFailed as exc:
                 print(f"error: the application did not start: {exc}", file=sys.stderr)
-                return _FAILED
+                return FAILED
     finally:
         for path in uds:
             with contextlib.suppress(OSError):
@@ -387,10 +354,10 @@ def _run_supervised(
             code = runner.run(supervisor.run())
         except OSError as exc:
             print(f"error: cannot serve: {exc}", file=sys.stderr)
-            return _FAILED
+            return FAILED
     if code != 0:
         print(f"error: {supervisor.error}", file=sys.stderr)
-        return _FAILED
+        return FAILED
     log.info("stopped")
     return 0
 
@@ -520,7 +487,7 @@ def _write_output(text: str, path: str | None) -> None:
 def _proto(args: argparse.Namespace) -> int:
     from .schema import SchemaError, render_proto, service_file
 
-    obj = _load_object(args.target)
+    obj = load_object(args.target)
     if not _is_service(obj):
         raise UsageError(f"{args.target} is a {type(obj).__name__}; expected a Service class")
     try:
@@ -680,11 +647,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return _USAGE
+        return USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # The reader of our output went away (e.g. `| head`): stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return _FAILED
+        return FAILED

@@ -9,24 +9,31 @@
 ``registry://service``              the embedded SQLite registry of this machine
 ``etcd://host:port/service``        an etcd v3 cluster (JSON gateway)
 =================================  ==============================================
+
+``registrar_for(url)`` is its counterpart for announcing endpoints: ``registry://``,
+``registry:///path/to.db`` or ``etcd://host:port``.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from ..balancing import Endpoint
+from .._endpoint import Endpoint
 from ._dns import DnsResolver
-from ._etcd import EtcdClient, EtcdRegistrar, EtcdResolver
+from ._etcd import ETCD_PREFIX, EtcdClient, EtcdRegistrar, EtcdResolver, etcd_key
+from ._http import HttpError
 from ._registrar import Registrar, Registration
 from ._registry import Registry, RegistryRegistrar, RegistryResolver, default_registry_path
 from ._resolver import Resolver, StaticResolver, format_address, parse_address
 
 __all__ = [
+    "ETCD_PREFIX",
     "DnsResolver",
+    "Endpoint",
     "EtcdClient",
     "EtcdRegistrar",
     "EtcdResolver",
+    "HttpError",
     "Registrar",
     "Registration",
     "Registry",
@@ -35,8 +42,11 @@ __all__ = [
     "Resolver",
     "StaticResolver",
     "default_registry_path",
+    "etcd_key",
     "format_address",
     "parse_address",
+    "parse_registry_url",
+    "registrar_for",
     "resolve",
 ]
 
@@ -76,3 +86,29 @@ def resolve(target: str) -> Resolver:
     if not url.hostname or not service:
         raise ValueError(f"etcd target must look like etcd://host:port/service, got {target!r}")
     return EtcdResolver(url.hostname, url.port or 2379, service)
+
+
+def parse_registry_url(url: str | None) -> tuple[str, str | None, int]:
+    """``("registry", path_or_None, 0)`` or ``("etcd", host, port)`` for a registry URL."""
+    if url is None or url in ("registry:", "registry://"):
+        return "registry", None, 0
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == "registry":
+        if rest and not rest.startswith("/"):
+            raise ValueError(f"registry URL must be registry:// or registry:///path, got {url!r}")
+        return "registry", unquote(rest) or None, 0
+    if sep and scheme == "etcd":
+        parts = urlsplit(url)
+        if not parts.hostname or parts.path.strip("/"):
+            raise ValueError(f"etcd registry URL must look like etcd://host:port, got {url!r}")
+        return "etcd", parts.hostname, parts.port or 2379
+    raise ValueError(f"unsupported registry {url!r}; use registry://, registry:///FILE or etcd://")
+
+
+def registrar_for(url: str | None) -> Registrar:
+    """A new registrar for a registry URL (see the module docstring)."""
+    kind, where, port = parse_registry_url(url)
+    if kind == "etcd":
+        assert where is not None
+        return EtcdRegistrar(where, port)
+    return RegistryRegistrar(where)

@@ -17,20 +17,24 @@ import asyncio
 import base64
 import logging
 import math
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import msgspec
 
-from ..balancing import Endpoint
+from .._endpoint import Endpoint
 from ._http import HttpError, post_json, stream_json
 from ._registrar import Registrar, Registration
 from ._resolver import Resolver
 
-__all__ = ["EtcdClient", "EtcdRegistrar", "EtcdResolver"]
+__all__ = ["ETCD_PREFIX", "EtcdClient", "EtcdRegistrar", "EtcdResolver", "etcd_key"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("h2mesh.discovery")
 
-PREFIX = "/h2mesh/services/"
+#: Every registered endpoint lives under this key prefix.
+ETCD_PREFIX = "/h2mesh/services/"
 
 
 def _b64(data: bytes) -> str:
@@ -49,8 +53,9 @@ def _prefix_end(prefix: bytes) -> bytes:
     return b"\0"
 
 
-def service_prefix(service: str) -> bytes:
-    return f"{PREFIX}{service}/".encode()
+def etcd_key(service: str, address: str = "") -> bytes:
+    """The key of one endpoint of ``service``, or with no ``address`` the prefix of all."""
+    return f"{ETCD_PREFIX}{service}/{address}".encode()
 
 
 class EtcdClient:
@@ -82,17 +87,68 @@ class EtcdClient:
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> None:
         await self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value), "lease": lease})
 
-    async def delete(self, key: bytes) -> None:
-        await self.call("/v3/kv/deleterange", {"key": _b64(key)})
+    async def delete(self, key: bytes, *, prefix: bool = False) -> int:
+        """Delete ``key`` (with ``prefix=True``, every key starting with it); returns how
+        many keys went."""
+        body = {"key": _b64(key)}
+        if prefix:
+            body["range_end"] = _b64(_prefix_end(key))
+        reply = await self.call("/v3/kv/deleterange", body)
+        return int(reply.get("deleted", 0))
 
-    async def get_prefix(self, prefix: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
-        """Every key under ``prefix`` and the store revision they were read at."""
+    async def time_to_live(self, lease: int) -> int:
+        """The seconds a lease has left (0 or less: it has lapsed)."""
+        reply = await self.call("/v3/lease/timetolive", {"ID": lease})
+        return int(reply.get("TTL", 0))
+
+    async def get_prefix_leases(self, prefix: bytes) -> tuple[int, list[tuple[bytes, bytes, int]]]:
+        """Every ``(key, value, lease)`` under ``prefix`` (lease 0: none) and the store
+        revision they were read at."""
         reply = await self.call(
             "/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix))}
         )
         revision = int(reply.get("header", {}).get("revision", 0))
-        kvs = [(_unb64(kv["key"]), _unb64(kv.get("value", ""))) for kv in reply.get("kvs", [])]
+        kvs = [
+            (_unb64(kv["key"]), _unb64(kv.get("value", "")), int(kv.get("lease", 0)))
+            for kv in reply.get("kvs", [])
+        ]
         return revision, kvs
+
+    async def get_prefix(self, prefix: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """Every key under ``prefix`` and the store revision they were read at."""
+        revision, kvs = await self.get_prefix_leases(prefix)
+        return revision, [(key, value) for key, value, _ in kvs]
+
+    async def watch(
+        self, prefix: bytes, parse: Callable[[bytes, bytes], T | None]
+    ) -> AsyncIterator[dict[bytes, T]]:
+        """The entries under ``prefix`` (``parse(key, value)``, None to skip one), then
+        again after every change (one dict, updated in place); raises :class:`HttpError`
+        when etcd cancels the watch.
+
+        One read, then a watch from the next revision, so no change between them is lost.
+        """
+        revision, kvs = await self.get_prefix(prefix)
+        entries: dict[bytes, T] = {}
+        for key, value in kvs:
+            if (entry := parse(key, value)) is not None:
+                entries[key] = entry
+        yield entries
+        async for doc in self.watch_prefix(prefix, revision + 1):
+            result = doc.get("result", doc)
+            if result.get("canceled") or doc.get("error"):
+                reason = result.get("cancel_reason") or doc.get("error")
+                raise HttpError(f"watch cancelled: {reason}")
+            events = result.get("events") or ()
+            for event in events:
+                kv = event.get("kv", {})
+                key = _unb64(kv.get("key", ""))
+                if event.get("type") == "DELETE":
+                    entries.pop(key, None)
+                elif (entry := parse(key, _unb64(kv.get("value", "")))) is not None:
+                    entries[key] = entry
+            if events:
+                yield entries
 
     def watch_prefix(self, prefix: bytes, start_revision: int) -> Any:
         """An async iterator of watch responses (``{"result": {...}}`` documents)."""
@@ -106,7 +162,7 @@ class EtcdClient:
         return stream_json(self.host, self.port, "/v3/watch", body, self.timeout)
 
 
-def _endpoint(value: bytes) -> Endpoint | None:
+def _endpoint(key: bytes, value: bytes) -> Endpoint | None:
     try:
         doc = msgspec.json.decode(value)
         metadata = doc.get("metadata") or {}
@@ -130,7 +186,7 @@ class EtcdResolver(Resolver):
         self.retry_interval = retry_interval
 
     async def _run(self) -> None:
-        prefix = service_prefix(self.service)
+        prefix = etcd_key(self.service)
         while True:
             try:
                 await self._sync(prefix)
@@ -140,28 +196,9 @@ class EtcdResolver(Resolver):
             await asyncio.sleep(self.retry_interval)
 
     async def _sync(self, prefix: bytes) -> None:
-        revision, kvs = await self.client.get_prefix(prefix)
-        entries: dict[bytes, Endpoint] = {}
-        for key, value in kvs:
-            if (ep := _endpoint(value)) is not None:
-                entries[key] = ep
-        self._publish(list(entries.values()))
-        self.last_error = None
-        async for doc in self.client.watch_prefix(prefix, revision + 1):
-            result = doc.get("result", doc)
-            if result.get("canceled") or doc.get("error"):
-                reason = result.get("cancel_reason") or doc.get("error")
-                raise HttpError(f"watch cancelled: {reason}")
-            events = result.get("events") or ()
-            for event in events:
-                kv = event.get("kv", {})
-                key = _unb64(kv.get("key", ""))
-                if event.get("type") == "DELETE":
-                    entries.pop(key, None)
-                elif (ep := _endpoint(_unb64(kv.get("value", "")))) is not None:
-                    entries[key] = ep
-            if events:
-                self._publish(list(entries.values()))
+        async for entries in self.client.watch(prefix, _endpoint):
+            self._publish(list(entries.values()))
+            self.last_error = None
 
     def __repr__(self) -> str:
         return f"EtcdResolver({self.client.host}:{self.client.port}/{self.service})"
@@ -177,7 +214,7 @@ class EtcdRegistrar(Registrar):
 
     @staticmethod
     def _key(reg: Registration) -> bytes:
-        return service_prefix(reg.service) + reg.address.encode()
+        return etcd_key(reg.service, reg.address)
 
     async def _put(self, reg: Registration) -> None:
         lease = await self.client.grant(max(1, math.ceil(reg.ttl)))

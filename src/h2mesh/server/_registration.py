@@ -25,41 +25,14 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from ..discovery import EtcdRegistrar, Registrar, RegistryRegistrar, format_address, parse_address
+from ..discovery import Registrar, format_address, parse_address, registrar_for
 
-__all__ = ["ServerRegistration", "parse_registry_url", "registrar_for"]
+__all__ = ["ServerRegistration"]
 
 log = logging.getLogger("h2mesh.server")
 
 _WILDCARDS = ("0.0.0.0", "::", "")
-
-
-def parse_registry_url(url: str | None) -> tuple[str, str | None, int]:
-    """``("registry", path_or_None, 0)`` or ``("etcd", host, port)`` for a registry URL."""
-    if url is None or url in ("registry:", "registry://"):
-        return "registry", None, 0
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme == "registry":
-        if rest and not rest.startswith("/"):
-            raise ValueError(f"registry URL must be registry:// or registry:///path, got {url!r}")
-        return "registry", unquote(rest) or None, 0
-    if sep and scheme == "etcd":
-        parts = urlsplit(url)
-        if not parts.hostname or parts.path.strip("/"):
-            raise ValueError(f"etcd registry URL must look like etcd://host:port, got {url!r}")
-        return "etcd", parts.hostname, parts.port or 2379
-    raise ValueError(f"unsupported registry {url!r}; use registry://, registry:///FILE or etcd://")
-
-
-def registrar_for(url: str | None) -> Registrar:
-    """A new registrar for a registry URL (see the module docstring)."""
-    kind, where, port = parse_registry_url(url)
-    if kind == "etcd":
-        assert where is not None
-        return EtcdRegistrar(where, port)
-    return RegistryRegistrar(where)
 
 
 def _advertised(sockname: Any, address: str | None) -> str:
