@@ -1,7 +1,14 @@
 """The client side: channels, typed stubs, interceptors and the synchronous facade."""
 
 from ._channel import Channel
-from ._interceptors import ClientCall, ClientInterceptor
+from ._interceptors import ClientCall, ClientInterceptor, StreamCall, UnaryCall
 from ._sync import SyncChannel
 
-__all__ = ["Channel", "ClientCall", "ClientInterceptor", "SyncChannel"]
+__all__ = [
+    "Channel",
+    "ClientCall",
+    "ClientInterceptor",
+    "StreamCall",
+    "SyncChannel",
+    "UnaryCall",
+]
