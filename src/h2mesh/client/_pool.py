@@ -14,7 +14,13 @@ import time
 from collections.abc import Sequence
 
 from .._errors import Code, RpcError, UnprocessedError
-from ..transport import ConnectionRefused, H2Connection, Stream, TransportConfig
+from ..transport import (
+    ConnectionRefused,
+    H2Connection,
+    Stream,
+    TransportConfig,
+    create_connection,
+)
 
 __all__ = ["EndpointPool"]
 
@@ -88,10 +94,9 @@ class EndpointPool:
                 self._connecting = None
 
     async def _connect(self) -> H2Connection:
-        loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(
+                create_connection(
                     lambda: H2Connection(client=True, config=self._config),
                     self.host,
                     self.port,

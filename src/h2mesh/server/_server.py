@@ -29,10 +29,12 @@ from ..transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
     H1Connection,
     H2Connection,
+    MemoryListener,
     MessageTooLarge,
     Stream,
     TransportConfig,
     TransportError,
+    listen_memory,
 )
 from ._app import HostedApp, host_app
 from ._context import Context
@@ -172,7 +174,7 @@ class Server:
             page = self._page_route = _Route(PAGE_METHOD, page_handler)
             add_pages(self, self._rest, page, openapi=openapi is not False, docs=docs is not False)
         self._rest.check()
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.Server | MemoryListener] = []
         self._connections: set[H2Connection | H1Connection] = set()
         self._stopping: asyncio.Event | None = None
         self._cutting = False  # the shutdown grace is over: cancelled calls answer unavailable
@@ -328,7 +330,33 @@ class Server:
         an already bound socket (TCP or Unix; ``h2mesh.server._sockets`` makes them)."""
         loop = self._loop = asyncio.get_running_loop()
         ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
-        scheme = b"https" if ctx is not None else b"http"
+        factory = await self._begin(b"https" if ctx is not None else b"http")
+        if sock is None:
+            srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
+        elif sock.family == socket.AF_UNIX:
+            srv = await loop.create_unix_server(factory, sock=sock, ssl=ctx, backlog=backlog)
+        else:
+            srv = await loop.create_server(factory, sock=sock, ssl=ctx, backlog=backlog)
+        self._servers.append(srv)
+        sockname = srv.sockets[0].getsockname()
+        if self.registration is not None and isinstance(sockname, tuple):
+            await self.registration.start(sockname)
+
+    async def start_in_memory(self) -> MemoryListener:
+        """Serve connections made inside this process, with no socket (``h2mesh.testing``
+        runs services this way): the listener's ``address`` is what a Channel dials.
+
+        Every connection still goes through the HTTP/2 (or HTTP/1.1) engine, the router
+        and the protocols, exactly as one accepted from a socket.
+        """
+        self._loop = asyncio.get_running_loop()
+        listener = listen_memory(await self._begin(b"http"))
+        self._servers.append(listener)
+        return listener
+
+    async def _begin(self, scheme: bytes) -> Callable[[], asyncio.Protocol]:
+        """Start the hosted app and the routes; returns the factory of the protocol every
+        accepted connection starts with."""
         if self.app is not None:
             await self.app.startup()  # before the port opens
         self._rest_active = bool(self._rest) and (
@@ -343,16 +371,7 @@ class Server:
                 self._make_h2, self._make_h1, scheme, self.config.handshake_timeout, limits
             )
 
-        if sock is None:
-            srv = await loop.create_server(factory, host, port, ssl=ctx, backlog=backlog)
-        elif sock.family == socket.AF_UNIX:
-            srv = await loop.create_unix_server(factory, sock=sock, ssl=ctx, backlog=backlog)
-        else:
-            srv = await loop.create_server(factory, sock=sock, ssl=ctx, backlog=backlog)
-        self._servers.append(srv)
-        sockname = srv.sockets[0].getsockname()
-        if self.registration is not None and isinstance(sockname, tuple):
-            await self.registration.start(sockname)
+        return factory
 
     @property
     def port(self) -> int:

@@ -15,6 +15,7 @@ from ._errors import (
 )
 from ._h1 import H1Connection, H1Stream
 from ._h2 import H2Connection, H2Stream
+from ._memory import MemoryListener, create_connection, listen_memory
 from ._stream import Headers, Stream, Tunnel
 
 __all__ = [
@@ -27,10 +28,13 @@ __all__ = [
     "H2Connection",
     "H2Stream",
     "Headers",
+    "MemoryListener",
     "MessageTooLarge",
     "Stream",
     "StreamReset",
     "TransportConfig",
     "TransportError",
     "Tunnel",
+    "create_connection",
+    "listen_memory",
 ]
