@@ -26,6 +26,7 @@ PUBLIC_SUBMODULES = {
     "schema",
     "server",
     "service",
+    "testing",
     "transport",
 }
 # Its names are the core of the API, so each is also at the top level.
