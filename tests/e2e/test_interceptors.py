@@ -1,4 +1,5 @@
-"""Server interceptors around all four call kinds, over a real socket."""
+"""Server interceptors around all four call kinds, through the in-memory channel (the
+same server, HTTP/2 engine and protocols as over a socket)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ from typing import Any
 import pytest
 from examples.greeter import CountRequest, Greeter, HelloRequest, Msg, Num
 
-from h2mesh import Channel, Code, Context, RpcError, Server, ServerInterceptor
-from h2mesh.server._interceptors import StreamNext, UnaryNext
+from h2mesh import (
+    Channel,
+    Code,
+    Context,
+    RpcError,
+    Server,
+    ServerInterceptor,
+    StreamNext,
+    UnaryNext,
+)
+from h2mesh.testing import ChannelFor
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -69,16 +79,12 @@ def test_interceptors_wrap_every_kind_in_order(run: Run) -> None:
 
     async def main() -> None:
         server = Server([Greeter()], interceptors=[Recorder("outer", log), Recorder("inner", log)])
-        await server.start()
-        try:
-            async with Channel(f"http://127.0.0.1:{server.port}") as ch:
-                g = ch.stub(Greeter)
-                await g.say_hello(HelloRequest(name="x"))
-                assert [t.n async for t in g.count(CountRequest(to=2))] == [1, 2]
-                assert (await g.total(_nums())).total == 6
-                assert [m.text async for m in g.chat(_msgs())] == ["echo: a"]
-        finally:
-            await server.stop(1.0)
+        async with ChannelFor(server) as ch:
+            g = ch.stub(Greeter)
+            await g.say_hello(HelloRequest(name="x"))
+            assert [t.n async for t in g.count(CountRequest(to=2))] == [1, 2]
+            assert (await g.total(_nums())).total == 6
+            assert [m.text async for m in g.chat(_msgs())] == ["echo: a"]
 
     run(main())
     assert log == [
@@ -92,26 +98,20 @@ def test_interceptors_wrap_every_kind_in_order(run: Run) -> None:
 @pytest.mark.parametrize("token", [None, "Bearer wrong"])
 def test_auth_interceptor_rejects_unary_and_streams(run: Run, token: str | None) -> None:
     async def main() -> None:
-        server = Server([Greeter()], interceptors=[Auth()])
-        await server.start()
         headers = {"authorization": token} if token else None
-        try:
-            async with Channel(f"http://127.0.0.1:{server.port}", headers=headers) as ch:
-                g = ch.stub(Greeter)
-                with pytest.raises(RpcError) as unary:
-                    await g.say_hello(HelloRequest(name="x"))
-                assert unary.value.code is Code.UNAUTHENTICATED
-                with pytest.raises(RpcError) as stream:
-                    async for _ in g.count(CountRequest(to=2)):
-                        pass
-                assert stream.value.code is Code.UNAUTHENTICATED
-                assert stream.value.message == "missing or bad token"
-            async with Channel(
-                f"http://127.0.0.1:{server.port}", headers={"authorization": "Bearer s3cret"}
-            ) as ch:
-                reply = await ch.stub(Greeter).say_hello(HelloRequest(name="ok"))
+        kit = ChannelFor(Server([Greeter()], interceptors=[Auth()]), headers=headers)
+        async with kit as ch:
+            g = ch.stub(Greeter)
+            with pytest.raises(RpcError) as unary:
+                await g.say_hello(HelloRequest(name="x"))
+            assert unary.value.code is Code.UNAUTHENTICATED
+            with pytest.raises(RpcError) as stream:
+                async for _ in g.count(CountRequest(to=2)):
+                    pass
+            assert stream.value.code is Code.UNAUTHENTICATED
+            assert stream.value.message == "missing or bad token"
+            async with Channel(kit.target, headers={"authorization": "Bearer s3cret"}) as good:
+                reply = await good.stub(Greeter).say_hello(HelloRequest(name="ok"))
                 assert reply.message == "Hello, ok!"
-        finally:
-            await server.stop(1.0)
 
     run(main())

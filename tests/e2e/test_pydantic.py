@@ -17,9 +17,10 @@ import msgspec
 import pytest
 from pydantic import BaseModel, Field
 
-from h2mesh import Channel, Code, RpcError, Service, rpc
+from h2mesh import Code, RpcError, Service, rpc
 from h2mesh.codec import JSON, MSGPACK, PROTO
 from h2mesh.schema import render_proto, service_file
+from h2mesh.testing import ChannelFor
 
 from ..conftest import ROOT, googleapis_root
 
@@ -95,9 +96,9 @@ def test_the_proto_schema_of_a_model() -> None:
 
 
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
-def test_connect_calls_with_models(run: Any, server_url: str, codec: str) -> None:
+def test_connect_calls_with_models(run: Any, codec: str) -> None:
     async def main() -> None:
-        async with Channel(server_url, codec=codec) as ch:
+        async with ChannelFor([Shapes()], codec=codec) as ch:
             shapes = ch.stub(Shapes)
             assert await shapes.measure(SQUARE) == Area(name="sq", vertices=4, scaled=4.0)
             got = [p async for p in shapes.points(ShapeQuery(name="a", min_points=2))]
