@@ -148,7 +148,8 @@ def _generated_file(svc: Service) -> Any | None:
 
 
 class _ReflectionBase(Service):
-    """Answers reflection requests about the services ``services()`` returns."""
+    """Answers reflection requests about the services ``services()`` returns; v1 and
+    v1alpha are this one method under two service names."""
 
     def __init__(self, services: Callable[[], Sequence[Service]]) -> None:
         self._services = services
@@ -162,6 +163,13 @@ class _ReflectionBase(Service):
             with self._lock:
                 index = self._index = _Index(services)
         return index
+
+    @rpc(name="ServerReflectionInfo")
+    async def info(
+        self, reqs: AsyncIterator[ServerReflectionRequest]
+    ) -> AsyncIterator[ServerReflectionResponse]:
+        async for req in reqs:
+            yield self.answer(req)
 
     def answer(self, req: ServerReflectionRequest) -> ServerReflectionResponse:
         """The response to one reflection request."""
@@ -208,23 +216,11 @@ def _not_found(message: str) -> ErrorResponse:
 class ReflectionV1(_ReflectionBase, name="grpc.reflection.v1.ServerReflection"):
     __proto_file__ = "grpc/reflection/v1/reflection.proto"
 
-    @rpc(name="ServerReflectionInfo")
-    async def info(
-        self, reqs: AsyncIterator[ServerReflectionRequest]
-    ) -> AsyncIterator[ServerReflectionResponse]:
-        async for req in reqs:
-            yield self.answer(req)
-
 
 class ReflectionV1Alpha(_ReflectionBase, name="grpc.reflection.v1alpha.ServerReflection"):
-    __proto_file__ = "grpc/reflection/v1alpha/reflection.proto"
+    """The same service under its older name, which many clients still ask for."""
 
-    @rpc(name="ServerReflectionInfo")
-    async def info(
-        self, reqs: AsyncIterator[ServerReflectionRequest]
-    ) -> AsyncIterator[ServerReflectionResponse]:
-        async for req in reqs:
-            yield self.answer(req)
+    __proto_file__ = "grpc/reflection/v1alpha/reflection.proto"
 
 
 def reflection_services(services: Callable[[], Sequence[Service]]) -> list[Service]:
