@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Endpoint"]
+__all__ = ["Endpoint", "split_host_port"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +31,15 @@ class Endpoint:
     @property
     def port(self) -> int:
         return int(self.address.rpartition(":")[2])
+
+
+def split_host_port(text: str) -> tuple[str, str]:
+    """``[v6]:port``, ``host:port`` or a bare host (an IPv6 address included) as
+    ``(host, port text)``, the port text empty when there is none; nothing is checked."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else ""
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, port
+    return text, ""

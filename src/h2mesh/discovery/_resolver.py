@@ -11,7 +11,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 
-from .._endpoint import Endpoint
+from .._endpoint import Endpoint, split_host_port
 
 __all__ = ["Resolver", "StaticResolver", "parse_address"]
 
@@ -19,13 +19,7 @@ __all__ = ["Resolver", "StaticResolver", "parse_address"]
 def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]:
     """``host:port`` / ``[v6]:port`` / ``host`` (with ``default_port``) -> (host, port)."""
     text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, ""
+    host, port_text = split_host_port(text)
     if not port_text:
         if default_port is None:
             raise ValueError(f"address needs a port: {text!r}")

@@ -16,6 +16,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .._endpoint import split_host_port
+
 __all__ = ["ProxyTrust", "forwarded_client"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,13 +80,7 @@ def _parse_node(node: str) -> tuple[str, int] | None:
     node = node.strip().strip('"')
     if not node or node.lower() == "unknown" or node.startswith("_"):
         return None  # obfuscated identifiers say nothing about the address
-    if node.startswith("["):
-        host, _, rest = node[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif node.count(":") == 1:
-        host, _, port = node.partition(":")
-    else:
-        host, port = node, ""
+    host, port = split_host_port(node)
     try:
         ipaddress.ip_address(host)
     except ValueError:
