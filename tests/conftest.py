@@ -54,10 +54,34 @@ def loop_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def run(loop_kind: str) -> Iterator[Callable[[Coroutine[Any, Any, T]], T]]:
-    """``run(coro)``: run a coroutine on the test's loop (one loop for the whole test)."""
+def run(
+    loop_kind: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[[Coroutine[Any, Any, T]], T]]:
+    """``run(coro)``: run a coroutine on the test's loop (one loop for the whole test).
+
+    A test module's ``RUN_TIME_LIMIT`` (seconds) bounds each ``run``. Failures are raised
+    again outside the loop, so that their tracebacks end in the test's own code (pytest
+    cannot render uvloop's compiled frames).
+    """
+    limit: float | None = getattr(request.module, "RUN_TIME_LIMIT", None)
+
+    async def guarded(coro: Coroutine[Any, Any, T]) -> tuple[T | None, BaseException | None]:
+        try:
+            return (await asyncio.wait_for(coro, limit) if limit else await coro), None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # assertion failures and pytest outcomes too
+            return None, exc
+
     with asyncio.Runner(loop_factory=loop_factory(loop_kind)) as runner:
-        yield runner.run
+
+        def run_(coro: Coroutine[Any, Any, T]) -> T:
+            result, error = runner.run(guarded(coro))
+            if error is not None:
+                raise error
+            return result  # type: ignore[return-value]
+
+        yield run_
 
 
 # -- peers ------------------------------------------------------------------------------

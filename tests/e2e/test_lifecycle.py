@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
-import uvloop
 from examples.greeter import CountRequest, Greeter, HelloRequest
 
 from h2mesh import Channel, Code, Context, RpcError, Server, ServerInterceptor, TransportConfig
@@ -31,29 +30,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_GOAWAY = 0x7
 
 
-@pytest.fixture(params=[asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Run:
-    """Run a test coroutine on a fresh loop of each kind, with an overall time limit."""
-    factory = request.param
-
-    async def guarded(coro: Coroutine[Any, Any, Any]) -> tuple[Any, BaseException | None]:
-        # Hand failures out of the loop so that their tracebacks stop at the test's own
-        # code (pytest cannot render uvloop's compiled frames).
-        try:
-            return await asyncio.wait_for(coro, 5.0), None
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # assertion failures and pytest outcomes too
-            return None, exc
-
-    def run_(coro: Coroutine[Any, Any, Any]) -> Any:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            result, error = runner.run(guarded(coro))
-        if error is not None:
-            raise error
-        return result
-
-    return run_
+# Each run() of a test is bounded (the conftest's ``run`` reads this).
+RUN_TIME_LIMIT = 5.0
 
 
 def binary(name: str) -> str:

@@ -8,7 +8,7 @@ import shutil
 import ssl
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,24 +37,8 @@ needs_curl = pytest.mark.usefixtures("curl")
 App = Callable[[H1Stream], Awaitable[None]]
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Awaitable[Any]], Any]]:
-    """Runs a coroutine to completion on a fresh event loop of the parametrized kind."""
-    if request.param == "uvloop":
-        if uvloop is None:
-            pytest.fail("uvloop is not installed: run scripts/setup.sh")
-        factory = uvloop.new_event_loop
-    else:
-        factory = asyncio.new_event_loop
-
-    def run(coro: Awaitable[Any]) -> Any:
-        async def bounded() -> Any:
-            return await asyncio.wait_for(coro, 20)
-
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(bounded())
-
-    yield run
+# Each run() of a test is bounded (the conftest's ``run`` reads this).
+RUN_TIME_LIMIT = 20.0
 
 
 # -- server side ------------------------------------------------------------------

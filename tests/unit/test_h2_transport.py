@@ -18,7 +18,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-import uvloop
 
 from h2mesh.transport import (
     ConnectionLost,
@@ -172,29 +171,8 @@ class RawPeer:
         self.writer.close()
 
 
-@pytest.fixture(params=[asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Run:
-    """Run a test coroutine on a fresh loop of each kind, with an overall time limit."""
-    factory = request.param
-
-    async def guarded(coro: Coroutine[Any, Any, Any]) -> tuple[Any, BaseException | None]:
-        # Hand failures out of the loop so that their tracebacks stop at the test's own
-        # code (pytest cannot render uvloop's compiled frames).
-        try:
-            return await asyncio.wait_for(coro, 5.0), None
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # assertion failures and pytest outcomes too
-            return None, exc
-
-    def run_(coro: Coroutine[Any, Any, Any]) -> Any:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            result, error = runner.run(guarded(coro))
-        if error is not None:
-            raise error
-        return result
-
-    return run_
+# Each run() of a test is bounded (the conftest's ``run`` reads this).
+RUN_TIME_LIMIT = 5.0
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
