@@ -8,8 +8,8 @@ Connect (binary or protobuf JSON) like any proto-first h2mesh service.
 
 Sync servicers run in the server's bounded thread pool; ``grpc.aio`` servicers (coroutines
 and async generators) run on the event loop. Either way the servicer gets a context that
-behaves like grpcio's ``ServicerContext`` for what servicers use. grpcio is the user's
-dependency: nothing here imports it until a servicer is added.
+behaves like grpcio's ``ServicerContext`` for what servicers use (``_grpcio_context.py``).
+grpcio is the user's dependency: nothing here imports it until a servicer is added.
 """
 
 from __future__ import annotations
@@ -19,17 +19,16 @@ import contextlib
 import contextvars
 import inspect
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
-from typing import Any, NamedTuple, NoReturn
+from typing import Any
 
 from .._errors import Code, RpcError
-from .._http2 import ErrorCode
 from .._protobuf import is_message_type
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import TransportError
 from ._context import Context
+from ._grpcio_context import AioServicerContext, ServicerContext, SyncServicerContext
 from ._interceptors import Handler
 
 __all__ = ["GrpcioService", "service_from_method_handlers", "services_from_generic_handlers"]
@@ -37,18 +36,6 @@ __all__ = ["GrpcioService", "service_from_method_handlers", "services_from_gener
 log = logging.getLogger("h2mesh.server")
 
 _END = object()
-# Guards every call's callback list (calls end on the loop; sync servicers add callbacks
-# from pool threads). One lock for all: it is held for a few instructions, and a lock per
-# call would cost each call more than it saves.
-_CALLBACKS_LOCK = threading.Lock()
-_CANCEL = ErrorCode.CANCEL
-
-
-class Metadatum(NamedTuple):
-    """One metadata entry, as grpcio's ``invocation_metadata()`` gives them."""
-
-    key: str
-    value: str | bytes
 
 
 class GrpcioService(Service):
@@ -149,215 +136,6 @@ def _message_types(service_name: str, name: str, handler: Any) -> tuple[Any, Any
     )
 
 
-# -- the context a servicer sees ------------------------------------------------------------
-def _status_code(code: Any) -> Code:
-    """A ``grpc.StatusCode`` (or an int) as a ``Code``."""
-    value = getattr(code, "value", code)
-    return Code(value[0] if isinstance(value, tuple) else value)
-
-
-def _grpc_status(code: Code) -> Any:
-    import grpc
-
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status
-    return grpc.StatusCode.UNKNOWN
-
-
-def _format_peer(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
-    return f"unix:{peer}" if isinstance(peer, str) else "unknown"
-
-
-def _to_metadata(md: Any) -> dict[str, str]:
-    # grpcio metadata: pairs of (key, str | bytes); h2mesh keeps binary values as latin-1.
-    out: dict[str, str] = {}
-    for key, value in md or ():
-        out[key.lower()] = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-    return out
-
-
-class _ServicerContext:
-    """What both grpcio context flavours share; wraps one call's h2mesh ``Context``."""
-
-    def __init__(self, ctx: Context, loop: asyncio.AbstractEventLoop) -> None:
-        self.h2mesh_context = ctx
-        self._loop = loop
-        self._code: Code | None = None
-        self._details: str | None = None
-        self._aborted: RpcError | None = None
-        self._done = False
-        self._cancelled = False
-        self._callbacks: list[Callable[[], None]] | None = None
-
-    # metadata
-    def invocation_metadata(self) -> tuple[Metadatum, ...]:
-        return tuple(
-            Metadatum(k, v.encode("latin-1") if k.endswith("-bin") else v)
-            for k, v in self.h2mesh_context.request_headers.items()
-        )
-
-    def set_trailing_metadata(self, trailing_metadata: Any) -> None:
-        self.h2mesh_context.response_trailers.update(_to_metadata(trailing_metadata))
-
-    def trailing_metadata(self) -> tuple[Metadatum, ...]:
-        return tuple(
-            Metadatum(k, v.encode("latin-1") if k.endswith("-bin") else v)
-            for k, v in self.h2mesh_context.response_trailers.items()
-        )
-
-    def _initial_metadata(self, initial_metadata: Any) -> None:
-        self.h2mesh_context.response_headers.update(_to_metadata(initial_metadata))
-
-    # status
-    def set_code(self, code: Any) -> None:
-        self._code = _status_code(code)
-
-    def set_details(self, details: str) -> None:
-        self._details = details
-
-    def code(self) -> Any:
-        return None if self._code is None else _grpc_status(self._code)
-
-    def details(self) -> str | None:
-        return self._details
-
-    def _abort_error(self, code: Any, details: str) -> RpcError:
-        status = _status_code(code)
-        if status == Code.OK:
-            # grpcio refuses OK too: an abort must fail the call.
-            status, details = Code.UNKNOWN, details or "aborted with OK"
-        self._code, self._details = status, details
-        self._aborted = RpcError(status, details)
-        return self._aborted
-
-    def abort_with_status(self, status: Any) -> NoReturn:
-        self.set_trailing_metadata(status.trailing_metadata)
-        raise self._abort_error(status.code, status.details)
-
-    # the call
-    def peer(self) -> str:
-        return _format_peer(self.h2mesh_context.peer)
-
-    def peer_identities(self) -> None:
-        return None
-
-    def peer_identity_key(self) -> None:
-        return None
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        return {}
-
-    def time_remaining(self) -> float | None:
-        return self.h2mesh_context.time_remaining()
-
-    def set_compression(self, compression: Any) -> None:
-        """Accepted and ignored: the response compressor follows the request's."""
-
-    def disable_next_message_compression(self) -> None:
-        """Accepted and ignored."""
-
-    def is_active(self) -> bool:
-        return not self._done
-
-    def cancel(self) -> None:
-        """Cancel the call (RST_STREAM CANCEL to the client); safe from any thread."""
-        self._loop.call_soon_threadsafe(self._cancel_on_loop)
-
-    def _cancel_on_loop(self) -> None:
-        if self._done:
-            return
-        self._cancelled = True
-        stream = self.h2mesh_context._stream
-        stream.reset(_CANCEL)
-        if stream.task is not None:
-            stream.task.cancel()
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        """Call ``callback()`` when the call ends; False if it has already ended."""
-        with _CALLBACKS_LOCK:  # a sync servicer adds them from its thread
-            if self._done:
-                return False
-            if self._callbacks is None:
-                self._callbacks = []
-            self._callbacks.append(callback)
-            return True
-
-    def _finish(self, cancelled: bool) -> None:
-        self._cancelled = self._cancelled or cancelled
-        with _CALLBACKS_LOCK:
-            self._done = True
-            callbacks, self._callbacks = self._callbacks or (), None
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                log.exception("callback of %s failed", self.h2mesh_context.method.path)
-
-    def _failure(self) -> RpcError | None:
-        """The error the servicer asked for (abort, or a non-OK set_code)."""
-        if self._aborted is not None:
-            return self._aborted
-        if self._code is not None and self._code != Code.OK:
-            return RpcError(self._code, self._details or "")
-        return None
-
-
-class SyncServicerContext(_ServicerContext):
-    """grpcio's ``grpc.ServicerContext``, for servicers that run in the thread pool."""
-
-    def abort(self, code: Any, details: str) -> NoReturn:
-        raise self._abort_error(code, details)
-
-    def send_initial_metadata(self, initial_metadata: Any) -> None:
-        self._initial_metadata(initial_metadata)
-
-
-class AioServicerContext(_ServicerContext):
-    """grpcio's ``grpc.aio.ServicerContext``, for servicers that run on the event loop."""
-
-    def __init__(self, ctx: Context, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(ctx, loop)
-        self._requests: AsyncIterator[Any] | None = None
-        self._writes: asyncio.Queue[Any] | None = None
-
-    async def abort(self, code: Any, details: str = "", trailing_metadata: Any = ()) -> NoReturn:
-        self.set_trailing_metadata(trailing_metadata)
-        raise self._abort_error(code, details)
-
-    async def send_initial_metadata(self, initial_metadata: Any) -> None:
-        self._initial_metadata(initial_metadata)
-
-    async def read(self) -> Any:
-        """The next request message, or ``grpc.aio.EOF`` after the last."""
-        if self._requests is None:
-            raise RuntimeError("read() is for client-streaming and bidi methods")
-        try:
-            return await anext(self._requests)
-        except StopAsyncIteration:
-            import grpc
-
-            return grpc.aio.EOF
-
-    async def write(self, message: Any) -> None:
-        """Send one response message (server-streaming and bidi methods)."""
-        if self._writes is None:
-            raise RuntimeError("write() is for server-streaming and bidi methods")
-        await self._writes.put(message)
-
-    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
-        self.add_callback(lambda: callback(self))
-
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def done(self) -> bool:
-        return self._done
-
-
 # -- running handlers -----------------------------------------------------------------------
 def _behavior(handler: Any, kind: MethodKind) -> Any:
     return {
@@ -378,7 +156,7 @@ def _adapt(method: MethodDescriptor, handler: Any, runner: Callable[[], Executor
 
 
 @contextlib.contextmanager
-def _running(method: MethodDescriptor, gctx: _ServicerContext, ctx: Context) -> Iterator[None]:
+def _running(method: MethodDescriptor, gctx: ServicerContext, ctx: Context) -> Iterator[None]:
     """Around a servicer: its exceptions as statuses, the end of the call, the status it
     asked for (abort, set_code) once it returns."""
     try:
