@@ -11,6 +11,9 @@ Messages are JSON in and out, one reply per line. Over Connect the JSON goes as 
 over gRPC and gRPC-Web the messages are protobuf, converted with the schema the server
 tells by reflection (or ``--proto`` / ``--protoset`` files). An RPC error exits with
 64 + its gRPC code (as grpcurl does), a bad command line with 2, anything else with 1.
+
+Just over the 400-line guideline: ``call``, ``list`` and ``describe`` share the connection
+options, the channel and the schema lookup; ``bench`` (``_bench_cli``) reuses them too.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ Every config speaks HTTP/2 to the replicas over reused connections, checks them 
 where the proxy can: HAProxy and Envoy; nginx's open-source build has passive checks only),
 retries a call on another replica only when that is safe (the request never reached a
 replica, or the method is idempotent), and ejects replicas that keep failing.
+
+One module because the three renderers share the spec, the timeouts and the retry rules, and
+each is a flat template read top to bottom; it is pure (no I/O) and tested as such.
 """
 
 from __future__ import annotations

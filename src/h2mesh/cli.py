@@ -7,6 +7,10 @@
     h2mesh proto examples.greeter:Greeter -o greeter.proto
     h2mesh openapi examples.users:Users -o openapi.json
     h2mesh call http://127.0.0.1:8080 demo.v1.Greeter/SayHello '{"name": "x"}'
+
+Over the 400-line guideline because it holds ``serve`` (most of it: flags, TLS reload,
+workers, registration) beside the dispatcher; every other command has a module of its own
+(``_call_cli``, ``_bench_cli``, ``_registry_cli``, ``_lbconfig_cli``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ The response is the message's JSON form (Connect's JSON), or one field of it
 A server stream is newline-delimited JSON (``application/x-ndjson``), or server-sent
 events when the client accepts ``text/event-stream``; an error after the first message
 arrives as a last line ``{"error": {...}}`` (SSE: an ``error`` event).
+
+One module because it is one protocol, as ``connect.py`` and ``grpc.py`` are: the route
+binding, the calls (unary, stream, HEAD, pages) and the server that routes to them share
+their framing; route templates and matching are apart in ``_routes.py``, schemas in
+``schema/_jsonschema.py``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ Converting a Struct to the wire goes value -> message object (field by field) ->
 ``SerializeToString``, and back ``FromString`` -> dict -> ``msgspec.convert``: about
 ten times the cost of msgspec's own JSON, which is what correctness without generated
 code costs; services that need protobuf speed use generated classes directly.
+
+One module because descriptors and the converters are two halves of one mapping (field
+kinds, numbers and names must agree on both sides); split, each half would have to be read
+with the other open.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ a generated protobuf class         that message (its file is imported)
 ``fixed32``, ``float``...). A class defined inside a message class nests in it.
 This module never imports ``protobuf``: the model renders as ``.proto`` text without it;
 descriptors and message classes (``_descriptor``) need the package.
+
+One module because it is one mapping from Python types to the model; most of its length is
+the ``_Collector`` walk, whose cases share the naming and numbering state of one file.
 """
 
 from __future__ import annotations

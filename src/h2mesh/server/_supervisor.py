@@ -22,6 +22,9 @@ measurement behind the default.
 A worker reports to the supervisor over a pipe: ``R`` once it listens, ``M`` when it
 has served ``max_requests``. With metrics on, each worker writes its statistics to a
 private directory every second; the admin listener, in the supervisor, merges them.
+
+One module because it is one state machine (``Supervisor``: start, watch, restart with
+backoff, replace on SIGHUP, stop); its parts share the worker table and the signal handling.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ headers of every read (a few struct unpacks, no copy in the common case):
 
 Frames on streams the server reset but the client has not closed are left to the engine,
 which ignores them: the client may not have seen the reset yet.
+
+One module because the guard is one frame scanner (``InboundGuard.feed``) whose checks share
+its per-connection state; the HPACK string shortening below it serves the same scan.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ Flow control is end to end: the engine runs with automatic window updates off, a
 stream acknowledges received bytes only when the application reads them. A sender
 waits while more than ``send_high_water`` bytes of its stream are queued in the engine
 (because the peer's window is closed) or while the socket's buffer is full.
+
+One module because ``H2Connection`` and ``H2Stream`` are one engine binding: the stream's
+methods drive the connection's engine and the connection's event table completes the
+streams; the frame checks that run before the engine live in ``_guard.py``.
 """
 
 from __future__ import annotations
