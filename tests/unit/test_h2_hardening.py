@@ -20,9 +20,10 @@ import pytest
 from h2mesh.transport import ErrorCode, H2Stream, TransportConfig
 from h2mesh.transport._guard import InboundGuard, shorten_strings
 
-from .test_h2_transport import Peers, Run, read_digest, run, wait_until
+from .test_h2_transport import Peers, Run, read_digest, wait_until
 
-__all__ = ["run"]  # the fixture, shared with the transport tests
+# Each run() of a test is bounded (the conftest's ``run`` reads this).
+RUN_TIME_LIMIT = 5.0
 
 BASE = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/echo")]
 
