@@ -1,8 +1,9 @@
 """A benchmark server that counts the bytecode instructions each Python function runs.
 
 ``H2MESH_OPCOUNT_OUT=FILE python -m benchmarks._opcount SYSTEM PORT`` serves as
-``benchmarks.servers`` does; each SIGUSR1 writes the counts so far to ``FILE.<k>``
-(k = 0, 1, ...) and starts counting again from zero only on the first one. Used by
+``benchmarks.servers`` does; each SIGUSR1 writes the counts so far (bytecodes and calls
+per function) to ``FILE.<k>`` (k = 0, 1, ...) and starts counting again from zero only on
+the first one. Used by
 ``benchmarks/callgrind.py`` to share the interpreter's instructions among layers:
 the count is deterministic, as callgrind's is, and slow.
 """
@@ -17,6 +18,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 counts: collections.Counter[CodeType] = collections.Counter()
+calls: collections.Counter[CodeType] = collections.Counter()
 
 
 def _local(frame: FrameType, event: str, arg: Any) -> Any:
@@ -27,6 +29,8 @@ def _local(frame: FrameType, event: str, arg: Any) -> Any:
 
 def _global(frame: FrameType, event: str, arg: Any) -> Any:
     frame.f_trace_opcodes = True
+    if event == "call":
+        calls[frame.f_code] += 1
     return _local
 
 
@@ -40,17 +44,20 @@ def main() -> None:
 
     def dump(signum: int, frame: Any) -> None:
         nonlocal snapshots
-        snapshot = dict(counts)  # one C call: the tracer counts this frame too
+        snapshot, entered = dict(counts), dict(calls)  # C calls: the tracer counts this frame
         merged: collections.Counter[str] = collections.Counter()
+        merged_calls: collections.Counter[str] = collections.Counter()
         for code, n in snapshot.items():
             merged[_name(code)] += n
+            merged_calls[_name(code)] += entered.get(code, 0)
         tmp = f"{out}.tmp"
         with open(tmp, "w") as f:
             for name, n in merged.most_common():
-                f.write(f"{n} {name}\n")
+                f.write(f"{n} {merged_calls[name]} {name}\n")
         os.replace(tmp, f"{out}.{snapshots}")
         if snapshots == 0:
             counts.clear()
+            calls.clear()
         snapshots += 1
 
     signal.signal(signal.SIGUSR1, dump)

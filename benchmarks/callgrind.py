@@ -178,6 +178,16 @@ def h2load(port: int, request: str, calls: int, clients: int, streams: int, work
         raise RuntimeError(f"h2load did not complete {calls} calls: {out[-400:]!r}")
 
 
+SRC: Path | None = None  # --src: the h2mesh sources to measure instead of this tree's
+
+
+def _env() -> dict[str, str]:
+    env = _child_env()
+    if SRC is not None:
+        env["PYTHONPATH"] = os.pathsep.join((str(SRC), env["PYTHONPATH"]))
+    return env
+
+
 def _start(cmd: list[str], work: Path, name: str, port: int, env: dict[str, str]) -> Any:
     log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
@@ -237,20 +247,21 @@ def measure_callgrind(
         f"--callgrind-out-file={out}",
         sys.executable, "-m", "benchmarks.servers", server, str(port),
     ]  # fmt: skip
-    env = _child_env()
+    env = _env()
     progress(f"  {workload}: starting the server under callgrind (slow)")
     proc = _start(cmd, work, f"{workload}-callgrind", port, env)
     control = shutil.which("callgrind_control") or "callgrind_control"
     try:
         h2load(port, request, max(200, clients * streams * 4), clients, streams, work)
-        subprocess.run([control, "-z", str(proc.pid)], check=True, capture_output=True)
+        # A dump, not a zero: after a zero, costs of the frames then on the stack are off.
+        subprocess.run([control, "-d", str(proc.pid)], check=True, capture_output=True)
         progress(f"  {workload}: {calls} calls")
         h2load(port, request, calls, clients, streams, work)
         subprocess.run([control, "-d", str(proc.pid)], check=True, capture_output=True)
         progress(f"  {workload}: {2 * calls} calls")
         h2load(port, request, 2 * calls, clients, streams, work)
         subprocess.run([control, "-d", str(proc.pid)], check=True, capture_output=True)
-        dumps = _wait_for(f"{out.name}.*", work, 2, proc)
+        dumps = _wait_for(f"{out.name}.*", work, 3, proc)
     finally:
         _stop(proc)
     first, second = dumps[-2], dumps[-1]
@@ -267,7 +278,7 @@ def measure_layers(
     server, request = WORKLOADS[workload]
     port = free_port()
     counts = work / f"{workload}.opcount"
-    env = _child_env()
+    env = _env()
     env["H2MESH_OPCOUNT_OUT"] = str(counts)
     cmd = [sys.executable, "-m", "benchmarks._opcount", server, str(port)]
     progress(f"  {workload}: counting bytecodes per function")
@@ -288,15 +299,18 @@ def measure_layers(
         _stop(proc)
     # Snapshots are cumulative-since-reset: [reset, N calls, 2N calls].
     n1, n2 = snaps[1], snaps[2]
-    per_fn = {k: (n2.get(k, 0) - n1.get(k, 0)) / calls for k in set(n1) | set(n2)}
-    return {"functions": per_fn}
+    keys = set(n1) | set(n2)
+    per_fn = {k: (n2.get(k, (0, 0))[0] - n1.get(k, (0, 0))[0]) / calls for k in keys}
+    entered = {k: (n2.get(k, (0, 0))[1] - n1.get(k, (0, 0))[1]) / calls for k in keys}
+    return {"functions": per_fn, "calls": entered}
 
 
-def _read_counts(path: Path) -> dict[str, int]:
-    result: dict[str, int] = {}
+def _read_counts(path: Path) -> dict[str, tuple[int, int]]:
+    """{function: (bytecodes, calls)} of one snapshot."""
+    result: dict[str, tuple[int, int]] = {}
     for line in path.read_text().splitlines():
-        count, _, name = line.partition(" ")
-        result[name] = int(count)
+        ops, entered, name = line.split(" ", 2)
+        result[name] = (int(ops), int(entered))
     return result
 
 
@@ -336,10 +350,15 @@ def report(workload: str, cg: dict[str, Any], layers: dict[str, Any] | None, top
             if n:
                 est = interp * n / ops
                 lines.append(f"| {layer} | {n:,.0f} | {est:,.0f} | {est / total:.0%} |")
-        lines += ["", f"Top {top} Python functions (bytecodes per call):", ""]
+        lines += [
+            "",
+            f"Top {top} Python functions (bytecodes, and times entered, per call):",
+            "",
+        ]
+        entered = layers["calls"]
         for fn, n in sorted(fns.items(), key=lambda kv: -kv[1])[:top]:
             if n >= 0.5:
-                lines.append(f"    {n:8.1f}  {fn}")
+                lines.append(f"    {n:8.1f} {entered.get(fn, 0):6.2f}x  {fn}")
     return "\n".join(lines)
 
 
@@ -353,9 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=1, help="h2load -c (1)")
     p.add_argument("--streams", type=int, default=1, help="h2load -m (1)")
     p.add_argument("--keep", type=Path, default=None, help="keep the outputs in this directory")
+    p.add_argument("--src", type=Path, default=None,
+                   help="measure the h2mesh package under this src/ directory (an A/B "
+                   "against another checkout, e.g. one made by git worktree)")  # fmt: skip
     p.add_argument("--no-layers", action="store_true", help="skip the bytecode count")
     p.add_argument("--top", type=int, default=25, help="Python functions to list")
     args = p.parse_args(argv)
+    global SRC
+    SRC = args.src.resolve() if args.src is not None else None
     workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:
         if w not in WORKLOADS:
