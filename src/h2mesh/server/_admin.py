@@ -24,12 +24,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..observability import (
     DURATION_BOUNDS,
     CallStats,
+    Sample,
     Series,
     Snapshot,
     merge_series,
     quantile,
 )
 from ..observability._observer import observer_of
+from ..observability._stats import process_snapshot
+from ._metrics import ACTIVE_CALLS, attach_stats
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -54,6 +57,7 @@ class AdminSource(Protocol):
     def worker_infos(self) -> list[Any]: ...
     def snapshots(self) -> list[Snapshot]: ...
     def retired(self) -> list[Series]: ...
+    def retired_samples(self) -> list[Sample]: ...
     def extra(self) -> dict[str, float]: ...
     def is_ready(self) -> bool: ...
 
@@ -71,9 +75,12 @@ class _Local:
         return []
 
     def snapshots(self) -> list[Snapshot]:
-        return [self.stats.snapshot(os.getpid(), self.started)]
+        return [process_snapshot(self.stats, os.getpid(), self.started)]
 
     def retired(self) -> list[Series]:
+        return []
+
+    def retired_samples(self) -> list[Sample]:
         return []
 
     def extra(self) -> dict[str, float]:
@@ -90,8 +97,7 @@ async def start_local_admin(server: Server, host: str, port: int) -> AdminListen
         observer.stats = CallStats()
     stats = observer.stats
     server.observer = observer
-    stats.gauges["connections_open"] = lambda: len(server._connections)
-    stats.counters["connections_total"] = lambda: server.connections_accepted
+    attach_stats(server, stats)
     listener = AdminListener(_Local(server, stats))
     await listener.start(host, port)
     return listener
@@ -169,7 +175,8 @@ class AdminListener:
             from ..observability._prometheus import CONTENT_TYPE, render
 
             src = self.source
-            return 200, CONTENT_TYPE, render(src.snapshots(), src.retired(), src.extra())
+            body = render(src.snapshots(), src.retired(), src.extra(), src.retired_samples())
+            return 200, CONTENT_TYPE, body
         if target in ("/status", "/"):
             return 200, "text/html; charset=utf-8", render_status(self.source).encode()
         if target == "/healthz":
@@ -241,7 +248,7 @@ def render_status(source: AdminSource) -> str:
             row[1] += s.count
         row[2] = [a + b for a, b in zip(row[2], s.buckets, strict=True)]
     connections = sum(s.gauges.get("connections_open", 0.0) for s in snaps)
-    active = sum(s.gauges.get("active_calls", 0.0) for s in snaps)
+    active = sum(x.value for s in snaps for x in s.samples if x.name == ACTIVE_CALLS)
     reg = source.registration
     if reg is None:
         registry = "not registered"

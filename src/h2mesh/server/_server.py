@@ -178,6 +178,8 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listen_sockets: list[socket.socket] = []
         self.connections_accepted = 0
+        # Socket bytes of the connections that have closed (open ones keep their own).
+        self.bytes_received = self.bytes_sent = 0
         #: Sees every request (metrics, access log, request counting); None costs nothing.
         self.observer: CallObserver | None = None
         # A server span per call, when an OpenTelemetry SDK is configured (or given).
@@ -531,6 +533,8 @@ class Server:
 
     def _on_close(self, conn: Any) -> None:
         self._connections.discard(conn)
+        self.bytes_received += conn.bytes_received
+        self.bytes_sent += conn.bytes_sent
         if self.connection_limits.active:
             self.connection_limits.release(conn.peer)
 
