@@ -38,9 +38,6 @@ __all__ = ["ClientMetrics", "client_metrics"]
 
 perf_counter = time.perf_counter
 
-# rpc.system of OpenTelemetry's conventions, by a channel's protocol name.
-_SYSTEMS = {"connect": "connect_rpc", "grpc": "grpc", "grpc-web": "grpc", "grpc-web-text": "grpc"}
-
 RETRY = "h2mesh_client_retries_total"
 TRANSPARENT = "h2mesh_client_transparent_retries_total"
 HEDGE = "h2mesh_client_hedges_total"
@@ -72,7 +69,7 @@ class ClientMetrics:
     # -- what channels call ---------------------------------------------------------------
     def bind(self, channel: Any) -> ClientInterceptor:
         """The interceptor that times ``channel``'s calls (the channel installs it)."""
-        timer = _Timer(self.stats, _SYSTEMS.get(channel.protocol.name, channel.protocol.name))
+        timer = _Timer(self.stats, channel.protocol.name)
         self._channels[channel] = timer
         return timer
 
@@ -133,11 +130,11 @@ def _endpoint_samples(channel: Any, timer: _Timer) -> Iterator[Sample]:
 class _Timer(ClientInterceptor):
     """Times each call of one channel into ``stats``."""
 
-    __slots__ = ("calls", "stats", "system")
+    __slots__ = ("calls", "protocol", "stats")
 
-    def __init__(self, stats: CallStats, system: str) -> None:
+    def __init__(self, stats: CallStats, protocol: str) -> None:
         self.stats = stats
-        self.system = system
+        self.protocol = protocol
         self.calls = 0
 
     def _record(self, method: MethodDescriptor, code: str, dt: float) -> None:
@@ -146,7 +143,7 @@ class _Timer(ClientInterceptor):
         series = self.stats.table.get(key)
         if series is None:
             series = self.stats.series(
-                key, "client", self.system, method.service_name, method.name, code
+                key, "client", self.protocol, method.service_name, method.name, code
             )
         observe(series, dt)
 

@@ -59,8 +59,13 @@ DURATION_BOUNDS: tuple[float, ...] = (
 SIZE_BOUNDS: tuple[int, ...] = tuple(4**i for i in range(3, 13))  # 64 B .. 16 MiB
 _NSIZES = len(SIZE_BOUNDS) + 1
 
-# rpc.system values of OpenTelemetry's RPC semantic conventions, by wire protocol.
-_SYSTEMS = {"connect": "connect_rpc", "grpc": "grpc", "grpc-web": "grpc"}
+#: ``rpc.system`` of OpenTelemetry's RPC semantic conventions, by wire protocol.
+RPC_SYSTEMS = {
+    "connect": "connect_rpc",
+    "grpc": "grpc",
+    "grpc-web": "grpc",
+    "grpc-web-text": "grpc",
+}
 
 
 class Series(msgspec.Struct, array_like=True):
@@ -140,7 +145,7 @@ class CallStats:
         """The series of one label set (``key`` is any cheap, hashable stand-in for it)."""
         series = self.table.get(key)
         if series is None:
-            system = _SYSTEMS.get(protocol, protocol)
+            system = RPC_SYSTEMS.get(protocol, protocol)
             series = self.table[key] = Series(side, system, service, method, code)
         return series
 
