@@ -215,9 +215,10 @@ def scalar(port: int, query: str) -> float:
 def test_status_page_in_headless_chromium(server: Supervised, tmp_path: Path) -> None:
     chromium = require_binary("chromium")
     make_calls(server.url)
+    make_relays(server.url)
     # Worker statistics reach the supervisor once a second: wait for the page to count.
     wait_for(
-        lambda: f"<td class='n'>{CALLS}</td>" in get(server.admin + "/status")[1],
+        lambda: f"<td class='n'>{CALLS + RELAYS}</td>" in get(server.admin + "/status")[1],
         10,
         "the status page to count the calls",
     )
@@ -242,9 +243,15 @@ def test_status_page_in_headless_chromium(server: Supervised, tmp_path: Path) ->
         dom.stdout,
     )
     assert row, dom.stdout[-3000:]
-    assert row[1] == str(CALLS) and row[2] == "0"
+    assert row[1] == str(CALLS + RELAYS) and row[2] == "0"
     assert re.search(r"<h1>h2mesh [\d.]+</h1>", dom.stdout)
     assert dom.stdout.count("<td>serving</td>") == 2  # the workers table
+    # The workers' channels (the relays), merged: every relay picked the one endpoint.
+    endpoint = server.url.removeprefix("http://")
+    assert (
+        f'<tr><td>{server.url}</td><td>{endpoint}</td><td class="n">{RELAYS}</td>'
+        '<td class="n">0</td><td class="n">0</td><td>in rotation</td></tr>'
+    ) in dom.stdout, dom.stdout[-3000:]
     shot = tmp_path / "status.png"
     png = subprocess.run(
         [chromium, *flags, f"--screenshot={shot}", "--window-size=1100,900", url],

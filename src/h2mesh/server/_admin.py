@@ -6,7 +6,8 @@ the statistics of every worker; in a single process it reads the server's own.
 
 - ``/metrics``: Prometheus text format (prometheus-client renders it).
 - ``/status``: an HTML page for people: version, uptime, workers, each method's calls,
-  errors and p50/p99 latency, open connections, registry state; it refreshes itself.
+  errors and p50/p99 latency, open connections, registry state, and the endpoints this
+  process's channels call (with client metrics on); it refreshes itself.
 - ``/healthz``: 200 while the process runs. ``/readyz``: 200 while every worker serves,
   503 while starting or draining.
 """
@@ -289,5 +290,41 @@ def render_status(source: AdminSource) -> str:
             f"<td{err}>{errors}</td><td class='n'>{_ms(quantile(buckets, 0.5))}</td>"
             f"<td class='n'>{_ms(quantile(buckets, 0.99))}</td></tr>"
         )
-    out.append("</table></body></html>")
+    out.append("</table>")
+    out.extend(_endpoint_rows(snaps))
+    out.append("</body></html>")
     return "\n".join(out)
+
+
+_ENDPOINT_COLUMNS = {
+    "h2mesh_client_endpoint_picks_total": 0,
+    "h2mesh_client_endpoint_active_calls": 1,
+    "h2mesh_client_endpoint_ejections_total": 2,
+    "h2mesh_client_endpoint_ejected": 3,
+}
+
+
+def _endpoint_rows(snaps: list[Snapshot]) -> list[str]:
+    """The endpoints that this process's channels (``metrics=True``) call, if any."""
+    rows: dict[tuple[str, ...], list[float]] = {}
+    for snap in snaps:
+        for sample in snap.samples:
+            column = _ENDPOINT_COLUMNS.get(sample.name)
+            if column is not None:
+                rows.setdefault(sample.labels, [0.0] * 4)[column] += sample.value
+    if not rows:
+        return []
+    e = html.escape
+    out = [
+        "<h2>Client endpoints</h2><table id='endpoints'><tr><th>target</th><th>endpoint</th>"
+        "<th>picks</th><th>in flight</th><th>ejections</th><th>state</th></tr>"
+    ]
+    for (target, endpoint), (picks, active, ejections, ejected) in sorted(rows.items()):
+        state = "<span class='err'>ejected</span>" if ejected else "in rotation"
+        out.append(
+            f"<tr><td>{e(target)}</td><td>{e(endpoint)}</td><td class='n'>{picks:.0f}</td>"
+            f"<td class='n'>{active:.0f}</td><td class='n'>{ejections:.0f}</td>"
+            f"<td>{state}</td></tr>"
+        )
+    out.append("</table>")
+    return out

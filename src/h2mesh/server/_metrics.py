@@ -24,7 +24,7 @@ def attach_stats(server: Server, stats: CallStats) -> None:
     """Have ``stats`` sample ``server``'s connections, streams and bytes in each snapshot."""
     connections = server._connections
     stats.gauges["connections_open"] = lambda: len(connections)
-    stats.gauges["streams_active"] = lambda: sum(len(c.active_streams()) for c in connections)
+    stats.gauges["streams_active"] = lambda: sum(len(c.streams) for c in connections)
     stats.counters["connections_total"] = lambda: server.connections_accepted
     stats.counters["bytes_received"] = lambda: (
         server.bytes_received + sum(c.bytes_received for c in connections)
