@@ -116,7 +116,10 @@ def test_server_counts_sizes_streams_bytes_and_calls_in_flight(run: Run) -> None
             # The connection's bytes are kept once it has closed.
             assert pick(m, "h2mesh_server_received_bytes_total") >= received
             cancelled = pick(
-                m, "rpc_server_call_duration_seconds_count", rpc_response_status_code="CANCELED"
+                m,
+                "rpc_server_call_duration_seconds_count",
+                rpc_response_status_code="CANCELED",
+                **dict(PID),
             )
             assert cancelled == 3
         finally:

@@ -39,6 +39,10 @@ class CallObserver:
         await serve(stream)
 
 
+def _no_method(stream: Any) -> None:
+    return None
+
+
 def _path(stream: Any) -> str:
     for name, value in stream.headers or ():
         if name == b":path":
@@ -49,7 +53,7 @@ def _path(stream: Any) -> str:
 class ServerObserver(CallObserver):
     """Times each request once and hands the result to statistics and the access log."""
 
-    __slots__ = ("access", "on_request", "stats", "tracer")
+    __slots__ = ("access", "method_of", "on_request", "stats", "tracer")
 
     def __init__(
         self,
@@ -63,6 +67,10 @@ class ServerObserver(CallObserver):
         self.on_request = on_request
         #: An OpenTelemetry tracer: a SERVER span around each call (see ``_tracing``).
         self.tracer = tracer
+        #: The method a request's path and verb name on this server (RPC paths and REST
+        #: routes), or None: a cancelled call is counted under its method only if it has
+        #: one, so that made-up paths (or REST path parameters) cannot grow the label set.
+        self.method_of: Callable[[Any], Any] = _no_method
 
     @property
     def active(self) -> bool:
@@ -111,10 +119,10 @@ class ServerObserver(CallObserver):
             if self.access is not None:
                 self._log(self.access, stream, outcome, dt)
 
-    @staticmethod
-    def _count_other(stats: CallStats, stream: Any, outcome: Any, dt: float) -> None:
+    def _count_other(self, stats: CallStats, stream: Any, outcome: Any, dt: float) -> None:
         if outcome is None:  # cancelled: the caller reset the stream, or shutdown
-            service, _, method = _path(stream).strip("/").rpartition("/")
+            desc = self.method_of(stream)
+            service, method = (desc.service_name, desc.name) if desc else (_OTHER, _OTHER)
             sizes = (stream.received, stream.sent)
             key = ("?", service, method)
             stats.record(key, "server", "", service, method, _CANCELED, dt, sizes)
