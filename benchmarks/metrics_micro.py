@@ -47,9 +47,7 @@ def h2mesh() -> Callable[[], None]:
 def prometheus(multiprocess: bool) -> Callable[[], None]:
     if multiprocess:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
-    from prometheus_client import Gauge, Histogram
-
-    from prometheus_client import Counter
+    from prometheus_client import Counter, Gauge, Histogram
 
     from h2mesh.observability import DURATION_BOUNDS, SIZE_BOUNDS
 
