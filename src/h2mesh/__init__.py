@@ -9,7 +9,16 @@ from ._errors import Code, RpcError
 from ._loop import new_event_loop, run
 from ._version import __version__
 from .balancing import OutlierDetection
-from .client import Channel, ClientCall, ClientInterceptor, StreamCall, SyncChannel, UnaryCall
+from .client import (
+    Channel,
+    ClientCall,
+    ClientInterceptor,
+    ClientMetrics,
+    StreamCall,
+    SyncChannel,
+    UnaryCall,
+    client_metrics,
+)
 from .discovery import Registrar, Resolver
 from .protocol import Metadata, ResponseMetadata
 from .protocol._cors import CorsPolicy
@@ -32,6 +41,7 @@ __all__ = [
     "Channel",
     "ClientCall",
     "ClientInterceptor",
+    "ClientMetrics",
     "Code",
     "Context",
     "CorsPolicy",
@@ -61,6 +71,7 @@ __all__ = [
     "UnaryCall",
     "UnaryNext",
     "__version__",
+    "client_metrics",
     "new_event_loop",
     "rpc",
     "run",

@@ -22,6 +22,7 @@ PACKAGE = "h2mesh"
 TYPING_ALLOWED = {
     # Helpers of the server that are handed the Server itself, and only annotate it.
     ("h2mesh.server._admin", "h2mesh.server._server"),
+    ("h2mesh.server._metrics", "h2mesh.server._server"),
     ("h2mesh.server._pages", "h2mesh.server._server"),
     ("h2mesh.server._supervisor", "h2mesh.server._server"),
     # A WebSocket session is handed the ASGI host that upgraded its request.

@@ -48,12 +48,14 @@ class EndpointStats:
     __slots__ = (
         "ejected_at",
         "ejection_multiplier",
+        "ejections",
         "failures",
         "in_flight",
         "last_failures",
         "last_successes",
         "latency",
         "max_concurrency",
+        "picks",
         "successes",
     )
 
@@ -67,6 +69,9 @@ class EndpointStats:
         self.last_failures = 0
         self.ejected_at: float | None = None
         self.ejection_multiplier = 0
+        # Totals since the endpoint appeared, for metrics: attempts sent, ejections.
+        self.picks = 0
+        self.ejections = 0
 
     @property
     def ejected(self) -> bool:
@@ -85,6 +90,7 @@ class EndpointStats:
 
     def started(self) -> None:
         self.in_flight += 1
+        self.picks += 1
 
     def finished(self, ok: bool, latency: float | None = None, now: float = 0.0) -> None:
         """Record the end of a call (``ok`` as the outlier detector should count it)."""

@@ -128,6 +128,8 @@ class H2Stream(Stream):
         "ended_local",
         "headers",
         "id",
+        "received",
+        "sent",
         "trailers",
     )
 
@@ -151,6 +153,7 @@ class H2Stream(Stream):
         self.task: asyncio.Task[Any] | None = None
         self.closed = False
         self.ended_local = False
+        self.received = self.sent = 0  # body bytes, for metrics and the access log
 
     # -- reading ------------------------------------------------------------------
     @property
@@ -237,6 +240,7 @@ class H2Stream(Stream):
             conn.engine.send_data(self.id, data, end_stream=end_stream)
         except ngh2.NGH2Error as exc:
             raise self._closed_error(exc) from None
+        self.sent += len(data)
         if end_stream:
             self.ended_local = True
         conn.schedule_flush()
@@ -421,6 +425,8 @@ class H2Connection(asyncio.Protocol):
         # The peer's SETTINGS_MAX_CONCURRENT_STREAMS; 100 is assumed until its SETTINGS arrive.
         self.peer_max_concurrent_streams = 100
         self._flush_pending = False
+        # Bytes read from and written to the socket (frames, headers and bodies).
+        self.bytes_received = self.bytes_sent = 0
         self._timer: asyncio.TimerHandle | None = None
         self._ping_sent_at: float | None = None
         self._received = False
@@ -470,6 +476,7 @@ class H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         engine = self.engine
         self._received = True
+        self.bytes_received += len(data)
         guard = self._guard
         if guard is not None:
             data = guard.feed(data)
@@ -573,6 +580,7 @@ class H2Connection(asyncio.Protocol):
             data = engine.data_to_send(_FLUSH_CHUNK)
             if data:
                 transport.write(data)
+                self.bytes_sent += len(data)
                 if len(data) == _FLUSH_CHUNK:
                     continue
             # Sending can complete streams (StreamClosed): handle those events now.
@@ -687,6 +695,7 @@ class H2Connection(asyncio.Protocol):
         if data:
             stream._chunks.append(data)
             stream._unacked += len(data)
+            stream.received += len(data)
         if ev.end_stream:
             stream._eof = True
         waiter = stream._read_waiter
