@@ -39,11 +39,12 @@ from httptools import (
     parse_url,
 )
 
+from .._http2 import ErrorCode
 from ._config import TransportConfig
 from ._errors import ConnectionLost, MessageTooLarge, StreamReset
 from ._stream import Headers, Stream
 
-_CANCEL = 0x8
+_CANCEL = ErrorCode.CANCEL
 # Requests read ahead of the one being answered before reading pauses.
 _MAX_PIPELINED = 16
 # Seconds to keep reading (and dropping) a request body that the response did not wait
