@@ -16,6 +16,7 @@ import pytest
 
 from h2mesh.transport import (
     ConnectionLost,
+    ErrorCode,
     H2Connection,
     H2Stream,
     SendBudget,
@@ -246,7 +247,7 @@ def test_a_stream_whose_peer_takes_nothing_for_send_timeout_is_reset(run: Run) -
             started = asyncio.get_running_loop().time()
             with pytest.raises(StreamReset) as reset:
                 await asyncio.wait_for(stuck.read(), 3.0)
-            assert reset.value.error_code == 0x8
+            assert reset.value.error_code == ErrorCode.CANCEL
             assert asyncio.get_running_loop().time() - started >= 0.3
             # The handler waiting to send more is stopped (cancelled, as for any reset),
             # the stream says why, and its bytes are given back.
