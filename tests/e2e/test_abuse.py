@@ -27,6 +27,7 @@ import pytest
 from examples.greeter import Greeter, HelloRequest
 
 from h2mesh import Channel, Code, RpcError, Server, TransportConfig
+from h2mesh.transport import ErrorCode
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -340,3 +341,65 @@ def test_2000_streams_with_shut_windows_hold_bounded_memory(
     # the rest is the 2,000 calls themselves, each with one message waiting to be sent);
     # without the caps, 160 MiB (64 KiB queued per stream).
     assert grown < 96 * 1024, f"server RSS grew by {grown} KiB for 2,000 stalled streams"
+
+
+# -- rapid reset while a normal client calls -------------------------------------------------
+async def rapid_reset(port: int, streams: int = 1200) -> int | None:
+    """One connection that opens and at once resets up to ``streams`` streams
+    (CVE-2023-44487); the error code of the GOAWAY that ends it (None: none came)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    conn.initiate_connection()
+    head = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", b"x"),
+        (b":path", b"/demo.v1.Greeter/SayHello"),
+        (b"content-type", b"application/json"),
+    ]
+    try:
+        for _ in range(streams // 100):
+            if writer.is_closing() or reader.at_eof():
+                break  # the server has had enough
+            for _ in range(100):
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, head)
+                conn.reset_stream(sid)
+            writer.write(conn.data_to_send())
+            await asyncio.sleep(0)  # (let the normal client's calls run in between)
+    except ConnectionError:
+        pass  # closed by the server while we wrote: its GOAWAY is in the read buffer
+    try:
+        while data := await asyncio.wait_for(reader.read(65536), 5.0):
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    return int(ev.error_code)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+    return None
+
+
+def test_rapid_reset_leaves_a_normal_client_served(run: Run, bulk_server: tuple[int, int]) -> None:
+    pid, port = bulk_server
+    rss_before = rss_kib(pid)
+
+    async def main() -> tuple[float, list[int | None]]:
+        async def attack() -> list[int | None]:
+            return [await rapid_reset(port) for _ in range(2)]
+
+        attackers = asyncio.gather(*(attack() for _ in range(3)))
+        shares = []  # the normal client calls for as long as the attack lasts
+        while not attackers.done() or len(shares) < 4:
+            shares.append(await normal_calls(f"http://127.0.0.1:{port}", 50))
+        codes = [code for codes in await attackers for code in codes]
+        return sum(shares) / len(shares), codes
+
+    success, codes = run(main())
+    assert success >= 0.99, f"normal client: {success:.1%} success"
+    assert codes == [ErrorCode.ENHANCE_YOUR_CALM] * 6, codes
+    grown = rss_kib(pid) - rss_before
+    assert grown < 32 * 1024, f"server RSS grew by {grown} KiB under 6 rapid-reset connections"

@@ -218,7 +218,7 @@ def test_a_waiting_sender_is_reaped_with_its_connection_or_its_task(run: Run, en
                     isinstance(e, (ConnectionLost, asyncio.CancelledError)) for e in out.errors
                 ), out.errors
                 assert not server.room_waiters
-                assert budget.queued == 0 and budget.waiting == 0
+                assert budget.queued == 0 and not budget.waiting
             else:
                 # (what a call deadline does) the first waiter's task is cancelled: it
                 # leaves the queue, and the next one is first.

@@ -22,33 +22,29 @@ class _Waiting(Protocol):
 class SendBudget:
     """Queued body bytes shared by connections, with a limit above which senders wait."""
 
-    __slots__ = ("_waiting", "limit", "queued")
+    __slots__ = ("limit", "queued", "waiting")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"send buffer limit must be at least 1 byte, not {limit}")
         self.limit = limit
         self.queued = 0
-        self._waiting: deque[_Waiting] = deque()
+        #: Connections with a sender waiting for room in this budget, in order.
+        self.waiting: deque[_Waiting] = deque()
 
     @property
     def full(self) -> bool:
         return self.queued >= self.limit
 
-    @property
-    def waiting(self) -> int:
-        """Connections with a sender waiting for room in this budget."""
-        return len(self._waiting)
-
     def wait(self, conn: _Waiting) -> None:
         """Queue ``conn`` to be woken when room comes back (once, however often asked)."""
-        if conn not in self._waiting:
-            self._waiting.append(conn)
+        if conn not in self.waiting:
+            self.waiting.append(conn)
 
     def forget(self, conn: _Waiting) -> None:
         """``conn`` no longer waits (it closed, or its senders went away)."""
-        if conn in self._waiting:
-            self._waiting.remove(conn)
+        if conn in self.waiting:
+            self.waiting.remove(conn)
 
     def release(self) -> None:
         """Wake the waiting connections in the order they came, while there is room.
@@ -56,6 +52,6 @@ class SendBudget:
         Each one woken checks for room again when it runs and, finding none, queues up
         again behind those still waiting.
         """
-        waiting = self._waiting
+        waiting = self.waiting
         while waiting and self.queued < self.limit:
             waiting.popleft().wake_sender()

@@ -452,8 +452,9 @@ class H2Connection(asyncio.Protocol):
             ),
         )
         self.high_water = cfg.send_high_water
-        # Body bytes handed to the engine and not yet framed (as last counted), the limit
-        # above which senders wait, and those waiting (see _budget.py).
+        # Body bytes handed to the engine and not yet framed (also counted in the budget;
+        # counted again at each flush), the limit above which senders wait, and those
+        # waiting (see _budget.py).
         self.queued = 0
         self.send_limit = cfg.connection_send_buffer
         self.budget = send_budget or SendBudget(cfg.server_send_buffer)
@@ -609,10 +610,9 @@ class H2Connection(asyncio.Protocol):
             stream._fail(err, cancel_task=True)
         for stream in list(self.send_waiters):
             stream._wake_all()
-        if self.queued:
-            self.budget.queued -= self.queued
-            self.queued = 0
         budget = self.budget
+        budget.queued -= self.queued
+        self.queued = 0
         budget.forget(self)
         if budget.waiting:
             budget.release()
@@ -661,9 +661,12 @@ class H2Connection(asyncio.Protocol):
                 return
         counted = self.queued
         if counted:
-            left = engine.queued_body_size()
-            if left != counted:
-                self._count_sent(left)
+            # Inline: this runs after every response (usually all of it has left).
+            self.queued = left = engine.queued_body_size()
+            budget = self.budget
+            budget.queued -= counted - left
+            if self.room_waiters or budget.waiting:
+                self._wake_for_room()
         waiters = self.send_waiters
         if waiters and not self.writing_paused:
             high = self.high_water
@@ -674,15 +677,12 @@ class H2Connection(asyncio.Protocol):
         if self.closing and not self.streams and not self.engine.want_write:
             self._close_when_done()
 
-    def _count_sent(self, left: int) -> None:
-        """Take what the engine framed off the queued counts (``left`` is what it still
-        holds); wake the senders there is room for now."""
-        sent = self.queued - left
-        self.queued = left
-        budget = self.budget
-        budget.queued -= sent
+    def _wake_for_room(self) -> None:
+        """Wake the senders there is room for now: this connection's first, and the
+        connections waiting for the budget."""
         if self.room_waiters and self.has_room():
             self.wake_sender()
+        budget = self.budget
         if budget.waiting and budget.queued < budget.limit:
             budget.release()
 
