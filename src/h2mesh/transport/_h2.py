@@ -489,6 +489,9 @@ class H2Connection(asyncio.Protocol):
         self.last_stream_id = 0
         # The peer's SETTINGS_MAX_CONCURRENT_STREAMS; 100 is assumed until its SETTINGS arrive.
         self.peer_max_concurrent_streams = 100
+        # The peer's first SETTINGS frame (its half of the connection preface) has come.
+        self.peer_settings_received = False
+        self._settings_waiter: asyncio.Future[None] | None = None
         self._flush_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._ping_sent_at: float | None = None
@@ -620,6 +623,9 @@ class H2Connection(asyncio.Protocol):
             self.closed.set_result(None)
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+        waiter = self._settings_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(err)
         if self.on_close is not None:
             self.on_close(self)
 
@@ -859,6 +865,11 @@ class H2Connection(asyncio.Protocol):
         limit = ev.settings.get(ngh2.Setting.MAX_CONCURRENT_STREAMS)
         if limit is not None:
             self.peer_max_concurrent_streams = limit
+        if not self.peer_settings_received:
+            self.peer_settings_received = True
+            waiter = self._settings_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def _on_window(self, ev: ngh2.WindowUpdated) -> None:
         # The flush that follows event dispatch wakes senders whose queue drained; a
@@ -888,6 +899,19 @@ class H2Connection(asyncio.Protocol):
     def is_available(self) -> bool:
         """True if the connection can take a new stream now."""
         return not self.closing and not self.lost and self.engine.can_send_request
+
+    async def wait_peer_settings(self) -> None:
+        """Wait for the peer's first SETTINGS frame: only then is an HTTP/2 server known
+        to serve this connection (a listening socket accepts connections into its backlog
+        for a process that is hung, or dying, and will never answer them). Raises
+        ``ConnectionLost`` if the connection ends first."""
+        if self.peer_settings_received:
+            return
+        if self.lost:
+            raise ConnectionLost("connection closed before the peer's SETTINGS")
+        if self._settings_waiter is None:
+            self._settings_waiter = self.loop.create_future()
+        await asyncio.shield(self._settings_waiter)
 
     def open_stream(self, headers: Sequence[tuple[bytes, bytes]], end_stream: bool) -> H2Stream:
         """(client) Send request headers on a new stream."""
