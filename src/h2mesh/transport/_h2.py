@@ -129,6 +129,8 @@ class H2Stream(Stream):
         "ended_local",
         "headers",
         "id",
+        "received",
+        "sent",
         "trailers",
     )
 
@@ -152,6 +154,7 @@ class H2Stream(Stream):
         self.task: asyncio.Task[Any] | None = None
         self.closed = False
         self.ended_local = False
+        self.received = self.sent = 0  # body bytes, for metrics and the access log
 
     # -- reading ------------------------------------------------------------------
     @property
@@ -244,6 +247,7 @@ class H2Stream(Stream):
         except ngh2.NGH2Error as exc:
             raise self._closed_error(exc) from None
         n = len(data)
+        self.sent += n
         conn.queued += n
         conn.budget.queued += n
         if end_stream:
@@ -493,6 +497,8 @@ class H2Connection(asyncio.Protocol):
         self.peer_settings_received = False
         self._settings_waiter: asyncio.Future[None] | None = None
         self._flush_pending = False
+        # Bytes read from and written to the socket (frames, headers and bodies).
+        self.bytes_received = self.bytes_sent = 0
         self._timer: asyncio.TimerHandle | None = None
         self._ping_sent_at: float | None = None
         self._received = False
@@ -542,6 +548,7 @@ class H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         engine = self.engine
         self._received = True
+        self.bytes_received += len(data)
         guard = self._guard
         if guard is not None:
             data = guard.feed(data)
@@ -656,6 +663,7 @@ class H2Connection(asyncio.Protocol):
             data = engine.data_to_send(_FLUSH_CHUNK)
             if data:
                 transport.write(data)
+                self.bytes_sent += len(data)
                 if len(data) == _FLUSH_CHUNK:
                     continue
             # Sending can complete streams (StreamClosed): handle those events now.
@@ -798,6 +806,7 @@ class H2Connection(asyncio.Protocol):
         if data:
             stream._chunks.append(data)
             stream._unacked += len(data)
+            stream.received += len(data)
         if ev.end_stream:
             stream._eof = True
         waiter = stream._read_waiter
