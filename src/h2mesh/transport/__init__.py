@@ -5,6 +5,7 @@ client, each response) to the layer above as a :class:`Stream`.
 """
 
 from .._http2 import ErrorCode
+from ._budget import SendBudget
 from ._config import DEFAULT_MAX_MESSAGE_SIZE, TransportConfig
 from ._errors import (
     ConnectionLost,
@@ -30,6 +31,7 @@ __all__ = [
     "Headers",
     "MemoryListener",
     "MessageTooLarge",
+    "SendBudget",
     "Stream",
     "StreamReset",
     "TransportConfig",
