@@ -24,9 +24,10 @@ from h2mesh.transport import (
     TransportConfig,
 )
 
-from .test_h2_transport import Peers, Run, read_digest, request_headers, run, wait_until
+from .test_h2_transport import Peers, Run, read_digest, request_headers, wait_until
 
-__all__ = ["run"]  # the fixture, shared with the transport tests
+# Each run() of a test is bounded (the conftest's ``run`` reads this).
+RUN_TIME_LIMIT = 5.0
 
 KIB = 1024
 CHUNK = 16 * KIB
