@@ -262,3 +262,39 @@ def test_a_stream_whose_peer_takes_nothing_for_send_timeout_is_reset(run: Run) -
             assert (size, digest) == (8 * CHUNK, expected(b"/served", 8))
 
     run(main())
+
+
+def test_send_timeout_also_ends_the_streams_waiting_for_room(run: Run) -> None:
+    """Streams that never got their bytes queued (the connection was at its cap) are
+    reset on the same clock as the one holding the cap, not one send_timeout after
+    another as room frees up. (The check runs on an injected clock.)"""
+    out = Outbox(chunks=8)
+    cfg = TransportConfig(
+        send_timeout=None,  # no timer: the test calls the check itself
+        idle_timeout=None,
+        keepalive_interval=None,
+        connection_send_buffer=32 * KIB,
+        send_high_water=1024 * KIB,
+    )
+
+    async def main() -> None:
+        async with Peers(out, cfg) as peers:
+            client = await peers.connect(SHUT)
+            client.open_stream(request_headers(b"/first"), True)
+            await wait_until(lambda: out.sent.get(b"/first") == 2)  # the cap, reached
+            server = peers.server_conn
+            for name in (b"/b", b"/c"):
+                client.open_stream(request_headers(name), True)
+            await wait_until(lambda: len(server.room_waiters) == 3)
+            assert out.sent == {b"/first": 2, b"/b": 0, b"/c": 0}
+            server._reset_stalled(100.0, 60.0)  # first seen stalled
+            server._reset_stalled(159.0, 60.0)
+            assert all(stream._error is None for stream in out.streams.values())
+            server._reset_stalled(160.0, 60.0)  # a minute on: all three, at once
+            for name in (b"/first", b"/b", b"/c"):
+                assert "took none of the response for 60 s" in str(out.streams[name]._error)
+            await wait_until(lambda: len(out.errors) == 3)
+            assert out.sent == {b"/first": 2, b"/b": 0, b"/c": 0}
+            await wait_until(lambda: server.budget.queued == 0)
+
+    run(main())
