@@ -108,8 +108,7 @@ def test_senders_on_a_connection_wait_at_its_cap_and_finish_once_it_reads(run: R
             streams = [client.open_stream(request_headers(b"/%d" % i), True) for i in range(8)]
             await wait_until(lambda: len(out.sent) == 8)
             server = peers.server_conn
-            await wait_until(lambda: server.queued >= cap)
-            await asyncio.sleep(0.05)  # (the handlers have had every chance to queue more)
+            await wait_until(lambda: len(server.room_waiters) == 8)  # every handler waits
             # The cap holds, give or take the piece that crossed it: the rest wait.
             assert server.engine.queued_body_size() <= cap + CHUNK
             assert out.total() * CHUNK <= cap + CHUNK
@@ -170,7 +169,9 @@ def test_server_budget_is_shared_and_a_connection_with_nothing_queued_still_send
                 client.open_stream(request_headers(b"/shut%d" % i), True)
             await wait_until(lambda: budget.queued >= budget.limit)
             await wait_until(lambda: len(out.sent) == 4)
-            await asyncio.sleep(0.05)
+            shut_conns = list(peers.server_conns)
+            # Every handler waits (a connection with nothing queued sent one piece first).
+            await wait_until(lambda: all(len(c.room_waiters) == 1 for c in shut_conns))
             # The budget holds, but for one piece per connection that had nothing queued.
             assert queued(peers.server_conns) <= budget.limit + 4 * CHUNK
             assert all(n >= 1 for n in out.sent.values()), out.sent
@@ -190,7 +191,9 @@ def test_server_budget_is_shared_and_a_connection_with_nothing_queued_still_send
             assert out.sent[b"/shut%d" % filler] > 1
             shut[filler].abort()
             await wait_until(lambda: sum(out.sent.values()) > sum(before.values()))
-            await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: all(len(c.room_waiters) == 1 for c in shut_conns if not c.lost)
+            )
             assert queued(peers.server_conns) <= budget.limit + 4 * CHUNK
             assert budget.queued == sum(c.queued for c in peers.server_conns if not c.lost)
 
