@@ -21,7 +21,7 @@ from h2mesh.transport._h1wire import (
     body_head,
     chunk,
     error_response,
-    field_lines,
+    field_block,
     frame_response,
     status_line,
     switching_head,
@@ -62,13 +62,6 @@ class Parsed:
         return code
 
 
-def head(status: int, fields: list[tuple[bytes, bytes]]) -> tuple[list[bytes], int, int]:
-    lines = [b""]
-    found, length = field_lines([(b":status", b"%d" % status), *fields], lines)
-    lines[0] = status_line(found)
-    return lines, found, length
-
-
 def frame(
     status: int,
     fields: list[tuple[bytes, bytes]],
@@ -76,9 +69,9 @@ def frame(
     end: bool,
     **options: Any,
 ) -> tuple[bytes, int, int, bool]:
-    lines, found, length = head(status, fields)
+    found, length, block = field_block([(b":status", b"%d" % status), *fields])
     kwargs = {"head_request": False, "http10": False, "keep": True, **options}
-    return frame_response(lines, found, length, body, end, **kwargs)
+    return frame_response(found, block, length, body, end, **kwargs)
 
 
 def test_status_lines_have_reason_phrases() -> None:
@@ -89,9 +82,8 @@ def test_status_lines_have_reason_phrases() -> None:
     assert status_line(200) is status_line(200)  # cached
 
 
-def test_field_lines_drop_pseudo_and_framing_fields_and_report_them() -> None:
-    lines: list[bytes] = []
-    status, length = field_lines(
+def test_field_block_drops_pseudo_and_framing_fields_and_reports_them() -> None:
+    status, length, block = field_block(
         [
             (b":status", b"201"),
             (b"content-type", b"text/plain"),
@@ -100,20 +92,20 @@ def test_field_lines_drop_pseudo_and_framing_fields_and_report_them() -> None:
             (b"connection", b"close"),
             (b"set-cookie", b"a=1"),
             (b"set-cookie", b"b=2"),
-        ],
-        lines,
+        ]
     )
     assert (status, length) == (201, 12)
-    assert b"".join(lines) == b"content-type: text/plain\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n"
+    assert block == b"content-type: text/plain\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n"
 
 
 @pytest.mark.parametrize(
     "field",
     [(b"x", b"a\r\nset-cookie: evil=1"), (b"x", b"a\nb"), (b"x\r\ny", b"v"), (b"", b"v")],
 )
-def test_field_lines_refuse_what_would_smuggle_fields(field: tuple[bytes, bytes]) -> None:
-    with pytest.raises(ValueError, match="invalid header field"):
-        field_lines([field], [])
+def test_field_block_refuses_what_would_smuggle_fields(field: tuple[bytes, bytes]) -> None:
+    with pytest.raises(ValueError, match="invalid header field") as info:
+        field_block([(b"content-type", b"text/plain"), field, (b"server", b"h2mesh")])
+    assert repr(field[0]) in str(info.value)  # the message names the field
 
 
 def test_whole_body_gets_content_length_in_one_buffer() -> None:

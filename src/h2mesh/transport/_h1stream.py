@@ -24,9 +24,8 @@ from ._h1wire import (
     NOT_STARTED,
     RAW,
     chunk,
-    field_lines,
+    field_block,
     frame_response,
-    status_line,
     switching_head,
     trailer_section,
 )
@@ -152,8 +151,8 @@ class H1Stream(Stream):
         self._head_request = head_request
         self._expect_continue = expect_continue
         self._framing = NOT_STARTED
-        # Response head (status line first) from send_headers, until the body starts.
-        self._response: list[bytes] | None = None
+        # The response fields (a field_block) from send_headers, until the body starts.
+        self._response: bytes | None = None
         self._status = 0
         # The content-length the application declared (-1: none); then the bytes still due.
         self._length = -1
@@ -221,13 +220,11 @@ class H1Stream(Stream):
             raise self._error
         if self._response is not None or self._framing != NOT_STARTED:
             raise RuntimeError("response headers were already sent")
-        lines = [b""]
-        status, self._length = field_lines(headers, lines)
+        status, self._length, fields = field_block(headers)
         if not 200 <= status <= 999:
             raise ValueError(f"unsupported response status {status}")
-        lines[0] = status_line(status)
         self._status = status
-        self._response = lines
+        self._response = fields
         if end_stream:
             self._start(b"", end=True)
 
@@ -316,16 +313,16 @@ class H1Stream(Stream):
 
     def _start(self, body: bytes, end: bool) -> None:
         """Write the response head with the framing ``body``/``end`` calls for, and the body."""
-        lines = self._response
-        if lines is None:
+        fields = self._response
+        if fields is None:
             raise RuntimeError("send_headers() must come before the response body")
         self._response = None
         conn = self._conn
         # A request body still arriving would have to be read to its end before the
         # next request could be parsed; close instead of keeping the connection.
         data, self._framing, self._length, self._keep_alive = frame_response(
-            lines,
             self._status,
+            fields,
             self._length,
             body,
             end,
