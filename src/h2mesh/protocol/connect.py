@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import msgspec
 
 from .._errors import Code, RpcError
+from .._http2 import ErrorCode
 from ..codec import JSON, Codec, codec_for
 from ..compression import Compressor, compressor_for, supported_names
 from ..service import MethodDescriptor, MethodKind
@@ -501,10 +502,10 @@ class ConnectClient(ClientProtocol):
                 status = _decode_headers(resp_headers, response_md)
                 data = await stream.read_all(max_size)
             except asyncio.CancelledError:
-                stream.reset(0x8)
+                stream.reset(ErrorCode.CANCEL)
                 raise
             except MessageTooLarge:
-                stream.reset(0x8)
+                stream.reset(ErrorCode.CANCEL)
                 raise
         except TransportError as exc:
             raise error_from_transport(exc) from None
@@ -607,4 +608,4 @@ class ConnectClient(ClientProtocol):
         finally:
             sender.stop()
             if stream is not None and not finished:
-                stream.reset(0x8)
+                stream.reset(ErrorCode.CANCEL)

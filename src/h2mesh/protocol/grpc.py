@@ -25,6 +25,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from .._errors import Code, RpcError
+from .._http2 import ErrorCode
 from ..codec import PROTO, Codec, codec_for
 from ..compression import Compressor, compressor_for, supported_names
 from ..service import MethodDescriptor
@@ -734,7 +735,7 @@ class GrpcClient(ClientProtocol):
         finally:
             sender.stop()
             if stream is not None and not finished:
-                stream.reset(0x8)
+                stream.reset(ErrorCode.CANCEL)
 
 
 def parse_trailer_block(payload: bytes) -> list[tuple[bytes, bytes]]:

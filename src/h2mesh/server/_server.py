@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
+from .._http2 import ErrorCode
 from ..discovery import Registrar
 from ..observability._observer import ServerObserver
 from ..observability._tracing import server_tracer
@@ -708,7 +709,7 @@ class Server:
         ctx.code = error.code
         if call.headers_sent and not call.method.kind.server_streams:
             # The single response already started: all that is left is to abort it.
-            call.stream.reset(0x2)
+            call.stream.reset(ErrorCode.INTERNAL_ERROR)
             return
         with contextlib.suppress(TransportError):
             await call.finish(error, ctx._response_headers, ctx._response_trailers)

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._http2 import ErrorCode
 from ._errors import ConnectionLost, MessageTooLarge, StreamReset
 from ._h1wire import (
     CHUNKED,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["H1Stream", "H1Tunnel"]
 
-_CANCEL = 0x8
+_CANCEL = ErrorCode.CANCEL
 
 
 class H1Tunnel:

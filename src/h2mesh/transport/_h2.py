@@ -20,18 +20,21 @@ from typing import Any
 
 import ngh2
 
+from .._http2 import ErrorCode
 from ._config import TransportConfig
 from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamReset
 from ._guard import InboundGuard
 from ._stream import Headers, Stream
 
-_CANCEL = 0x8
+# Module constants rather than ErrorCode.X in the hot path: an enum member lookup
+# costs about 0.3 µs on Python 3.11.
+_CANCEL = ErrorCode.CANCEL
 _FLUSH_CHUNK = 64 * 1024
-_REFUSED = 0x7
-_NO_ERROR = 0x0
-_PROTOCOL_ERROR = 0x1
-_INTERNAL_ERROR = 0x2
-_ENHANCE_YOUR_CALM = 0xB
+_REFUSED = ErrorCode.REFUSED_STREAM
+_NO_ERROR = ErrorCode.NO_ERROR
+_PROTOCOL_ERROR = ErrorCode.PROTOCOL_ERROR
+_INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
+_ENHANCE_YOUR_CALM = ErrorCode.ENHANCE_YOUR_CALM
 _GOAWAY_FRAME = 0x7
 _RST_STREAM_FRAME = 0x3
 # A header list over the advertised limit costs the peer its stream (431 or a reset);

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from .._http2 import ErrorCode
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -81,7 +83,7 @@ class Stream:
     def end(self) -> None:
         raise NotImplementedError
 
-    def reset(self, error_code: int = 0x8) -> None:
+    def reset(self, error_code: int = ErrorCode.CANCEL) -> None:
         raise NotImplementedError
 
     async def wait_response(self) -> Headers:
