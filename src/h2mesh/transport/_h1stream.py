@@ -81,6 +81,11 @@ class H1Tunnel:
             if conn.lost:
                 raise ConnectionLost("connection closed")
 
+    @property
+    def pending(self) -> bool:
+        """Whether bytes have arrived that ``read()`` has not returned yet."""
+        return bool(self._chunks)
+
     def close(self) -> None:
         self._conn._close()
 
