@@ -45,6 +45,7 @@ from ._interceptors import (
     chain_stream,
     chain_unary,
 )
+from ._metrics import HEDGE, RETRY, TRANSPARENT, ClientMetrics, client_metrics
 from ._pool import EndpointPool
 
 __all__ = ["Channel"]
@@ -120,6 +121,10 @@ class Channel:
     apart, and keeps the first success; ``retry_throttle`` bounds both. The deadline
     (``timeout``) covers every attempt.
 
+    ``metrics=True`` counts and times the calls, per-endpoint picks and ejections,
+    retries and hedges into the process-wide ``client_metrics()`` (a ``ClientMetrics``
+    to keep them apart): see ``h2mesh.client._metrics`` and docs/deployment.md.
+
     ::
 
         async with Channel("registry://demo.v1.Greeter", policy="least_request") as ch:
@@ -155,6 +160,7 @@ class Channel:
         resolver: Resolver | None = None,
         interceptors: Sequence[ClientInterceptor] = (),
         tracer_provider: Any = None,
+        metrics: ClientMetrics | bool = False,
     ) -> None:
         self.target = target
         scheme, sep, _ = target.partition("://")
@@ -179,9 +185,14 @@ class Channel:
         self.interceptors = tuple(interceptors)
         self._intercept_unary: UnaryCall | None = None
         self._intercept_stream: StreamCall | None = None
-        if self.interceptors:
-            self._intercept_unary = chain_unary(self.interceptors, self._unary_call)
-            self._intercept_stream = chain_stream(self.interceptors, self._stream_call)
+        #: Where this channel's call metrics go (``metrics=True``: ``client_metrics()``).
+        self.metrics = client_metrics() if metrics is True else metrics or None
+        chain = self.interceptors
+        if self.metrics is not None:  # innermost: it times the call as sent
+            chain = (*chain, self.metrics.bind(self))
+        if chain:
+            self._intercept_unary = chain_unary(chain, self._unary_call)
+            self._intercept_stream = chain_stream(chain, self._stream_call)
         self.default_timeout = timeout
         self.default_headers = headers
         self.max_message_size = max_message_size
@@ -575,6 +586,8 @@ class Channel:
                     and (self.balancer.endpoints or not self._down)
                 ):
                     transparent -= 1
+                    if self.metrics is not None:
+                        self.metrics.count(TRANSPARENT, method)
                     continue
                 if state is None:
                     raise
@@ -585,6 +598,8 @@ class Channel:
                 )
                 if not decision.retry:
                     raise
+                if self.metrics is not None:
+                    self.metrics.count(RETRY, method)
                 if decision.delay > 0:
                     await asyncio.sleep(decision.delay)
                 transparent = _TRANSPARENT_RETRIES
@@ -618,6 +633,8 @@ class Channel:
                         self._attempts(method, request, remaining, md, metadata, key, retry=False)
                     )
                     attempts[task] = state.sent(now)
+                    if attempts[task] > 1 and self.metrics is not None:
+                        self.metrics.count(HEDGE, method)
                 if not attempts:
                     assert last_error is not None
                     raise last_error
@@ -713,6 +730,8 @@ class Channel:
                 if yielded or transparent <= 0:
                     raise
                 transparent -= 1
+                if self.metrics is not None:
+                    self.metrics.count(TRANSPARENT, method)
 
     async def _stream_attempt(
         self,

@@ -20,11 +20,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..protocol import ClientProtocol
+from ._stats import RPC_SYSTEMS
 
 __all__ = ["TracedClientProtocol", "client_tracer", "server_tracer"]
 
 _INSTRUMENTATION = "h2mesh"
-_SYSTEMS = {"connect": "connect_rpc", "grpc": "grpc", "grpc-web": "grpc", "grpc-web-text": "grpc"}
 
 
 def _tracer(provider: Any) -> Any:
@@ -98,7 +98,7 @@ async def serve_traced(tracer: Any, serve: Callable[[Any], Awaitable[Any]], stre
 def _describe_server(span: Any, stream: Any, path: str, outcome: Any) -> None:
     service, _, method = path.strip("/").rpartition("/")
     protocol = getattr(outcome, "protocol", None) or ""
-    span.set_attribute("rpc.system", _SYSTEMS.get(protocol, protocol or "http"))
+    span.set_attribute("rpc.system", RPC_SYSTEMS.get(protocol, protocol or "http"))
     span.set_attribute("rpc.service", service)
     span.set_attribute("rpc.method", method)
     peer = stream.peer
@@ -122,7 +122,7 @@ class TracedClientProtocol(ClientProtocol):
         self.inner = inner
         self.tracer = tracer
         self.name = inner.name
-        self.system = _SYSTEMS.get(inner.name, inner.name)
+        self.system = RPC_SYSTEMS.get(inner.name, inner.name)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

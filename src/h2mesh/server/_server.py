@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -29,6 +30,7 @@ from ..transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
     H2Connection,
     MessageTooLarge,
+    SendBudget,
     Stream,
     TransportConfig,
     TransportError,
@@ -137,6 +139,8 @@ class Server:
         self.config = config or TransportConfig()
         # Connections past either cap are closed as soon as they are accepted (_limits.py).
         self.connection_limits = ConnectionLimits(max_connections, max_connections_per_address)
+        # Response bytes queued for all HTTP/2 peers together (TransportConfig.server_send_buffer).
+        self.send_budget = SendBudget(self.config.server_send_buffer)
         # register="name": announce this server in a registry while serving (_registration.py).
         self.registration = (
             ServerRegistration(register, registry, ttl=register_ttl, address=register_address)
@@ -181,6 +185,8 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listen_sockets: list[socket.socket] = []
         self.connections_accepted = 0
+        # Socket bytes of the connections that have closed (open ones keep their own).
+        self.bytes_received = self.bytes_sent = 0
         #: Sees every request (metrics, access log, request counting); None costs nothing.
         self.observer: CallObserver | None = None
         # A server span per call, when an OpenTelemetry SDK is configured (or given).
@@ -383,6 +389,7 @@ class Server:
         max_requests: int = 0,
         max_requests_jitter: int = 0,
         admin: tuple[str, int] | None = None,
+        load: str | None = None,
     ) -> None:
         """Listen and serve until SIGTERM/SIGINT (or ``stop()``), then shut down.
 
@@ -392,16 +399,29 @@ class Server:
         one at a time, and ``max_requests`` (plus up to ``max_requests_jitter``) recycles
         each worker after that many requests. ``admin=(host, port)`` serves ``/metrics``,
         ``/status``, ``/healthz`` and ``/readyz`` there, and turns call metrics on.
+
+        Workers are forked from this process and run the code it has imported, so a
+        SIGHUP restarts them without new code (gunicorn's ``--preload``). To deploy new
+        code with SIGHUP, name this server by import string, ``load="app.main:server"``
+        (a ``Server``, or a function returning one): each new worker then imports the
+        project's modules afresh and serves what that name holds.
         """
+        if load is not None:
+            from ._loader import check_spec
+
+            check_spec(load)
         if workers != 1 or max_requests > 0:
             from ._sockets import bind_tcp
             from ._supervisor import Supervisor, SupervisorError
 
             socks = list(sockets) or [bind_tcp(host, port)]
             self._listen_sockets = socks
+            from ._loader import import_server
+
             supervisor = Supervisor(
                 self,
                 socks,
+                load=None if load is None else functools.partial(import_server, load),
                 workers=workers,
                 tls=lambda: tls,
                 grace=grace,
@@ -517,6 +537,7 @@ class Server:
             on_stream=self._on_stream,
             on_close=self._on_close,
             connect_protocol=self.app is not None and bool(self.app.upgrades),
+            send_budget=self.send_budget,
         )
         self._connections.add(conn)
         self.connections_accepted += 1
@@ -536,6 +557,8 @@ class Server:
 
     def _on_close(self, conn: Any) -> None:
         self._connections.discard(conn)
+        self.bytes_received += conn.bytes_received
+        self.bytes_sent += conn.bytes_sent
         if self.connection_limits.active:
             self.connection_limits.release(conn.peer)
 

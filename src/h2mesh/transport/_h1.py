@@ -89,6 +89,8 @@ class H1Connection(asyncio.Protocol):
         self.closing = False  # shutdown() called: no new requests are served
         self.writing_paused = False
         self.closed: asyncio.Future[None] = self.loop.create_future()
+        # Bytes read from and written to the socket (heads and bodies).
+        self.bytes_received = self.bytes_sent = 0
         self._buffer_limit = cfg.h1_buffer_limit
         self._max_head = cfg.max_header_list_size
         self._callbacks = SimpleNamespace(
@@ -144,6 +146,7 @@ class H1Connection(asyncio.Protocol):
             self._timer = self.loop.call_later(timeout, self._tick)
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
         if self._stopped:
             if self._raw is not None:
                 self._raw_received(data)
@@ -324,6 +327,7 @@ class H1Connection(asyncio.Protocol):
         if stream is None:
             return
         stream._chunks.append(body)
+        stream.received += len(body)
         if stream._expect_continue:
             stream._expect_continue = False  # the client sent the body without waiting
         waiter = stream._read_waiter
@@ -431,6 +435,7 @@ class H1Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not self.lost:
             transport.write(data)
+            self.bytes_sent += len(data)
 
     def _send_continue(self, stream: H1Stream) -> None:
         if stream._framing == NOT_STARTED and stream._response is None and not self._stopped:

@@ -122,6 +122,8 @@ class H1Stream(Stream):
         "_response",
         "_status",
         "headers",
+        "received",
+        "sent",
         "task",
         "trailers",
         "upgrade",
@@ -164,6 +166,7 @@ class H1Stream(Stream):
         self._length = -1
         # The protocol the client asked to switch to, if this connection may switch.
         self.upgrade: bytes | None = None
+        self.received = self.sent = 0  # body bytes, for metrics and the access log
 
     # -- reading ------------------------------------------------------------------
     @property
@@ -239,6 +242,7 @@ class H1Stream(Stream):
         if self._error is not None:
             raise self._error
         conn = self._conn
+        self.sent += len(data)
         framing = self._framing
         if framing == NOT_STARTED:
             self._start(data, end_stream)

@@ -30,6 +30,9 @@ class Stream:
     trailers: list[tuple[bytes, bytes]] | None
     task: asyncio.Task[Any] | None
     ended_local: bool
+    #: Body bytes received and sent so far (DATA payloads; HTTP/1.1 bodies, unchunked).
+    received: int
+    sent: int
     #: The protocol a request asks to switch to (``b"websocket"``), where the connection
     #: may switch; ``switch()`` then answers and hands over the raw bytes.
     upgrade: bytes | None = None
