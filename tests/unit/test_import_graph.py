@@ -25,6 +25,8 @@ TYPING_ALLOWED = {
     ("h2mesh.server._metrics", "h2mesh.server._server"),
     ("h2mesh.server._pages", "h2mesh.server._server"),
     ("h2mesh.server._supervisor", "h2mesh.server._server"),
+    # An HTTP/1.1 exchange is handed the connection it belongs to.
+    ("h2mesh.transport._h1stream", "h2mesh.transport._h1"),
     # A WebSocket session is handed the ASGI host that upgraded its request.
     ("h2mesh.server._websocket", "h2mesh.server._asgi"),
     # Stubs are made by the channel and keep a reference to it.
