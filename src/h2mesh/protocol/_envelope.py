@@ -95,13 +95,24 @@ class BodyFraming(Protocol):
 
 
 class MessageReader:
-    """The request messages of a stream: envelopes, size limit and decompression.
+    """The messages of a stream's body: envelopes, size limit and decompression.
 
     ``next()`` returns each message's payload, decompressed, and None at the end of the
-    body; a body that ends inside an envelope raises ``RpcError(truncated_code)``.
+    body; ``flags`` holds the flags of the envelope it last returned (the client looks
+    for end-stream and trailer envelopes there). A body that ends inside an envelope
+    raises ``RpcError(truncated_code)``. Servers read requests with it, clients responses.
     """
 
-    __slots__ = ("_decompress", "_framing", "_reader", "_stream", "_truncated_code", "max_size")
+    __slots__ = (
+        "_decompress",
+        "_framing",
+        "_reader",
+        "_side",
+        "_stream",
+        "_truncated_code",
+        "flags",
+        "max_size",
+    )
 
     def __init__(
         self,
@@ -110,12 +121,15 @@ class MessageReader:
         decompress: Compressor | None = None,
         framing: BodyFraming | None = None,
         truncated_code: Code = Code.INTERNAL,
+        side: str = "request",
     ) -> None:
         self._stream = stream
         self._reader = EnvelopeReader(max_size)
         self._decompress = decompress
         self._framing = framing
         self._truncated_code = truncated_code
+        self._side = side
+        self.flags = 0
         self.max_size = max_size
 
     async def next(self) -> bytes | None:
@@ -125,6 +139,7 @@ class MessageReader:
             env = reader.next()
             if env is not None:
                 flags, payload = env
+                self.flags = flags
                 if flags & FLAG_COMPRESSED:
                     if self._decompress is None:
                         raise RpcError(
@@ -140,6 +155,6 @@ class MessageReader:
                     reader.feed(tail)
                     continue
                 if reader.pending:
-                    raise RpcError(self._truncated_code, "request body ends inside a message")
+                    raise RpcError(self._truncated_code, f"{self._side} body ends inside a message")
                 return None
             reader.feed(framing.decode(chunk) if framing is not None else chunk)

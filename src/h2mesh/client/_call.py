@@ -1,0 +1,220 @@
+"""One call flow for every wire protocol: one attempt of a call on one stream.
+
+Open a stream, send the request (one message, or a task pumping the request iterator),
+wait for the response head, read its messages, map transport failures to ``RpcError``
+and reset the stream if the call ends before its response did. The protocol (Connect,
+gRPC, gRPC-Web) only plugs in through the hooks of ``ClientProtocol``: request headers,
+framing of a request message, the check of the response head, the end of the response,
+and, for Connect's plain unary calls, the request and response bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any
+
+from .._errors import Code, RpcError
+from ..protocol import ClientProtocol, Metadata, ResponseMetadata, error_from_transport
+from ..protocol._base import OpenStream
+from ..service import MethodDescriptor
+from ..transport import Stream, TransportError
+
+__all__ = ["CallFlow", "CallOptions", "RequestSender", "cardinality_error", "collect_one"]
+
+_CANCEL = 0x8
+
+
+class CallOptions:
+    """One call's options: what a stub passes down and what interceptors see and change.
+
+    ``headers`` is the request metadata, ``timeout`` the call's deadline in seconds from
+    now, ``metadata`` a ``ResponseMetadata`` to fill with the response headers and
+    trailers, ``key`` the ring-hash key.
+    """
+
+    __slots__ = ("headers", "key", "metadata", "method", "timeout")
+
+    def __init__(
+        self,
+        method: MethodDescriptor,
+        headers: Metadata | None = None,
+        timeout: float | None = None,
+        metadata: ResponseMetadata | None = None,
+        key: bytes | str | None = None,
+    ) -> None:
+        self.method = method
+        self.headers = headers
+        self.timeout = timeout
+        self.metadata = metadata
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"<CallOptions {self.method.path}>"
+
+
+def cardinality_error(method: MethodDescriptor, count: int) -> RpcError:
+    """A call that wanted one response message got ``count``: UNIMPLEMENTED, as the gRPC
+    status-code table says of cardinality violations (and Connect follows)."""
+    return RpcError(
+        Code.UNIMPLEMENTED, f"{method.path} returned {count} response messages, expected 1"
+    )
+
+
+async def collect_one(responses: AsyncIterator[Any], method: MethodDescriptor) -> Any:
+    """The single message of ``responses`` (a unary or client-streaming response)."""
+    result: Any = None
+    count = 0
+    try:
+        async for message in responses:
+            result = message
+            count += 1
+    finally:
+        aclose = getattr(responses, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if count != 1:
+        raise cardinality_error(method, count)
+    return result
+
+
+async def _pump(
+    stream: Stream, requests: AsyncIterable[Any], frame: Callable[[Any], bytes]
+) -> None:
+    """Send each request message, then end the stream."""
+    try:
+        async for item in requests:
+            await stream.send_data(frame(item))
+        stream.end()
+    except (TransportError, asyncio.CancelledError):
+        raise
+    except BaseException:
+        stream.reset(_CANCEL)
+        raise
+
+
+class RequestSender:
+    """Sends a stream's request messages while its response is read."""
+
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(
+        self,
+        stream: Stream,
+        requests: AsyncIterable[Any] | None,
+        request: Any,
+        frame: Callable[[Any], bytes],
+    ) -> None:
+        """Send the single ``request``, or start pumping ``requests`` in a task."""
+        if requests is None:
+            await stream.send_data(frame(request), end_stream=True)
+        else:
+            self.task = asyncio.ensure_future(_pump(stream, requests, frame))
+
+    def failure(self) -> BaseException | None:
+        """The request iterator's own error, if it failed: the real cause of a reset."""
+        task = self.task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        cause = task.exception()
+        return None if isinstance(cause, TransportError) else cause
+
+    def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class CallFlow:
+    """Runs attempts of calls over ``protocol``: headers start with ``base_headers``,
+    response messages are limited to ``max_size`` bytes."""
+
+    __slots__ = ("base_headers", "max_size", "protocol")
+
+    def __init__(
+        self,
+        protocol: ClientProtocol,
+        base_headers: list[tuple[bytes, bytes]],
+        max_size: int,
+    ) -> None:
+        self.protocol = protocol
+        self.base_headers = base_headers
+        self.max_size = max_size
+
+    async def unary(
+        self, open_stream: OpenStream, call: CallOptions, request: Any, timeout: float | None
+    ) -> Any:
+        """One attempt of a unary call: the response message, or ``RpcError``."""
+        protocol = self.protocol
+        if not protocol.bare_unary:
+            responses = self._messages(open_stream, call, request, None, timeout)
+            return await collect_one(responses, call.method)
+        method = call.method
+        headers, body = protocol.unary_request(
+            self.base_headers, method, request, timeout, call.headers
+        )
+        try:
+            stream = await open_stream(headers, body is None)
+            try:
+                if body is not None:
+                    await stream.send_data(body, end_stream=True)
+                head = await stream.wait_response()
+                data = await stream.read_all(self.max_size)
+            except BaseException:
+                stream.reset(_CANCEL)
+                raise
+        except TransportError as exc:
+            raise error_from_transport(exc) from None
+        return protocol.unary_response(head, data, method, call.metadata, self.max_size)
+
+    async def _messages(
+        self,
+        open_stream: OpenStream,
+        call: CallOptions,
+        request: Any,
+        requests: AsyncIterable[Any] | None,
+        timeout: float | None,
+    ) -> AsyncIterator[Any]:
+        """One attempt of a streaming call (or an enveloped unary one): its messages."""
+        protocol = self.protocol
+        md = call.metadata
+        headers = protocol.request_headers(self.base_headers, call.method, timeout, call.headers)
+        sender = RequestSender()
+        stream: Stream | None = None
+        finished = False
+        try:
+            stream = await open_stream(headers, False)
+            await sender.start(stream, requests, request, protocol.frame)
+            head = await stream.wait_response()
+            reader = await protocol.open_response(stream, head, md, self.max_size)
+            if reader is None:
+                finished = True
+                return
+            decode = call.method.response_decoder(protocol.codec)
+            end_flags = protocol.end_flags
+            while True:
+                payload = await reader.next()
+                if payload is None:
+                    finished = True
+                    protocol.finish(stream, None, md)
+                    return
+                if reader.flags & end_flags:
+                    finished = True
+                    protocol.finish(stream, payload, md)
+                    return
+                yield decode(payload)
+        except TransportError as exc:
+            cause = sender.failure()
+            if cause is not None:
+                raise cause from None
+            raise error_from_transport(exc) from None
+        finally:
+            sender.stop()
+            if stream is not None and not finished:
+                stream.reset(_CANCEL)
+
+    #: One attempt of a streaming call: its response messages. (``unary`` calls
+    #: ``_messages`` itself, so that a subclass wrapping ``stream`` wraps streams only.)
+    stream = _messages
