@@ -8,6 +8,8 @@ takes the async stub's arguments (``key=`` included).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -127,3 +129,53 @@ def test_sync_stub_takes_the_ring_hash_key(replicas: list[LiveServer]) -> None:
             assert len(seen) == 1, (key, seen)  # one key, one replica
         spread = {stub.who(Item(0), key=f"k{i}", timeout=5).n for i in range(40)}
         assert len(spread) > 1  # and the keys do spread over the replicas
+
+
+# -- deadlines the client enforces itself ---------------------------------------------------
+async def _silent_peer() -> tuple[asyncio.Server, str]:
+    """A TCP peer that reads everything and never answers: only the client's own timer
+    can end a call to it."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def _collect(responses: AsyncIterator[Any]) -> list[Any]:
+    return [message async for message in responses]
+
+
+@pytest.mark.parametrize("protocol", ["connect", "grpc"])
+def test_client_deadline_ends_calls_to_a_silent_peer(
+    run: Callable[..., Any], protocol: str
+) -> None:
+    async def requests() -> AsyncIterator[Item]:
+        yield Item(1)
+        await asyncio.Event().wait()  # never ends on its own
+
+    async def main() -> None:
+        server, url = await _silent_peer()
+        try:
+            async with Channel(url, protocol=protocol, codec="json") as ch:
+                stub = ch.stub(Loose)
+                calls = {
+                    "unary": ch.stub(Named).who(Item(0), timeout=0.2),
+                    "server stream": _collect(stub.many(Item(3), timeout=0.2)),
+                    "bidi": _collect(stub.gather(requests(), timeout=0.2)),
+                }
+                for name, call in calls.items():
+                    started = time.monotonic()
+                    with pytest.raises(RpcError) as info:
+                        await call
+                    assert info.value.code is Code.DEADLINE_EXCEEDED, name
+                    assert time.monotonic() - started < 3.0, name
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())

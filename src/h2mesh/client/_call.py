@@ -11,16 +11,22 @@ and, for Connect's plain unary calls, the request and response bodies.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
 
 from .._errors import Code, RpcError
 from ..protocol import ClientProtocol, Metadata, ResponseMetadata, error_from_transport
-from ..protocol._base import OpenStream
 from ..service import MethodDescriptor
 from ..transport import Stream, TransportError
 
-__all__ = ["CallFlow", "CallOptions", "RequestSender", "cardinality_error", "collect_one"]
+__all__ = [
+    "CallFlow",
+    "CallOptions",
+    "RequestSender",
+    "StreamOpener",
+    "cardinality_error",
+    "collect_one",
+]
 
 _CANCEL = 0x8
 
@@ -127,9 +133,69 @@ class RequestSender:
             self.task.cancel()
 
 
+class StreamOpener(Protocol):
+    """Where an attempt gets its stream: an endpoint's pool of connections."""
+
+    def open_stream_nowait(
+        self, headers: Sequence[tuple[bytes, bytes]], end: bool, body: bytes | None = None
+    ) -> Stream | None:
+        """A new stream on a connection that has room now; None if none has (no I/O).
+        ``body`` is the whole request body, sent with the headers (the stream ends)."""
+        ...
+
+    async def open_stream(
+        self, headers: Sequence[tuple[bytes, bytes]], end: bool, body: bytes | None = None
+    ) -> Stream:
+        """A new stream, waiting for a connection if need be."""
+        ...
+
+
+class _Deadline:
+    """The timer of one attempt: when it fires, the attempt's stream is reset, and the
+    flow reports DEADLINE_EXCEEDED instead of the reset. One timer handle per attempt
+    costs a fraction of an ``asyncio.timeout`` scope."""
+
+    __slots__ = ("expired", "handle", "stream")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self.expired = False
+        self.stream: Stream | None = None
+        self.handle = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.expired = True
+        if self.stream is not None:
+            self.stream.reset(_CANCEL)
+
+    def error(self) -> RpcError:
+        return RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+
+
+async def _open(
+    opener: StreamOpener,
+    headers: list[tuple[bytes, bytes]],
+    end: bool,
+    body: bytes | None,
+    deadline: float | None,
+) -> Stream:
+    """A stream from ``opener`` when no connection has room: connecting counts against
+    the deadline too."""
+    if deadline is None:
+        return await opener.open_stream(headers, end, body)
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await opener.open_stream(headers, end, body)
+    except TimeoutError:
+        raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded while connecting") from None
+
+
 class CallFlow:
     """Runs attempts of calls over ``protocol``: headers start with ``base_headers``,
-    response messages are limited to ``max_size`` bytes."""
+    response messages are limited to ``max_size`` bytes.
+
+    ``deadline`` is an event-loop time (``loop.time()``), or None for no deadline: the
+    attempt's stream is reset when it passes, and the call fails with DEADLINE_EXCEEDED.
+    """
 
     __slots__ = ("base_headers", "max_size", "protocol")
 
@@ -144,48 +210,77 @@ class CallFlow:
         self.max_size = max_size
 
     async def unary(
-        self, open_stream: OpenStream, call: CallOptions, request: Any, timeout: float | None
+        self, opener: StreamOpener, call: CallOptions, request: Any, deadline: float | None
     ) -> Any:
         """One attempt of a unary call: the response message, or ``RpcError``."""
         protocol = self.protocol
         if not protocol.bare_unary:
-            responses = self._messages(open_stream, call, request, None, timeout)
+            responses = self._messages(opener, call, request, None, deadline)
             return await collect_one(responses, call.method)
         method = call.method
+        timer: _Deadline | None = None
+        timeout = None
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
         headers, body = protocol.unary_request(
             self.base_headers, method, request, timeout, call.headers
         )
+        end = body is None
         try:
-            stream = await open_stream(headers, body is None)
+            # The body goes with the headers: nothing of the request is left to await.
+            stream = opener.open_stream_nowait(headers, end, body)
+            if stream is None:
+                stream = await _open(opener, headers, end, body, deadline)
+            if deadline is not None:
+                timer = _Deadline(loop, deadline)
+                timer.stream = stream
             try:
-                if body is not None:
-                    await stream.send_data(body, end_stream=True)
                 head = await stream.wait_response()
                 data = await stream.read_all(self.max_size)
             except BaseException:
                 stream.reset(_CANCEL)
                 raise
         except TransportError as exc:
+            if timer is not None and timer.expired:
+                raise timer.error() from None
             raise error_from_transport(exc) from None
+        finally:
+            if timer is not None:
+                timer.handle.cancel()
         return protocol.unary_response(head, data, method, call.metadata, self.max_size)
 
     async def _messages(
         self,
-        open_stream: OpenStream,
+        opener: StreamOpener,
         call: CallOptions,
         request: Any,
         requests: AsyncIterable[Any] | None,
-        timeout: float | None,
+        deadline: float | None,
     ) -> AsyncIterator[Any]:
         """One attempt of a streaming call (or an enveloped unary one): its messages."""
         protocol = self.protocol
         md = call.metadata
+        timer: _Deadline | None = None
+        timeout = None
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
         headers = protocol.request_headers(self.base_headers, call.method, timeout, call.headers)
         sender = RequestSender()
         stream: Stream | None = None
         finished = False
         try:
-            stream = await open_stream(headers, False)
+            stream = opener.open_stream_nowait(headers, False)
+            if stream is None:
+                stream = await _open(opener, headers, False, None, deadline)
+            if deadline is not None:
+                timer = _Deadline(loop, deadline)
+                timer.stream = stream
             await sender.start(stream, requests, request, protocol.frame)
             head = await stream.wait_response()
             reader = await protocol.open_response(stream, head, md, self.max_size)
@@ -196,6 +291,8 @@ class CallFlow:
             end_flags = protocol.end_flags
             while True:
                 payload = await reader.next()
+                if timer is not None and timer.expired:
+                    raise timer.error()
                 if payload is None:
                     finished = True
                     protocol.finish(stream, None, md)
@@ -206,11 +303,15 @@ class CallFlow:
                     return
                 yield decode(payload)
         except TransportError as exc:
+            if timer is not None and timer.expired:
+                raise timer.error() from None
             cause = sender.failure()
             if cause is not None:
                 raise cause from None
             raise error_from_transport(exc) from None
         finally:
+            if timer is not None:
+                timer.handle.cancel()
             sender.stop()
             if stream is not None and not finished:
                 stream.reset(_CANCEL)

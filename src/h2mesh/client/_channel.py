@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from .._deadline import effective_timeout
+from .._deadline import current_deadline, effective_timeout
 from .._errors import Code, RpcError, UnprocessedError
 from ..balancing import Balancer, OutlierDetection
 from ..discovery import Resolver, StaticResolver, resolve
@@ -176,7 +176,9 @@ class Channel:
             self.endpoints.apply(fixed)
             self._direct = self.endpoints.pools[fixed[0].address]
         self._unary_calls = UnaryCalls(self.endpoints, self._flow, retry, retry_all, retry_throttle)
-        self._stream_calls = StreamCalls(self.endpoints, self._flow, self._direct, self._prepare)
+        self._stream_calls = StreamCalls(self.endpoints, self._flow, self._direct)
+        # Unary calls on the one fixed endpoint with no retry policy: the shortest path.
+        self._fast = self._direct if retry is None and hedging is None else None
         self.interceptors = tuple(interceptors)
         self._intercept_unary: UnaryCall | None = None
         self._intercept_stream: StreamCall | None = None
@@ -236,17 +238,22 @@ class Channel:
 
     # -- calls ----------------------------------------------------------------------
     def _prepare(self, call: CallOptions) -> tuple[CallOptions, float | None]:
-        """``call`` with the channel's default headers under its own, and its timeout:
-        the call's or the channel's, cut to what is left of an inherited deadline."""
-        if self._loop is not asyncio.get_running_loop():
+        """``call`` with the channel's default headers under its own, and its deadline
+        (an event-loop time): the call's timeout or the channel's, cut to what is left of
+        an inherited deadline."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
             self._bind_loop()
         timeout = call.timeout
-        timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
+        if timeout is None:
+            timeout = self.default_timeout
+        if current_deadline.get() is not None:  # a call made while serving one
+            timeout = effective_timeout(timeout)
         defaults = self.default_headers
         if defaults is not None:
             headers = {**defaults, **call.headers} if call.headers else defaults
             call = CallOptions(call.method, headers, call.timeout, call.metadata, call.key)
-        return call, timeout
+        return call, None if timeout is None else loop.time() + timeout
 
     def unary(
         self,
@@ -266,42 +273,30 @@ class Channel:
         return self._unary(request, CallOptions(method, headers, timeout, metadata, key))
 
     async def _unary(self, request: Any, call: CallOptions) -> Any:
-        call, timeout = self._prepare(call)
-        direct = self._direct
-        fast = direct is not None and self.retry is None and self.hedging is None
-        if fast:
-            assert direct is not None
-            attempt = self._flow.unary(direct.open_stream, call, request, timeout)
+        call, deadline = self._prepare(call)
+        direct = self._fast
+        if direct is not None:
+            # One fixed endpoint, no retry policy: the call flow on its pool, no more.
+            try:
+                return await self._flow.unary(direct, call, request, deadline)
+            except UnprocessedError:
+                # The one attempt never reached the server (refused by a GOAWAY, or no
+                # connection): send it again, as the other paths do.
+                attempt = self._unary_calls.call(call, request, deadline, retry=False)
         elif self.hedging is not None and call.method.idempotent:
             attempt = hedged_call(
-                self._unary_calls, self.hedging, self.retry_throttle, call, request, timeout
+                self._unary_calls, self.hedging, self.retry_throttle, call, request, deadline
             )
         else:
-            attempt = self._unary_calls.call(call, request, timeout)
-        if timeout is None:
-            try:
-                return await attempt
-            except UnprocessedError:
-                if not fast:
-                    raise
-                # The fast path's one attempt never reached the server (refused by a
-                # GOAWAY, or no connection): send it again, as the other paths do.
-                return await self._unary_calls.call(call, request, None, retry=False)
-        if timeout <= 0:
-            attempt.close()
-            raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+            attempt = self._unary_calls.call(call, request, deadline)
+        if deadline is None:
+            return await attempt
+        # Each attempt has its deadline; this one covers the waits between attempts.
         try:
-            async with asyncio.timeout(timeout) as scope:
-                try:
-                    return await attempt
-                except UnprocessedError:
-                    if not fast:
-                        raise
-                    when = scope.when()
-                    left = None if when is None else when - asyncio.get_running_loop().time()
-                    return await self._unary_calls.call(call, request, left, retry=False)
+            async with asyncio.timeout_at(deadline):
+                return await attempt
         except TimeoutError:
-            raise RpcError(Code.DEADLINE_EXCEEDED, f"deadline of {timeout:.3f}s exceeded") from None
+            raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
 
     def stream(
         self,
@@ -322,14 +317,16 @@ class Channel:
         if self._intercept_stream is not None:
             details = ClientCall(method, headers, timeout, metadata, key)
             return self._intercept_stream(request if requests is None else requests, details)
-        return self._stream_calls.call(
-            CallOptions(method, headers, timeout, metadata, key), request, requests
-        )
+        call, deadline = self._prepare(CallOptions(method, headers, timeout, metadata, key))
+        return self._stream_calls.call(call, request, requests, deadline)
 
     def _stream(self, request: Any, call: CallOptions) -> AsyncIterator[Any]:
         # The innermost step of an intercepted streaming call.
         many = call.method.kind.client_streams
-        return self._stream_calls.call(call, None if many else request, request if many else None)
+        call, deadline = self._prepare(call)
+        return self._stream_calls.call(
+            call, None if many else request, request if many else None, deadline
+        )
 
     def stub(self, service: type[S]) -> S:
         """A client for ``service`` whose methods mirror the service's.

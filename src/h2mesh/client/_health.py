@@ -53,11 +53,9 @@ class HealthChecker:
             await asyncio.sleep(self.interval)
 
     async def _probe(self, pool: EndpointPool) -> bool:
+        deadline = asyncio.get_running_loop().time() + self.interval
         try:
-            async with asyncio.timeout(self.interval):
-                reply = await self._flow.unary(
-                    pool.open_stream, _CHECK, {"service": self.service}, self.interval
-                )
-        except (RpcError, TimeoutError):
+            reply = await self._flow.unary(pool, _CHECK, {"service": self.service}, deadline)
+        except RpcError:
             return False
         return isinstance(reply, dict) and reply.get("status") == "SERVING"

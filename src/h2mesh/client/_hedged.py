@@ -20,11 +20,11 @@ async def hedged_call(
     throttle: RetryThrottle | None,
     call: CallOptions,
     request: Any,
-    timeout: float | None,
+    deadline: float | None,
 ) -> Any:
-    """``call`` hedged per ``policy``; each hedge gets transparent retries, no A6 ones."""
+    """``call`` hedged per ``policy`` by ``deadline``; each hedge gets transparent
+    retries, no A6 ones."""
     loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
     state = HedgingState(policy, throttle=throttle)
     attempts: dict[asyncio.Task[Any], int] = {}
     last_error: RpcError | None = None
@@ -32,8 +32,7 @@ async def hedged_call(
         while True:
             now = loop.time()
             if state.due(now):
-                remaining = None if deadline is None else deadline - now
-                task = loop.create_task(calls.call(call, request, remaining, retry=False))
+                task = loop.create_task(calls.call(call, request, deadline, retry=False))
                 attempts[task] = state.sent(now)
             if not attempts:
                 assert last_error is not None

@@ -75,7 +75,7 @@ class SyncChannel:
     def unary(self, method: MethodDescriptor, request: Any, **options: Any) -> Any:
         """A unary call; takes the keyword arguments of ``Channel.unary``."""
         self._check_caller()
-        return self._run(_awaited(self._channel.unary(method, request, **options)))
+        return self._run(_awaited(self._channel.unary, method, request, **options))
 
     def stream(
         self,
@@ -87,9 +87,14 @@ class SyncChannel:
         """A streaming call; takes the keyword arguments of ``Channel.stream``."""
         self._check_caller()
         many = None if requests is None else _async_iter(requests)
-        return self._iterate(self._channel.stream(method, request, many, **options))
+        return self._iterate(self._channel.stream, method, request, many, **options)
 
-    def _iterate(self, responses: AsyncIterator[Any]) -> Iterator[Any]:
+    def _iterate(
+        self, start: Callable[..., AsyncIterator[Any]], *args: Any, **kw: Any
+    ) -> Iterator[Any]:
+        """The messages of the stream ``start(*args, **kw)`` returns (called on the loop,
+        where the call takes its deadline)."""
+        responses = self._run(_called(start, *args, **kw))
         try:
             while True:
                 try:
@@ -97,7 +102,9 @@ class SyncChannel:
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(responses.aclose())  # type: ignore[attr-defined]
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                self._run(aclose())
 
     def stub(self, service: type[S]) -> S:
         """A blocking stub: unary/client-stream methods return values, streams iterators.
@@ -132,8 +139,12 @@ class SyncChannel:
         self.close()
 
 
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+async def _awaited(call: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+    return await call(*args, **kw)
+
+
+async def _called(call: Callable[..., T], *args: Any, **kw: Any) -> T:
+    return call(*args, **kw)
 
 
 async def _async_iter(items: Iterable[T]) -> AsyncIterator[T]:
@@ -150,10 +161,10 @@ def _sync_method(attr: str, method: MethodDescriptor) -> Callable[..., Any]:
         sync._check_caller()
         if kind.client_streams:
             request = _async_iter(request)
-        result = getattr(sync._async_stub(self._service), attr)(request, **options)
+        method = getattr(sync._async_stub(self._service), attr)
         if kind.server_streams:
-            return sync._iterate(result)
-        return sync._run(_awaited(result))
+            return sync._iterate(method, request, **options)
+        return sync._run(_awaited(method, request, **options))
 
     call.__name__ = method.python_name
     return call

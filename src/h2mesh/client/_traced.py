@@ -8,8 +8,7 @@ from typing import Any
 
 from ..observability._tracing import end_client_span, start_client_span
 from ..protocol import ClientProtocol
-from ..protocol._base import OpenStream
-from ._call import CallFlow, CallOptions
+from ._call import CallFlow, CallOptions, StreamOpener
 
 __all__ = ["TracedCallFlow"]
 
@@ -32,12 +31,12 @@ class TracedCallFlow(CallFlow):
         return span, CallOptions(call.method, md, call.timeout, call.metadata, call.key)
 
     async def unary(
-        self, open_stream: OpenStream, call: CallOptions, request: Any, timeout: float | None
+        self, opener: StreamOpener, call: CallOptions, request: Any, deadline: float | None
     ) -> Any:
         span, call = self._traced(call)
         error: BaseException | None = None
         try:
-            return await super().unary(open_stream, call, request, timeout)
+            return await super().unary(opener, call, request, deadline)
         except BaseException as exc:
             error = exc
             raise
@@ -46,15 +45,15 @@ class TracedCallFlow(CallFlow):
 
     async def stream(
         self,
-        open_stream: OpenStream,
+        opener: StreamOpener,
         call: CallOptions,
         request: Any,
         requests: AsyncIterable[Any] | None,
-        timeout: float | None,
+        deadline: float | None,
     ) -> AsyncIterator[Any]:
         span, call = self._traced(call)
         error: BaseException | None = None
-        responses = super().stream(open_stream, call, request, requests, timeout)
+        responses = super().stream(opener, call, request, requests, deadline)
         try:
             async for message in responses:
                 yield message

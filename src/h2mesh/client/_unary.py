@@ -62,9 +62,7 @@ class UnaryCalls:
         started = loop.time()
         ok = True
         try:
-            reply = await self.flow.unary(
-                pool.open_stream, call, request, None if deadline is None else deadline - started
-            )
+            reply = await self.flow.unary(pool, call, request, deadline)
         except RpcError as exc:
             ok = exc.code not in ENDPOINT_FAILURES
             if isinstance(exc, UnprocessedError):
@@ -77,11 +75,11 @@ class UnaryCalls:
         return reply
 
     async def call(
-        self, call: CallOptions, request: Any, timeout: float | None, retry: bool = True
+        self, call: CallOptions, request: Any, deadline: float | None, retry: bool = True
     ) -> Any:
-        """A unary call with transparent retries and, if configured, A6 retries."""
+        """A unary call with transparent retries and, if configured, A6 retries, all by
+        ``deadline`` (an event-loop time)."""
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
         state = (
             RetryState(self.retry, throttle=self.throttle)
             if retry and self.retry is not None and (call.method.idempotent or self.retry_all)

@@ -7,7 +7,7 @@ gRPC-Web sit side by side and are picked per request by ``negotiate``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .._errors import Code, RpcError, UnprocessedError
@@ -23,7 +23,6 @@ from ..transport import (
 from ._envelope import MessageReader
 
 Metadata = dict[str, str]
-OpenStream = Callable[[Sequence[tuple[bytes, bytes]], bool], Awaitable[Stream]]
 
 # Headers that belong to the transport or the protocol, never to user metadata.
 RESERVED_HEADERS = frozenset(

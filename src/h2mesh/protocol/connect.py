@@ -372,6 +372,9 @@ CONNECT = ConnectServer()
 # client side
 # ---------------------------------------------------------------------------------
 def _decode_headers(headers: list[tuple[bytes, bytes]], md: ResponseMetadata | None) -> int:
+    if md is None and headers and headers[0][0] == b":status":
+        # HTTP/2 puts the (one) response pseudo-header first: nothing else to look at.
+        return int(headers[0][1])
     status = 0
     for name, value in headers:
         if name == b":status":
@@ -464,7 +467,7 @@ class ConnectClient(ClientProtocol):
         if comp is not None:
             body = comp.compress(body)
         if not (self.use_get and method.idempotent):
-            headers = self._headers(base, method.path.encode(), self._unary_ct, timeout, metadata)
+            headers = self._headers(base, method.path_bytes, self._unary_ct, timeout, metadata)
             if comp is not None:
                 name = comp.name.encode()
                 headers += [(b"content-encoding", name), (b"accept-encoding", name)]
@@ -473,7 +476,7 @@ class ConnectClient(ClientProtocol):
         query += base64.urlsafe_b64encode(body).rstrip(b"=").decode()
         if comp is not None:
             query += "&compression=" + comp.name
-        path = method.path.encode() + query.encode()
+        path = method.path_bytes + query.encode()
         headers = self._headers(base, path, self._unary_ct, timeout, metadata)
         headers[0] = (b":method", b"GET")
         return [h for h in headers if h[0] != b"content-type"], None
@@ -506,7 +509,7 @@ class ConnectClient(ClientProtocol):
         timeout: float | None,
         metadata: Metadata | None,
     ) -> list[tuple[bytes, bytes]]:
-        headers = self._headers(base, method.path.encode(), self._stream_ct, timeout, metadata)
+        headers = self._headers(base, method.path_bytes, self._stream_ct, timeout, metadata)
         if self.compressor is not None:
             name = self.compressor.name.encode()
             headers += [(b"connect-content-encoding", name), (b"connect-accept-encoding", name)]

@@ -594,7 +594,7 @@ class GrpcClient(ClientProtocol):
         timeout: float | None,
         metadata: Metadata | None,
     ) -> list[tuple[bytes, bytes]]:
-        out = [*base, (b":path", method.path.encode()), self._ct, *self.protocol_headers()]
+        out = [*base, (b":path", method.path_bytes), self._ct, *self.protocol_headers()]
         out += [_USER_AGENT, _ACCEPT_ENCODING_HEADER]
         if self.compressor is not None:
             out.append((b"grpc-encoding", self.compressor.name.encode()))

@@ -666,7 +666,13 @@ class H2Connection(asyncio.Protocol):
             stream.headers = headers
             if ev.end_stream:
                 stream._eof = True
-            stream._wake(stream._headers_waiter)
+            # Woken and forgotten at once: the stream's close (often in the same read)
+            # then finds no waiter left to wake.
+            waiter = stream._headers_waiter
+            if waiter is not None:
+                stream._headers_waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
             stream._wake(stream._read_waiter)
 
     def _on_data(self, ev: ngh2.DataReceived) -> None:
@@ -772,15 +778,22 @@ class H2Connection(asyncio.Protocol):
         """True if the connection can take a new stream now."""
         return not self.closing and not self.lost and self.engine.can_send_request
 
-    def open_stream(self, headers: Sequence[tuple[bytes, bytes]], end_stream: bool) -> H2Stream:
-        """(client) Send request headers on a new stream."""
+    def open_stream(
+        self, headers: Sequence[tuple[bytes, bytes]], end_stream: bool, body: bytes | None = None
+    ) -> H2Stream:
+        """(client) Send request headers on a new stream; with ``body``, the whole request
+        body too (the stream ends with it), queued in the engine without waiting."""
         if not self.is_available():
             raise ConnectionRefused("connection is closing")
+        engine = self.engine
         try:
-            sid = self.engine.send_request(headers, end_stream=end_stream)
+            sid = engine.send_request(headers, end_stream=end_stream and body is None)
         except (ngh2.ConnectionClosingError, ngh2.NoAvailableStreamIDError) as exc:
             self.closing = True
             raise ConnectionRefused(str(exc)) from None
+        if body is not None:
+            engine.send_data(sid, body, end_stream=True)
+            end_stream = True
         stream = H2Stream(self, sid, None)
         stream.ended_local = end_stream
         self.streams[sid] = stream
