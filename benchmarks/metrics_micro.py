@@ -1,6 +1,8 @@
 """Per-call cost of keeping call metrics: h2mesh's ``CallStats`` against prometheus-client
-(normal and multiprocess mode) doing the same work: one in-flight gauge up and down and
-one duration observation with the four RPC labels. ``observer`` times the whole per-call
+(normal and multiprocess mode) doing the same work: one duration and two size (request,
+response) observations with the four RPC labels, and a request count; prometheus-client
+also moves an in-flight gauge up and down, which h2mesh reads from the open connections
+when a snapshot is taken instead. ``observer`` times the whole per-call
 hook a server runs with metrics on (``ServerObserver.observe`` around a handler that
 returns at once), against awaiting the same handler bare.
 
@@ -34,9 +36,10 @@ def h2mesh() -> Callable[[], None]:
     key = object()
 
     def one() -> None:
-        stats.active += 1
-        stats.active -= 1
-        stats.record(key, "server", "connect", "bench.v1.Bench", "Echo", "OK", 0.00012)
+        stats.requests += 1
+        stats.record(
+            key, "server", "connect", "bench.v1.Bench", "Echo", "OK", 0.00012, (14, 27)
+        )
 
     return one
 
@@ -44,18 +47,24 @@ def h2mesh() -> Callable[[], None]:
 def prometheus(multiprocess: bool) -> Callable[[], None]:
     if multiprocess:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
-    from prometheus_client import Gauge, Histogram
+    from prometheus_client import Counter, Gauge, Histogram
 
-    from h2mesh.observability import DURATION_BOUNDS
+    from h2mesh.observability import DURATION_BOUNDS, SIZE_BOUNDS
 
     names = ["rpc_system", "rpc_service", "rpc_method", "rpc_response_status_code"]
     hist = Histogram("rpc_server_call_duration_seconds", "", names, buckets=DURATION_BOUNDS)
+    received = Histogram("rpc_server_request_size_bytes", "", names, buckets=SIZE_BOUNDS)
+    sent = Histogram("rpc_server_response_size_bytes", "", names, buckets=SIZE_BOUNDS)
     gauge = Gauge("rpc_server_active_calls", "", multiprocess_mode="livesum")
+    requests = Counter("h2mesh_server_streams", "")
 
     def one() -> None:
         gauge.inc()
+        requests.inc()
         gauge.dec()
         hist.labels(*LABELS).observe(0.00012)
+        received.labels(*LABELS).observe(14)
+        sent.labels(*LABELS).observe(27)
 
     return one
 
@@ -74,6 +83,8 @@ def observer() -> None:
 
     class Stream:
         headers = [(b":path", b"/bench.v1.Bench/Echo")]
+        received = 14
+        sent = 27
 
     outcome, stream = Outcome(), Stream()
 

@@ -4,11 +4,14 @@ log on, with both, and with tracing, against plain h2mesh, in one run.
 Each configuration is ``h2mesh serve benchmarks.servers:Bench`` pinned to CPU 0; h2load
 (pinned to CPU 1) sends unary Connect JSON calls. Configurations take turns, round after
 round, so that a change in the machine's load hits them all alike; the median of the
-rounds is reported, and each configuration's ratio to plain h2mesh. Two measures: calls
-per second, and the server's CPU time per call (from /proc, user + system), which
-stays meaningful when other work shares the CPUs and throughput does not::
+rounds is reported, and each configuration's ratio to plain h2mesh: the median of the
+ratios taken round by round (the two ran within seconds of each other), which drifting
+load disturbs less than a ratio of medians. Two measures: calls per second, and the
+server's CPU time per call (from /proc, user + system), which stays meaningful when
+other work shares the CPUs and throughput does not::
 
-    .venv/bin/python benchmarks/observability.py [--requests 60000] [--rounds 5]
+    .venv/bin/python benchmarks/observability.py [--requests 60000] [--rounds 5] \
+        [--json benchmarks/results/observability.json] [--md benchmarks/results/observability.md]
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=60_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--md", type=Path, help="also write the table here (Markdown)")
     args = parser.parse_args()
     results: dict[str, list[float]] = {name: [] for name in CONFIGS}
     cpu: dict[str, list[float]] = {name: [] for name in CONFIGS}
@@ -107,27 +111,45 @@ def main() -> None:
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     proc.wait(20)
-    base = statistics.median(results[BASE])
-    base_cpu = statistics.median(cpu[BASE])
     load = os.getloadavg()
-    print(
+    head = (
         f"unary Connect JSON, h2load -c 10 -m 10, {args.requests} calls, "
-        f"median of {args.rounds} rounds; load average {load[0]:.2f} {load[1]:.2f}"
+        f"{args.rounds} rounds; load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
+    rows = []
+    for name, values in results.items():
+        rps_ratio = statistics.median(v / b for v, b in zip(values, results[BASE], strict=True))
+        cpu_ratio = statistics.median(b / v for v, b in zip(cpu[name], cpu[BASE], strict=True))
+        rows.append(
+            (name, statistics.median(values), rps_ratio, statistics.median(cpu[name]), cpu_ratio)
+        )
+    print(head)
     print(
         f"{'configuration':<32} {'req/s':>8} {'ratio':>6} {'CPU/call':>9} {'ratio':>6}"
         "   CPU µs per call, per round"
     )
-    for name, values in results.items():
-        med, med_cpu = statistics.median(values), statistics.median(cpu[name])
+    for name, rps, rps_ratio, cpu_us, cpu_ratio in rows:
         rounds = " ".join(f"{v:.1f}" for v in cpu[name])
         print(
-            f"{name:<32} {med:>8.0f} {med / base:>6.3f} {med_cpu:>7.1f}µs "
-            f"{base_cpu / med_cpu:>6.3f}   {rounds}"
+            f"{name:<32} {rps:>8.0f} {rps_ratio:>6.3f} {cpu_us:>7.1f}µs {cpu_ratio:>6.3f}"
+            f"   {rounds}"
         )
     if args.json is not None:
-        data = {"rps": results, "cpu_us_per_call": cpu, "load": load}
-        args.json.write_text(json.dumps(data, indent=2))
+        data = {"rps": results, "cpu_us_per_call": cpu, "load": load, "setup": head}
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    if args.md is not None:
+        lines = [
+            head,
+            "",
+            "| configuration | req/s (median) | req/s ratio | CPU µs/call (median) "
+            "| CPU/call ratio (plain / this) |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {rps:.0f} | {rps_ratio:.3f} | {cpu_us:.1f} | {cpu_ratio:.3f} |"
+            for name, rps, rps_ratio, cpu_us, cpu_ratio in rows
+        ]
+        args.md.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,23 @@ async def serve_h2mesh(port: int, service: Service | None = None) -> None:
     await server.serve("127.0.0.1", port, grace=1.0)
 
 
+async def serve_h2mesh_observed(port: int, metrics: bool, access_log: bool) -> None:
+    """``Bench`` with call metrics (an admin listener on a free port) and/or the access
+    log (to /dev/null): what observability costs."""
+    import os
+
+    from h2mesh.observability import AccessLog
+    from h2mesh.observability._observer import observer_of
+
+    server = Server([Bench()], max_message_size=MAX_MESSAGE)
+    if access_log:
+        observer = observer_of(server)
+        observer.access = AccessLog(os.devnull)
+        server.observer = observer
+    admin = ("127.0.0.1", 0) if metrics else None
+    await server.serve("127.0.0.1", port, grace=1.0, admin=admin)
+
+
 async def serve_h2mesh_proto(port: int) -> None:
     """``Bench`` with the protoc-generated ``Msg``: the ``proto`` codec (gRPC+protobuf row)."""
     from .proto_service import ProtoBench
@@ -257,6 +274,9 @@ def main() -> None:
     system, port = sys.argv[1], int(sys.argv[2])
     if system == "h2mesh":
         h2mesh_run(serve_h2mesh(port))
+    elif system in ("h2mesh-metrics", "h2mesh-access-log", "h2mesh-metrics-access-log"):
+        metrics, access = "metrics" in system, "access-log" in system
+        h2mesh_run(serve_h2mesh_observed(port, metrics, access))
     elif system == "h2mesh-proto":
         h2mesh_run(serve_h2mesh_proto(port))
     elif system == "h2mesh-grpcio":

@@ -6,7 +6,14 @@ with HTTP/2 and HTTP/1.1, and called through a multiplexing client with typed st
 
 from ._errors import Code, RpcError
 from ._loop import new_event_loop, run
-from .client import Channel, ClientCall, ClientInterceptor, SyncChannel
+from .client import (
+    Channel,
+    ClientCall,
+    ClientInterceptor,
+    ClientMetrics,
+    SyncChannel,
+    client_metrics,
+)
 from .protocol import ResponseMetadata
 from .protocol._cors import CorsPolicy
 from .server import (
@@ -26,6 +33,7 @@ __all__ = [
     "Channel",
     "ClientCall",
     "ClientInterceptor",
+    "ClientMetrics",
     "Code",
     "Context",
     "CorsPolicy",
@@ -42,6 +50,7 @@ __all__ = [
     "SyncChannel",
     "TransportConfig",
     "__version__",
+    "client_metrics",
     "new_event_loop",
     "rpc",
     "run",

@@ -170,12 +170,12 @@ class Load:
 
 
 def metric(admin: str, name: str) -> float:
-    """The value of an unlabelled metric on the admin listener's /metrics."""
+    """The value of a metric on the admin listener's /metrics, summed over its labels."""
     with urllib.request.urlopen(admin + "/metrics", timeout=5) as reply:
         text = reply.read().decode()
-    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    found = re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
     assert found, text
-    return float(found[1])
+    return sum(float(value) for value in found)
 
 
 async def wait_async(predicate: Callable[[], bool], timeout: float) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import ngh2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from h2mesh import Code, RpcError
+from h2mesh.transport import ErrorCode
 
 # connectrpc.com/docs/protocol#error-codes
 SPEC: dict[Code, tuple[str, int]] = {
@@ -147,3 +149,9 @@ def test_rpc_error_details_are_copied() -> None:
     err = RpcError(Code.INTERNAL, "m", details)
     assert err.details == list(details)
     assert isinstance(err.details, list)
+
+
+def test_http2_error_codes_are_the_engines() -> None:
+    # Layers above transport/ name codes without importing the engine; the names and
+    # values must stay those of RFC 9113 section 7, which ngh2 also spells out.
+    assert {c.name: int(c) for c in ErrorCode} == {c.name: int(c) for c in ngh2.ErrorCode}

@@ -17,7 +17,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from h2mesh.transport import H2Stream, TransportConfig
+from h2mesh.transport import ErrorCode, H2Stream, TransportConfig
 from h2mesh.transport._guard import InboundGuard, shorten_strings
 
 from .test_h2_transport import Peers, Run, read_digest, run, wait_until
@@ -227,7 +227,7 @@ def test_rapid_reset_ends_in_goaway_enhance_your_calm(run: Run) -> None:
                 peer.h2.reset_stream(sid)
             peer.flush()
             goaway = await peer.goaway()
-            assert goaway.error_code == 0xB  # ENHANCE_YOUR_CALM, not INTERNAL_ERROR
+            assert goaway.error_code == ErrorCode.ENHANCE_YOUR_CALM  # not INTERNAL_ERROR
             peer.close()
             # Other clients are served.
             other = await H2Peer.connect(peers.port)

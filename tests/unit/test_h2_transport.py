@@ -22,6 +22,7 @@ import uvloop
 
 from h2mesh.transport import (
     ConnectionLost,
+    ErrorCode,
     H2Connection,
     H2Stream,
     StreamReset,
@@ -466,7 +467,7 @@ def test_reset_streams_return_unread_bytes_to_the_connection_window(
             return
         await wait_until(lambda: stream._unacked == UNREAD)
         if who_resets == "server":
-            stream.reset(0x8)
+            stream.reset(ErrorCode.CANCEL)
         else:
             buffered[stream.id] = stream
         await asyncio.Event().wait()
@@ -483,7 +484,7 @@ def test_reset_streams_return_unread_bytes_to_the_connection_window(
                 if who_resets == "client":
                     await wait_until(all_of(streams, lambda s: s.id in buffered))
                     for s in streams:
-                        s.reset(0x8)
+                        s.reset(ErrorCode.CANCEL)
                 # Every one of these streams is closed on both sides.
                 await wait_until(all_of(streams, lambda s: s.closed))
             await wait_until(lambda: not peers.server_conn.streams)
@@ -501,7 +502,7 @@ def test_data_arriving_after_a_reset_returns_to_the_connection_window(run: Run) 
         if dict(stream.headers or ())[b":path"] == b"/big":
             await respond_ok(stream)
         else:
-            stream.reset(0x8)
+            stream.reset(ErrorCode.CANCEL)
 
     async def main() -> None:
         cfg = TransportConfig(stream_window=UNREAD, connection_window=CONN_WINDOW)
@@ -544,7 +545,7 @@ def test_client_resetting_unread_responses_keeps_its_connection_window(run: Run)
                 streams = [client.open_stream(request_headers(), True) for _ in range(10)]
                 await wait_until(all_of(streams, lambda s: s._unacked == UNREAD))
                 for s in streams:
-                    s.reset(0x8)
+                    s.reset(ErrorCode.CANCEL)
                 await wait_until(all_of(streams, lambda s: s.closed))
             stream = client.open_stream(request_headers(b"/big"), True)
             size, digest = await asyncio.wait_for(read_digest(stream), 2.0)
@@ -738,7 +739,7 @@ def test_header_list_far_over_the_limit_ends_the_connection_with_goaway(run: Run
             with pytest.raises(TransportError):
                 await asyncio.wait_for(stream.wait_response(), 2.0)
             await asyncio.wait_for(client.wait_closed(), 2.0)
-            assert client.goaway_code == 0xB  # ENHANCE_YOUR_CALM
+            assert client.goaway_code == ErrorCode.ENHANCE_YOUR_CALM
             assert client.goaway_last_stream_id == 1  # the request was never processed
 
     run(main())
@@ -787,7 +788,7 @@ def test_peer_reset_fails_reads_and_cancels_the_handler(run: Run) -> None:
             stream = client.open_stream(request_headers(), end_stream=False)
             await stream.send_data(b"partial")
             await wait_until(lambda: bool(peers.tasks))
-            stream.reset(0x8)
+            stream.reset(ErrorCode.CANCEL)
             await asyncio.wait_for(got_cancel.wait(), 2.0)
             with pytest.raises(StreamReset):
                 await stream.read()

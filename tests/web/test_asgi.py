@@ -21,7 +21,7 @@ from examples.greeter import Greeter, HelloRequest
 
 from h2mesh import Channel, Server
 from h2mesh.server._asgi import LifespanFailed
-from h2mesh.transport import H2Connection, StreamReset, TransportConfig, TransportError
+from h2mesh.transport import ErrorCode, H2Connection, StreamReset, TransportConfig, TransportError
 from tests.web.apps import SECRET
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -188,7 +188,7 @@ def test_reset_mid_upload_reaches_the_app_as_http_disconnect(run: Run) -> None:
             stream = conn.open_stream(_request(b"/up", b"POST", server.port), end_stream=False)
             await stream.send_data(b"x" * 100_000)
             await asyncio.wait_for(reading.wait(), 5.0)
-            stream.reset(0x8)
+            stream.reset(ErrorCode.CANCEL)
             await asyncio.wait_for(disconnected.wait(), 5.0)
             assert seen[0] == "http.request" and seen[-1] == "http.disconnect"
         finally:
@@ -271,7 +271,7 @@ def test_a_client_that_never_reads_blocks_the_apps_send_h2(run: Run) -> None:
             # One stream window (1 MiB) plus the send high-water mark and socket buffers.
             assert stalled < 8 * 1024 * 1024
             assert _rss() - before < 32 * 1024 * 1024
-            stream.reset(0x8)
+            stream.reset(ErrorCode.CANCEL)
             await asyncio.wait_for(progress["done"].wait(), 5.0)
             assert isinstance(progress["error"], OSError)
         finally:
@@ -420,7 +420,7 @@ def test_failure_after_the_response_started_resets_the_http2_stream(run: Run) ->
                 # (the reset may overtake the response head still queued with it)
                 await stream.wait_response()
                 await stream.read_all(1 << 20)
-            assert info.value.error_code == 0x2  # INTERNAL_ERROR
+            assert info.value.error_code == ErrorCode.INTERNAL_ERROR
             # Same connection, next request: fine.
             ok = conn.open_stream(_request(b"/ok", b"GET", server.port), end_stream=True)
             await ok.wait_response()

@@ -76,6 +76,7 @@ class Balancer:
         """Count a call as in flight on ``endpoint``; returns its stats for ``finished``."""
         stats = self.stats[endpoint.address]
         stats.in_flight += 1
+        stats.picks += 1
         return stats
 
     def finished(

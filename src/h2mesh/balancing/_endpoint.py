@@ -72,12 +72,14 @@ class EndpointStats:
     __slots__ = (
         "ejected_at",
         "ejection_multiplier",
+        "ejections",
         "failures",
         "in_flight",
         "last_failures",
         "last_successes",
         "latency",
         "max_concurrency",
+        "picks",
         "successes",
     )
 
@@ -91,6 +93,9 @@ class EndpointStats:
         self.last_failures = 0
         self.ejected_at: float | None = None
         self.ejection_multiplier = 0
+        # Totals since the endpoint appeared, for metrics: attempts sent, ejections.
+        self.picks = 0
+        self.ejections = 0
 
     @property
     def ejected(self) -> bool:
@@ -109,6 +114,7 @@ class EndpointStats:
 
     def started(self) -> None:
         self.in_flight += 1
+        self.picks += 1
 
     def finished(self, ok: bool, latency: float | None = None, now: float = 0.0) -> None:
         """Record the end of a call (``ok`` as the outlier detector should count it)."""

@@ -107,6 +107,7 @@ class OutlierDetector:
     def _eject(self, address: str, stats: EndpointStats, now: float, result: TickResult) -> None:
         stats.ejected_at = now
         stats.ejection_multiplier += 1
+        stats.ejections += 1
         result.ejected.append(address)
 
     def _enforced(self, percentage: int) -> bool:

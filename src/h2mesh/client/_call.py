@@ -15,6 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from .._errors import Code, RpcError
+from .._http2 import ErrorCode
 from ..protocol import ClientProtocol, Metadata, ResponseMetadata, error_from_transport
 from ..service import MethodDescriptor
 from ..transport import Stream, TransportError
@@ -28,7 +29,7 @@ __all__ = [
     "collect_one",
 ]
 
-_CANCEL = 0x8
+_CANCEL = ErrorCode.CANCEL
 
 
 class CallOptions:

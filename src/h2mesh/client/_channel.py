@@ -35,6 +35,7 @@ from ._interceptors import (
     chain_stream,
     chain_unary,
 )
+from ._metrics import ClientMetrics, client_metrics
 from ._pool import EndpointPool
 from ._protocols import client_protocol
 from ._streaming import StreamCalls
@@ -76,6 +77,10 @@ class Channel:
     apart, and keeps the first success; ``retry_throttle`` bounds both. The deadline
     (``timeout``) covers every attempt.
 
+    ``metrics=True`` counts and times the calls, per-endpoint picks and ejections,
+    retries and hedges into the process-wide ``client_metrics()`` (a ``ClientMetrics``
+    to keep them apart): see ``h2mesh.client._metrics`` and docs/deployment.md.
+
     ::
 
         async with Channel("registry://demo.v1.Greeter", policy="least_request") as ch:
@@ -111,6 +116,7 @@ class Channel:
         resolver: Resolver | None = None,
         interceptors: Sequence[ClientInterceptor] = (),
         tracer_provider: Any = None,
+        metrics: ClientMetrics | bool = False,
     ) -> None:
         self.target = target
         scheme, sep, _ = target.partition("://")
@@ -182,9 +188,15 @@ class Channel:
         self.interceptors = tuple(interceptors)
         self._intercept_unary: UnaryCall | None = None
         self._intercept_stream: StreamCall | None = None
-        if self.interceptors:
-            self._intercept_unary = chain_unary(self.interceptors, self._unary)
-            self._intercept_stream = chain_stream(self.interceptors, self._stream)
+        #: Where this channel's call metrics go (``metrics=True``: ``client_metrics()``).
+        self.metrics = client_metrics() if metrics is True else metrics or None
+        self._unary_calls.metrics = self._stream_calls.metrics = self.metrics
+        chain = self.interceptors
+        if self.metrics is not None:  # innermost: it times the call as sent
+            chain = (*chain, self.metrics.bind(self))
+        if chain:
+            self._intercept_unary = chain_unary(chain, self._unary)
+            self._intercept_stream = chain_stream(chain, self._stream)
         # The loop the channel's connections and tasks live on (set by the first call).
         self._loop: asyncio.AbstractEventLoop | None = None
 

@@ -9,6 +9,7 @@ from typing import Any
 from .._errors import Code, RpcError
 from ..resilience import HedgingPolicy, HedgingState, HedgingVerdict, RetryThrottle
 from ._call import CallOptions
+from ._metrics import HEDGE
 from ._unary import UnaryCalls
 
 __all__ = ["hedged_call"]
@@ -34,6 +35,8 @@ async def hedged_call(
             if state.due(now):
                 task = loop.create_task(calls.call(call, request, deadline, retry=False))
                 attempts[task] = state.sent(now)
+                if attempts[task] > 1 and calls.metrics is not None:
+                    calls.metrics.count(HEDGE, call.method)
             if not attempts:
                 assert last_error is not None
                 raise last_error

@@ -15,6 +15,7 @@ from typing import Any
 from .._errors import RpcError, UnprocessedError
 from ._call import CallFlow, CallOptions
 from ._endpoints import Endpoints
+from ._metrics import TRANSPARENT, ClientMetrics
 from ._pool import EndpointPool
 from ._unary import ENDPOINT_FAILURES, TRANSPARENT_RETRIES, request_key
 
@@ -25,12 +26,14 @@ class StreamCalls:
     """Makes streaming calls through ``flow``; ``direct`` is the pool of a channel with
     one fixed endpoint and no per-endpoint policy (no balancer bookkeeping)."""
 
-    __slots__ = ("direct", "endpoints", "flow")
+    __slots__ = ("direct", "endpoints", "flow", "metrics")
 
     def __init__(self, endpoints: Endpoints, flow: CallFlow, direct: EndpointPool | None) -> None:
         self.endpoints = endpoints
         self.flow = flow
         self.direct = direct
+        #: Counts transparent retries (``Channel(metrics=)``), if set.
+        self.metrics: ClientMetrics | None = None
 
     def call(
         self,
@@ -72,6 +75,8 @@ class StreamCalls:
                 if yielded or transparent <= 0:
                     raise
                 transparent -= 1
+                if self.metrics is not None:
+                    self.metrics.count(TRANSPARENT, call.method)
 
     async def _balanced(
         self,

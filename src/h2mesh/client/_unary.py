@@ -15,6 +15,7 @@ from .._errors import Code, RpcError, UnprocessedError
 from ..resilience import RetryPolicy, RetryState, RetryThrottle
 from ._call import CallFlow, CallOptions
 from ._endpoints import Endpoints
+from ._metrics import RETRY, TRANSPARENT, ClientMetrics
 
 __all__ = ["ENDPOINT_FAILURES", "TRANSPARENT_RETRIES", "UnaryCalls", "request_key"]
 
@@ -34,7 +35,7 @@ def request_key(key: bytes | str | None) -> bytes | None:
 class UnaryCalls:
     """Sends unary calls to the endpoints of ``endpoints`` through ``flow``."""
 
-    __slots__ = ("endpoints", "flow", "retry", "retry_all", "throttle")
+    __slots__ = ("endpoints", "flow", "metrics", "retry", "retry_all", "throttle")
 
     def __init__(
         self,
@@ -49,6 +50,8 @@ class UnaryCalls:
         self.retry = retry
         self.retry_all = retry_all
         self.throttle = throttle
+        #: Counts retries (``Channel(metrics=)``), if set.
+        self.metrics: ClientMetrics | None = None
 
     async def attempt(self, call: CallOptions, request: Any, deadline: float | None) -> Any:
         """One attempt on one picked endpoint, with the balancer told how it went."""
@@ -99,6 +102,8 @@ class UnaryCalls:
                     and (endpoints.balancer.endpoints or not endpoints.down)
                 ):
                     transparent -= 1
+                    if self.metrics is not None:
+                        self.metrics.count(TRANSPARENT, call.method)
                     continue
                 if state is None:
                     raise
@@ -109,6 +114,8 @@ class UnaryCalls:
                 )
                 if not decision.retry:
                     raise
+                if self.metrics is not None:
+                    self.metrics.count(RETRY, call.method)
                 if decision.delay > 0:
                     await asyncio.sleep(decision.delay)
                 transparent = TRANSPARENT_RETRIES

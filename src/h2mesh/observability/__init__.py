@@ -6,16 +6,29 @@ imports it, when ``/metrics`` is scraped.
 
 from ._access import AccessLog
 from ._observer import CallObserver, ServerObserver
-from ._stats import DURATION_BOUNDS, CallStats, Series, Snapshot, merge_series, quantile
+from ._stats import (
+    DURATION_BOUNDS,
+    SIZE_BOUNDS,
+    CallStats,
+    Sample,
+    Series,
+    Snapshot,
+    merge_samples,
+    merge_series,
+    quantile,
+)
 
 __all__ = [
     "DURATION_BOUNDS",
+    "SIZE_BOUNDS",
     "AccessLog",
     "CallObserver",
     "CallStats",
+    "Sample",
     "Series",
     "ServerObserver",
     "Snapshot",
+    "merge_samples",
     "merge_series",
     "quantile",
 ]

@@ -20,7 +20,7 @@ import msgspec
 
 __all__ = ["AccessLog"]
 
-Entry = tuple[float, Any, str, str, str, str, float]
+Entry = tuple[float, Any, str, str, str, str, float, int, int]
 
 FLUSH_INTERVAL = 0.1  # seconds between writes; a line waits at most this long
 _json = msgspec.json.Encoder()
@@ -46,15 +46,18 @@ def _stamp(ts: float) -> str:
 
 
 def format_text(entry: Entry) -> str:
-    """``2026-12-01T21:40:00.123Z 127.0.0.1:5000 HTTP/2 connect /svc/Method OK 0.12ms``"""
-    ts, peer, http, protocol, path, code, dt = entry
+    """``2026-12-01T21:40:00.123Z 127.0.0.1:5000 HTTP/2 connect /svc/Method OK 0.12ms 12 34``
+
+    The last two fields are the request and response body sizes in bytes.
+    """
+    ts, peer, http, protocol, path, code, dt, received, sent = entry
     stamp = _stamp(ts)
     where = f"{_peer(peer)} HTTP/{http} {protocol or '-'} {path or '-'}"
-    return f"{stamp} {where} {code} {dt * 1000:.2f}ms"
+    return f"{stamp} {where} {code} {dt * 1000:.2f}ms {received} {sent}"
 
 
 def format_json(entry: Entry) -> str:
-    ts, peer, http, protocol, path, code, dt = entry
+    ts, peer, http, protocol, path, code, dt, received, sent = entry
     record = {
         "time": ts,
         "peer": _peer(peer),
@@ -63,6 +66,8 @@ def format_json(entry: Entry) -> str:
         "path": path,
         "code": code,
         "duration_ms": round(dt * 1000, 3),
+        "request_bytes": received,
+        "response_bytes": sent,
     }
     return _json.encode(record).decode()
 
@@ -83,10 +88,20 @@ class AccessLog:
         self._thread.start()
 
     def add(
-        self, ts: float, peer: Any, http: str, protocol: str, path: str, code: str, dt: float
+        self,
+        ts: float,
+        peer: Any,
+        http: str,
+        protocol: str,
+        path: str,
+        code: str,
+        dt: float,
+        received: int = 0,
+        sent: int = 0,
     ) -> None:
-        """Keep one request's line for the next write (on the event loop; never blocks)."""
-        self._pending.append((ts, peer, http, protocol, path, code, dt))
+        """Keep one request's line for the next write (on the event loop; never blocks);
+        ``received`` and ``sent`` are the request and response body sizes in bytes."""
+        self._pending.append((ts, peer, http, protocol, path, code, dt, received, sent))
 
     def _run(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL):

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._access import AccessLog
-from ._stats import DURATION_BOUNDS, CallStats
+from ._stats import DURATION_BOUNDS, SIZE_BOUNDS, CallStats
 from ._tracing import serve_traced
 
 __all__ = ["CallObserver", "ServerObserver", "observer_of"]
@@ -39,6 +39,10 @@ class CallObserver:
         await serve(stream)
 
 
+def _no_method(stream: Any) -> None:
+    return None
+
+
 def _path(stream: Any) -> str:
     for name, value in stream.headers or ():
         if name == b":path":
@@ -49,7 +53,7 @@ def _path(stream: Any) -> str:
 class ServerObserver(CallObserver):
     """Times each request once and hands the result to statistics and the access log."""
 
-    __slots__ = ("access", "on_request", "stats", "tracer")
+    __slots__ = ("access", "method_of", "on_request", "stats", "tracer")
 
     def __init__(
         self,
@@ -63,6 +67,10 @@ class ServerObserver(CallObserver):
         self.on_request = on_request
         #: An OpenTelemetry tracer: a SERVER span around each call (see ``_tracing``).
         self.tracer = tracer
+        #: The method a request's path and verb name on this server (RPC paths and REST
+        #: routes), or None: a cancelled call is counted under its method only if it has
+        #: one, so that made-up paths (or REST path parameters) cannot grow the label set.
+        self.method_of: Callable[[Any], Any] = _no_method
 
     @property
     def active(self) -> bool:
@@ -74,8 +82,6 @@ class ServerObserver(CallObserver):
         if self.on_request is not None:
             self.on_request()
         stats = self.stats
-        if stats is not None:
-            stats.active += 1
         start = perf_counter()
         outcome: Any = None
         try:
@@ -86,7 +92,7 @@ class ServerObserver(CallObserver):
         finally:
             dt = perf_counter() - start
             if stats is not None:
-                stats.active -= 1
+                stats.requests += 1
                 desc = outcome.method if outcome is not None else None
                 if desc is not None:
                     series = stats.table.get((desc, outcome.protocol, outcome.code))
@@ -102,16 +108,24 @@ class ServerObserver(CallObserver):
                     series.count += 1
                     series.total += dt
                     series.buckets[bisect_left(DURATION_BOUNDS, dt)] += 1
+                    size = stream.received
+                    series.received += size
+                    series.received_buckets[bisect_left(SIZE_BOUNDS, size)] += 1
+                    size = stream.sent
+                    series.sent += size
+                    series.sent_buckets[bisect_left(SIZE_BOUNDS, size)] += 1
                 else:
                     self._count_other(stats, stream, outcome, dt)
             if self.access is not None:
                 self._log(self.access, stream, outcome, dt)
 
-    @staticmethod
-    def _count_other(stats: CallStats, stream: Any, outcome: Any, dt: float) -> None:
+    def _count_other(self, stats: CallStats, stream: Any, outcome: Any, dt: float) -> None:
         if outcome is None:  # cancelled: the caller reset the stream, or shutdown
-            service, _, method = _path(stream).strip("/").rpartition("/")
-            stats.record(("?", service, method), "server", "", service, method, _CANCELED, dt)
+            desc = self.method_of(stream)
+            service, method = (desc.service_name, desc.name) if desc else (_OTHER, _OTHER)
+            sizes = (stream.received, stream.sent)
+            key = ("?", service, method)
+            stats.record(key, "server", "", service, method, _CANCELED, dt, sizes)
             return
         code = outcome.code
         if code is not None:  # a call to a method nobody serves
@@ -123,6 +137,7 @@ class ServerObserver(CallObserver):
                 _OTHER,
                 code.name,
                 dt,
+                (stream.received, stream.sent),
             )
 
     @staticmethod
@@ -132,7 +147,17 @@ class ServerObserver(CallObserver):
         else:
             protocol = outcome.protocol or "http"
             code = outcome.code.name if outcome.code is not None else outcome.status
-        access.add(time.time(), stream.peer, stream.http_version, protocol, _path(stream), code, dt)
+        access.add(
+            time.time(),
+            stream.peer,
+            stream.http_version,
+            protocol,
+            _path(stream),
+            code,
+            dt,
+            stream.received,
+            stream.sent,
+        )
 
 
 def observer_of(server: Any) -> ServerObserver:

@@ -1,4 +1,5 @@
-"""Call statistics kept in plain Python: counts and latency histograms per method and code.
+"""Call statistics kept in plain Python: counts, latency and size histograms per method
+and code, and labelled samples (calls in flight per method, per-endpoint counts).
 
 A server records each call into a ``CallStats`` with a few integer operations (no locks,
 no label lookups); prometheus-client only runs when ``/metrics`` is scraped, from a
@@ -19,12 +20,17 @@ import msgspec
 
 __all__ = [
     "DURATION_BOUNDS",
+    "SIZE_BOUNDS",
     "CallStats",
+    "Sample",
     "Series",
     "Snapshot",
+    "merge_samples",
     "merge_series",
+    "process_snapshot",
     "quantile",
     "read_snapshot",
+    "share_with_server",
     "write_snapshot",
 ]
 
@@ -49,8 +55,17 @@ DURATION_BOUNDS: tuple[float, ...] = (
     10.0,
 )
 
-# rpc.system values of OpenTelemetry's RPC semantic conventions, by wire protocol.
-_SYSTEMS = {"connect": "connect_rpc", "grpc": "grpc", "grpc-web": "grpc"}
+#: Upper bounds (bytes) of the message-size histogram buckets; +Inf is implied.
+SIZE_BOUNDS: tuple[int, ...] = tuple(4**i for i in range(3, 13))  # 64 B .. 16 MiB
+_NSIZES = len(SIZE_BOUNDS) + 1
+
+#: ``rpc.system`` of OpenTelemetry's RPC semantic conventions, by wire protocol.
+RPC_SYSTEMS = {
+    "connect": "connect_rpc",
+    "grpc": "grpc",
+    "grpc-web": "grpc",
+    "grpc-web-text": "grpc",
+}
 
 
 class Series(msgspec.Struct, array_like=True):
@@ -64,10 +79,39 @@ class Series(msgspec.Struct, array_like=True):
     count: int = 0
     total: float = 0.0
     buckets: list[int] = msgspec.field(default_factory=lambda: [0] * (len(DURATION_BOUNDS) + 1))
+    #: Request and response body bytes of the calls (servers count them; clients do not).
+    received: int = 0
+    received_buckets: list[int] = msgspec.field(default_factory=lambda: [0] * _NSIZES)
+    sent: int = 0
+    sent_buckets: list[int] = msgspec.field(default_factory=lambda: [0] * _NSIZES)
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
         return (self.side, self.system, self.service, self.method, self.code)
+
+    def copy(self) -> Series:
+        return Series(
+            self.side,
+            self.system,
+            self.service,
+            self.method,
+            self.code,
+            self.count,
+            self.total,
+            list(self.buckets),
+            self.received,
+            list(self.received_buckets),
+            self.sent,
+            list(self.sent_buckets),
+        )
+
+
+class Sample(msgspec.Struct, array_like=True):
+    """One value of a labelled metric (``labels`` in the order the metric names them)."""
+
+    name: str
+    labels: tuple[str, ...]
+    value: float
 
 
 class Snapshot(msgspec.Struct):
@@ -78,6 +122,7 @@ class Snapshot(msgspec.Struct):
     series: list[Series] = []
     gauges: dict[str, float] = {}
     counters: dict[str, float] = {}
+    samples: list[Sample] = []
 
 
 class CallStats:
@@ -86,11 +131,13 @@ class CallStats:
     def __init__(self) -> None:
         #: Label-set key -> its series; ``series()`` adds one.
         self.table: dict[Any, Series] = {}
-        self.active = 0  # calls in flight
+        self.requests = 0  # requests (HTTP/2 streams, HTTP/1.1 requests) seen
         #: Sampled when a snapshot is taken (e.g. open connections).
         self.gauges: dict[str, Callable[[], float]] = {}
         #: Monotonic counts kept by their owner (e.g. connections accepted).
         self.counters: dict[str, Callable[[], float]] = {}
+        #: Labelled values gathered when a snapshot is taken (e.g. calls in flight).
+        self.samplers: list[Callable[[], Iterable[Sample]]] = []
 
     def series(
         self, key: Any, side: str, protocol: str, service: str, method: str, code: str
@@ -98,26 +145,57 @@ class CallStats:
         """The series of one label set (``key`` is any cheap, hashable stand-in for it)."""
         series = self.table.get(key)
         if series is None:
-            system = _SYSTEMS.get(protocol, protocol)
+            system = RPC_SYSTEMS.get(protocol, protocol)
             series = self.table[key] = Series(side, system, service, method, code)
         return series
 
     def record(
-        self, key: Any, side: str, protocol: str, service: str, method: str, code: str, dt: float
+        self,
+        key: Any,
+        side: str,
+        protocol: str,
+        service: str,
+        method: str,
+        code: str,
+        dt: float,
+        sizes: tuple[int, int] | None = None,
     ) -> None:
-        """Count one call that took ``dt`` seconds."""
-        observe(self.series(key, side, protocol, service, method, code), dt)
+        """Count one call that took ``dt`` seconds (and, for a server, its request and
+        response body ``sizes``)."""
+        series = self.series(key, side, protocol, service, method, code)
+        observe(series, dt)
+        if sizes is not None:
+            observe_sizes(series, *sizes)
 
     def snapshot(self, pid: int, started: float) -> Snapshot:
         """A copy of everything counted so far."""
-        series = [
-            Series(s.side, s.system, s.service, s.method, s.code, s.count, s.total, list(s.buckets))
-            for s in list(self.table.values())
-        ]
+        series = [s.copy() for s in list(self.table.values())]
         gauges = {name: float(f()) for name, f in self.gauges.items()}
-        gauges["active_calls"] = float(self.active)
         counters = {name: float(f()) for name, f in self.counters.items()}
-        return Snapshot(pid, started, series, gauges, counters)
+        counters["requests"] = float(self.requests)
+        samples = [sample for sampler in self.samplers for sample in sampler()]
+        return Snapshot(pid, started, series, gauges, counters, samples)
+
+
+#: Statistics kept elsewhere in this process (client metrics) that a server's snapshot
+#: carries too, so its admin listener shows them (see ``share_with_server``).
+_SHARED: list[Callable[[], tuple[list[Series], list[Sample]]]] = []
+
+
+def share_with_server(source: Callable[[], tuple[list[Series], list[Sample]]]) -> None:
+    """Have every server snapshot taken in this process include what ``source`` returns."""
+    if source not in _SHARED:
+        _SHARED.append(source)
+
+
+def process_snapshot(stats: CallStats, pid: int, started: float) -> Snapshot:
+    """``stats.snapshot()`` plus the statistics shared with servers in this process."""
+    snap = stats.snapshot(pid, started)
+    for source in _SHARED:
+        series, samples = source()
+        snap.series += series
+        snap.samples += samples
+    return snap
 
 
 def observe(series: Series, dt: float) -> None:
@@ -127,6 +205,18 @@ def observe(series: Series, dt: float) -> None:
     series.buckets[bisect.bisect_left(DURATION_BOUNDS, dt)] += 1
 
 
+def observe_sizes(series: Series, received: int, sent: int) -> None:
+    """Count one call's request and response body sizes into ``series``."""
+    series.received += received
+    series.received_buckets[bisect.bisect_left(SIZE_BOUNDS, received)] += 1
+    series.sent += sent
+    series.sent_buckets[bisect.bisect_left(SIZE_BOUNDS, sent)] += 1
+
+
+def _add(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
 def merge_series(groups: Iterable[Iterable[Series]]) -> list[Series]:
     """Sum series with the same labels (the same method and code in several workers)."""
     out: dict[tuple[str, str, str, str, str], Series] = {}
@@ -134,13 +224,30 @@ def merge_series(groups: Iterable[Iterable[Series]]) -> list[Series]:
         for s in group:
             mine = out.get(s.key)
             if mine is None:
-                out[s.key] = Series(
-                    s.side, s.system, s.service, s.method, s.code, s.count, s.total, list(s.buckets)
-                )
+                out[s.key] = s.copy()
             else:
                 mine.count += s.count
                 mine.total += s.total
-                mine.buckets = [a + b for a, b in zip(mine.buckets, s.buckets, strict=True)]
+                mine.buckets = _add(mine.buckets, s.buckets)
+                mine.received += s.received
+                mine.received_buckets = _add(mine.received_buckets, s.received_buckets)
+                mine.sent += s.sent
+                mine.sent_buckets = _add(mine.sent_buckets, s.sent_buckets)
+    return list(out.values())
+
+
+def merge_samples(groups: Iterable[Iterable[Sample]]) -> list[Sample]:
+    """Sum samples of the same metric and labels (the same endpoint seen by several
+    workers, calls in flight of one method in each)."""
+    out: dict[tuple[str, tuple[str, ...]], Sample] = {}
+    for group in groups:
+        for s in group:
+            key = (s.name, s.labels)
+            mine = out.get(key)
+            if mine is None:
+                out[key] = Sample(s.name, s.labels, s.value)
+            else:
+                mine.value += s.value
     return list(out.values())
 
 

@@ -19,10 +19,11 @@ import importlib.util
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._stats import RPC_SYSTEMS
+
 __all__ = ["client_tracer", "end_client_span", "server_tracer", "start_client_span"]
 
 _INSTRUMENTATION = "h2mesh"
-_SYSTEMS = {"connect": "connect_rpc", "grpc": "grpc", "grpc-web": "grpc", "grpc-web-text": "grpc"}
 
 
 def _tracer(provider: Any) -> Any:
@@ -96,7 +97,7 @@ async def serve_traced(tracer: Any, serve: Callable[[Any], Awaitable[Any]], stre
 def _describe_server(span: Any, stream: Any, path: str, outcome: Any) -> None:
     service, _, method = path.strip("/").rpartition("/")
     protocol = getattr(outcome, "protocol", None) or ""
-    span.set_attribute("rpc.system", _SYSTEMS.get(protocol, protocol or "http"))
+    span.set_attribute("rpc.system", RPC_SYSTEMS.get(protocol, protocol or "http"))
     span.set_attribute("rpc.service", service)
     span.set_attribute("rpc.method", method)
     peer = stream.peer
@@ -123,7 +124,7 @@ def start_client_span(
         f"{method.service_name}/{method.name}",
         kind=trace.SpanKind.CLIENT,
         attributes={
-            "rpc.system": _SYSTEMS.get(protocol, protocol),
+            "rpc.system": RPC_SYSTEMS.get(protocol, protocol),
             "rpc.service": method.service_name,
             "rpc.method": method.name,
         },

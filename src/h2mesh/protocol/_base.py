@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .._errors import Code, RpcError, UnprocessedError
+from .._http2 import ErrorCode
 from ..codec import Codec
 from ..service import MethodDescriptor
 from ..transport import (
@@ -106,11 +107,11 @@ def error_from_transport(exc: BaseException) -> RpcError:
     if isinstance(exc, MessageTooLarge):
         return RpcError(Code.RESOURCE_EXHAUSTED, str(exc))
     if isinstance(exc, StreamReset):
-        if exc.error_code == 0x8:
+        if exc.error_code == ErrorCode.CANCEL:
             return RpcError(Code.CANCELED, "stream canceled")
-        if exc.error_code == 0xB:
+        if exc.error_code == ErrorCode.ENHANCE_YOUR_CALM:
             return RpcError(Code.RESOURCE_EXHAUSTED, "peer asked to slow down (ENHANCE_YOUR_CALM)")
-        if exc.error_code == 0xC:
+        if exc.error_code == ErrorCode.INADEQUATE_SECURITY:
             return RpcError(Code.PERMISSION_DENIED, "insufficient transport security")
         if exc.refused:
             return UnprocessedError(str(exc))

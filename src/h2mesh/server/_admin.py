@@ -6,7 +6,8 @@ the statistics of every worker; in a single process it reads the server's own.
 
 - ``/metrics``: Prometheus text format (prometheus-client renders it).
 - ``/status``: an HTML page for people: version, uptime, workers, each method's calls,
-  errors and p50/p99 latency, open connections, registry state; it refreshes itself.
+  errors and p50/p99 latency, open connections, registry state, and the endpoints this
+  process's channels call (with client metrics on); it refreshes itself.
 - ``/healthz``: 200 while the process runs. ``/readyz``: 200 while every worker serves,
   503 while starting or draining.
 """
@@ -24,12 +25,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..observability import (
     DURATION_BOUNDS,
     CallStats,
+    Sample,
     Series,
     Snapshot,
     merge_series,
     quantile,
 )
 from ..observability._observer import observer_of
+from ..observability._stats import process_snapshot
+from ._metrics import ACTIVE_CALLS, attach_stats
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -54,6 +58,7 @@ class AdminSource(Protocol):
     def worker_infos(self) -> list[Any]: ...
     def snapshots(self) -> list[Snapshot]: ...
     def retired(self) -> list[Series]: ...
+    def retired_samples(self) -> list[Sample]: ...
     def extra(self) -> dict[str, float]: ...
     def is_ready(self) -> bool: ...
 
@@ -71,9 +76,12 @@ class _Local:
         return []
 
     def snapshots(self) -> list[Snapshot]:
-        return [self.stats.snapshot(os.getpid(), self.started)]
+        return [process_snapshot(self.stats, os.getpid(), self.started)]
 
     def retired(self) -> list[Series]:
+        return []
+
+    def retired_samples(self) -> list[Sample]:
         return []
 
     def extra(self) -> dict[str, float]:
@@ -90,8 +98,7 @@ async def start_local_admin(server: Server, host: str, port: int) -> AdminListen
         observer.stats = CallStats()
     stats = observer.stats
     server.observer = observer
-    stats.gauges["connections_open"] = lambda: len(server._connections)
-    stats.counters["connections_total"] = lambda: server.connections_accepted
+    attach_stats(server, stats)
     listener = AdminListener(_Local(server, stats))
     await listener.start(host, port)
     return listener
@@ -169,7 +176,8 @@ class AdminListener:
             from ..observability._prometheus import CONTENT_TYPE, render
 
             src = self.source
-            return 200, CONTENT_TYPE, render(src.snapshots(), src.retired(), src.extra())
+            body = render(src.snapshots(), src.retired(), src.extra(), src.retired_samples())
+            return 200, CONTENT_TYPE, body
         if target in ("/status", "/"):
             return 200, "text/html; charset=utf-8", render_status(self.source).encode()
         if target == "/healthz":
@@ -241,7 +249,7 @@ def render_status(source: AdminSource) -> str:
             row[1] += s.count
         row[2] = [a + b for a, b in zip(row[2], s.buckets, strict=True)]
     connections = sum(s.gauges.get("connections_open", 0.0) for s in snaps)
-    active = sum(s.gauges.get("active_calls", 0.0) for s in snaps)
+    active = sum(x.value for s in snaps for x in s.samples if x.name == ACTIVE_CALLS)
     reg = source.registration
     if reg is None:
         registry = "not registered"
@@ -282,5 +290,41 @@ def render_status(source: AdminSource) -> str:
             f"<td{err}>{errors}</td><td class='n'>{_ms(quantile(buckets, 0.5))}</td>"
             f"<td class='n'>{_ms(quantile(buckets, 0.99))}</td></tr>"
         )
-    out.append("</table></body></html>")
+    out.append("</table>")
+    out.extend(_endpoint_rows(snaps))
+    out.append("</body></html>")
     return "\n".join(out)
+
+
+_ENDPOINT_COLUMNS = {
+    "h2mesh_client_endpoint_picks_total": 0,
+    "h2mesh_client_endpoint_active_calls": 1,
+    "h2mesh_client_endpoint_ejections_total": 2,
+    "h2mesh_client_endpoint_ejected": 3,
+}
+
+
+def _endpoint_rows(snaps: list[Snapshot]) -> list[str]:
+    """The endpoints that this process's channels (``metrics=True``) call, if any."""
+    rows: dict[tuple[str, ...], list[float]] = {}
+    for snap in snaps:
+        for sample in snap.samples:
+            column = _ENDPOINT_COLUMNS.get(sample.name)
+            if column is not None:
+                rows.setdefault(sample.labels, [0.0] * 4)[column] += sample.value
+    if not rows:
+        return []
+    e = html.escape
+    out = [
+        "<h2>Client endpoints</h2><table id='endpoints'><tr><th>target</th><th>endpoint</th>"
+        "<th>picks</th><th>in flight</th><th>ejections</th><th>state</th></tr>"
+    ]
+    for (target, endpoint), (picks, active, ejections, ejected) in sorted(rows.items()):
+        state = "<span class='err'>ejected</span>" if ejected else "in rotation"
+        out.append(
+            f"<tr><td>{e(target)}</td><td>{e(endpoint)}</td><td class='n'>{picks:.0f}</td>"
+            f"<td class='n'>{active:.0f}</td><td class='n'>{ejections:.0f}</td>"
+            f"<td>{state}</td></tr>"
+        )
+    out.append("</table>")
+    return out

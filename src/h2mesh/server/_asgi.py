@@ -22,6 +22,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
 
+from .._http2 import ErrorCode
 from ..transport import Headers, Stream, TransportError
 from ._forwarded import ProxyTrust, forwarded_client
 
@@ -42,8 +43,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
-_INTERNAL_ERROR = 0x2
-_NO_ERROR = 0x0
+_INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
+_NO_ERROR = ErrorCode.NO_ERROR
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 # Connection-specific fields are not allowed in HTTP/2 (RFC 9113 8.2.2); HTTP/1.1 writes
 # its own framing fields.

@@ -25,6 +25,7 @@ from concurrent.futures import Executor
 from typing import Any, NamedTuple, NoReturn
 
 from .._errors import Code, RpcError
+from .._http2 import ErrorCode
 from ..service import MethodDescriptor, MethodKind, Service
 from ..transport import TransportError
 from ._context import Context
@@ -39,7 +40,7 @@ _END = object()
 # from pool threads). One lock for all: it is held for a few instructions, and a lock per
 # call would cost each call more than it saves.
 _CALLBACKS_LOCK = threading.Lock()
-_CANCEL = 0x8  # RST_STREAM CANCEL
+_CANCEL = ErrorCode.CANCEL
 
 
 class Metadatum(NamedTuple):

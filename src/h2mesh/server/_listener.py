@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Callable
 from typing import cast
 
+from .._http2 import ErrorCode
 from ..transport import H2Connection
 from ..transport._h1 import H1Connection
 from ._limits import ConnectionLimits
@@ -16,10 +17,12 @@ _HTTP1_VERSIONS = (b" HTTP/1.1", b" HTTP/1.0")
 # A request line longer than this goes to the HTTP/1.1 parser, which answers 414 or 400.
 _MAX_FIRST_LINE = 8192
 _DEBUG = b"invalid connection preface"
-# GOAWAY: last stream 0, PROTOCOL_ERROR, and why.
+# GOAWAY (type 0x7, no flags, stream 0): last stream 0, PROTOCOL_ERROR, and why.
 _GOAWAY_PROTOCOL_ERROR = (
-    (8 + len(_DEBUG)).to_bytes(3, "big") + b"\x07\x00" + bytes(4) + bytes(4) + b"\x00\x00\x00\x01"
-) + _DEBUG
+    ((8 + len(_DEBUG)).to_bytes(3, "big") + b"\x07\x00" + bytes(4) + bytes(4))
+    + ErrorCode.PROTOCOL_ERROR.to_bytes(4, "big")
+    + _DEBUG
+)
 
 
 def server_ssl_context(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
+from .._http2 import ErrorCode
 from ..discovery import Registrar
 from ..observability._observer import ServerObserver
 from ..observability._tracing import server_tracer
@@ -178,6 +180,8 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listen_sockets: list[socket.socket] = []
         self.connections_accepted = 0
+        # Socket bytes of the connections that have closed (open ones keep their own).
+        self.bytes_received = self.bytes_sent = 0
         #: Sees every request (metrics, access log, request counting); None costs nothing.
         self.observer: CallObserver | None = None
         # A server span per call, when an OpenTelemetry SDK is configured (or given).
@@ -378,6 +382,7 @@ class Server:
         max_requests: int = 0,
         max_requests_jitter: int = 0,
         admin: tuple[str, int] | None = None,
+        load: str | None = None,
     ) -> None:
         """Listen and serve until SIGTERM/SIGINT (or ``stop()``), then shut down.
 
@@ -387,16 +392,29 @@ class Server:
         one at a time, and ``max_requests`` (plus up to ``max_requests_jitter``) recycles
         each worker after that many requests. ``admin=(host, port)`` serves ``/metrics``,
         ``/status``, ``/healthz`` and ``/readyz`` there, and turns call metrics on.
+
+        Workers are forked from this process and run the code it has imported, so a
+        SIGHUP restarts them without new code (gunicorn's ``--preload``). To deploy new
+        code with SIGHUP, name this server by import string, ``load="app.main:server"``
+        (a ``Server``, or a function returning one): each new worker then imports the
+        project's modules afresh and serves what that name holds.
         """
+        if load is not None:
+            from ._loader import check_spec
+
+            check_spec(load)
         if workers != 1 or max_requests > 0:
             from ._sockets import bind_tcp
             from ._supervisor import Supervisor, SupervisorError
 
             socks = list(sockets) or [bind_tcp(host, port)]
             self._listen_sockets = socks
+            from ._loader import import_server
+
             supervisor = Supervisor(
                 self,
                 socks,
+                load=None if load is None else functools.partial(import_server, load),
                 workers=workers,
                 tls=lambda: tls,
                 grace=grace,
@@ -531,6 +549,8 @@ class Server:
 
     def _on_close(self, conn: Any) -> None:
         self._connections.discard(conn)
+        self.bytes_received += conn.bytes_received
+        self.bytes_sent += conn.bytes_sent
         if self.connection_limits.active:
             self.connection_limits.release(conn.peer)
 
@@ -708,7 +728,7 @@ class Server:
         ctx.code = error.code
         if call.headers_sent and not call.method.kind.server_streams:
             # The single response already started: all that is left is to abort it.
-            call.stream.reset(0x2)
+            call.stream.reset(ErrorCode.INTERNAL_ERROR)
             return
         with contextlib.suppress(TransportError):
             await call.finish(error, ctx._response_headers, ctx._response_trailers)

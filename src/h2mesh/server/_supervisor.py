@@ -43,9 +43,16 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..observability import AccessLog, CallStats, Series, Snapshot
+from ..observability import AccessLog, CallStats, Sample, Series, Snapshot
 from ..observability._observer import observer_of
-from ..observability._stats import merge_series, read_snapshot, write_snapshot
+from ..observability._stats import (
+    merge_samples,
+    merge_series,
+    process_snapshot,
+    read_snapshot,
+    write_snapshot,
+)
+from ._metrics import attach_stats
 from ._sockets import bind_tcp
 
 if TYPE_CHECKING:
@@ -167,6 +174,7 @@ class Supervisor:
         self._failures: collections.deque[float] = collections.deque()
         self._retired: list[Series] = []
         self._retired_counters: dict[str, float] = {}
+        self._retired_samples: list[Sample] = []
         self._stats_dir: str | None = None
         self._admin: AdminListener | None = None
         self._stopping: asyncio.Event | None = None
@@ -195,6 +203,10 @@ class Supervisor:
     def retired(self) -> list[Series]:
         """What workers that have exited had counted (so counters never go back)."""
         return self._retired
+
+    def retired_samples(self) -> list[Sample]:
+        """The labelled counters of workers that have exited."""
+        return self._retired_samples
 
     def extra(self) -> dict[str, float]:
         live = sum(1 for w in self._workers.values() if w.state == "serving")
@@ -380,6 +392,8 @@ class Supervisor:
                 self._retired = merge_series([self._retired, snap.series])
                 for name, value in snap.counters.items():
                     self._retired_counters[name] = self._retired_counters.get(name, 0.0) + value
+                counters = [s for s in snap.samples if s.name.endswith("_total")]
+                self._retired_samples = merge_samples([self._retired_samples, counters])
             with contextlib.suppress(OSError):
                 os.unlink(path)
         self._notify()
@@ -508,8 +522,7 @@ class Supervisor:
         if observer.active:
             server.observer = observer
         if stats is not None:
-            stats.gauges["connections_open"] = lambda: len(server._connections)
-            stats.counters["connections_total"] = lambda: server.connections_accepted
+            attach_stats(server, stats)
 
         def ready(_: Server) -> None:
             os.write(pipe, _READY)
@@ -577,7 +590,7 @@ class Supervisor:
     def _write_stats(self, stats: CallStats) -> None:
         assert self._stats_dir is not None
         with contextlib.suppress(OSError):
-            write_snapshot(self._stats_dir, stats.snapshot(os.getpid(), self.started))
+            write_snapshot(self._stats_dir, process_snapshot(stats, os.getpid(), self.started))
 
 
 async def _watch_parent(parent: int, server: Server) -> None:

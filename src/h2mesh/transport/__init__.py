@@ -1,5 +1,6 @@
 """HTTP/2 (ngh2) and HTTP/1.1 (httptools) connections over asyncio. Knows nothing of RPC."""
 
+from .._http2 import ErrorCode
 from ._config import DEFAULT_MAX_MESSAGE_SIZE, TransportConfig
 from ._errors import (
     ConnectionLost,
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "ConnectionLost",
     "ConnectionRefused",
+    "ErrorCode",
     "H2Connection",
     "H2Stream",
     "Headers",

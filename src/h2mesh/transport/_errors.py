@@ -12,6 +12,8 @@ Error tree::
 
 from __future__ import annotations
 
+from .._http2 import ErrorCode
+
 
 class TransportError(Exception):
     """Base class of connection and stream failures."""
@@ -38,7 +40,7 @@ class StreamReset(TransportError):
     @property
     def refused(self) -> bool:
         """True if the peer never processed the stream (REFUSED_STREAM)."""
-        return self.error_code == 0x7
+        return self.error_code == ErrorCode.REFUSED_STREAM
 
 
 class MessageTooLarge(TransportError):

@@ -28,6 +28,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Container
 
+from .._http2 import ErrorCode
+
 # A frame header: 24-bit length and 8-bit type in one word, flags, stream id.
 _FRAME_HEAD = struct.Struct(">IBI")
 _WORD = struct.Struct(">I")
@@ -44,11 +46,11 @@ _PREFACE_LEN = 24
 _MAX_WINDOW = 2**31 - 1
 _CLOSED_KEPT = 1024
 _SKIPPED_KEPT = 16
-# Error codes (RFC 9113 section 7).
-PROTOCOL_ERROR = 0x1
-FLOW_CONTROL_ERROR = 0x3
-STREAM_CLOSED = 0x5
-ENHANCE_YOUR_CALM = 0xB
+# The codes the guard answers with, as module constants for the scan loop.
+PROTOCOL_ERROR = ErrorCode.PROTOCOL_ERROR
+FLOW_CONTROL_ERROR = ErrorCode.FLOW_CONTROL_ERROR
+STREAM_CLOSED = ErrorCode.STREAM_CLOSED
+ENHANCE_YOUR_CALM = ErrorCode.ENHANCE_YOUR_CALM
 
 # The longest string libnghttp2's HPACK decoder accepts (its NGHTTP2_HD_MAX_NV).
 ENGINE_STRING_LIMIT = 65_536

@@ -39,11 +39,12 @@ from httptools import (
     parse_url,
 )
 
+from .._http2 import ErrorCode
 from ._config import TransportConfig
 from ._errors import ConnectionLost, MessageTooLarge, StreamReset
 from ._stream import Headers, Stream
 
-_CANCEL = 0x8
+_CANCEL = ErrorCode.CANCEL
 # Requests read ahead of the one being answered before reading pauses.
 _MAX_PIPELINED = 16
 # Seconds to keep reading (and dropping) a request body that the response did not wait
@@ -257,6 +258,8 @@ class H1Stream(Stream):
         "_response",
         "_status",
         "headers",
+        "received",
+        "sent",
         "task",
         "trailers",
         "upgrade",
@@ -299,6 +302,7 @@ class H1Stream(Stream):
         self._length = -1
         # The protocol the client asked to switch to, if this connection may switch.
         self.upgrade: bytes | None = None
+        self.received = self.sent = 0  # body bytes, for metrics and the access log
 
     # -- reading ------------------------------------------------------------------
     @property
@@ -376,6 +380,7 @@ class H1Stream(Stream):
         if self._error is not None:
             raise self._error
         conn = self._conn
+        self.sent += len(data)
         framing = self._framing
         if framing == _NOT_STARTED:
             self._start(data, end_stream)
@@ -565,6 +570,8 @@ class H1Connection(asyncio.Protocol):
         self.closing = False  # shutdown() called: no new requests are served
         self.writing_paused = False
         self.closed: asyncio.Future[None] = self.loop.create_future()
+        # Bytes read from and written to the socket (heads and bodies).
+        self.bytes_received = self.bytes_sent = 0
         self._buffer_limit = cfg.h1_buffer_limit
         self._max_head = cfg.max_header_list_size
         self._callbacks = SimpleNamespace(
@@ -620,6 +627,7 @@ class H1Connection(asyncio.Protocol):
             self._timer = self.loop.call_later(timeout, self._tick)
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
         if self._stopped:
             if self._raw is not None:
                 self._raw_received(data)
@@ -800,6 +808,7 @@ class H1Connection(asyncio.Protocol):
         if stream is None:
             return
         stream._chunks.append(body)
+        stream.received += len(body)
         if stream._expect_continue:
             stream._expect_continue = False  # the client sent the body without waiting
         waiter = stream._read_waiter
@@ -907,6 +916,7 @@ class H1Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not self.lost:
             transport.write(data)
+            self.bytes_sent += len(data)
 
     def _send_continue(self, stream: H1Stream) -> None:
         if stream._framing == _NOT_STARTED and stream._response is None and not self._stopped:

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from .._http2 import ErrorCode
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -28,6 +30,9 @@ class Stream:
     trailers: list[tuple[bytes, bytes]] | None
     task: asyncio.Task[Any] | None
     ended_local: bool
+    #: Body bytes received and sent so far (DATA payloads; HTTP/1.1 bodies, unchunked).
+    received: int
+    sent: int
     #: The protocol a request asks to switch to (``b"websocket"``), where the connection
     #: may switch; ``switch()`` then answers and hands over the raw bytes.
     upgrade: bytes | None = None
@@ -81,7 +86,7 @@ class Stream:
     def end(self) -> None:
         raise NotImplementedError
 
-    def reset(self, error_code: int = 0x8) -> None:
+    def reset(self, error_code: int = ErrorCode.CANCEL) -> None:
         raise NotImplementedError
 
     async def wait_response(self) -> Headers:
