@@ -36,6 +36,10 @@ from . import report
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "bench.v1.Bench"
 SERVER_CPU, CLIENT_CPU = 0, 1
+# The grpc-go server (benchmarks/grpcgo), built by run.sh (benchmarks/grpcgo/build.sh).
+GRPC_GO = Path(
+    os.environ.get("H2MESH_GRPC_GO") or Path(tempfile.gettempdir()) / "h2mesh-bench-go" / "grpcgo"
+)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,30 @@ SYSTEMS: dict[str, System] = {
             "fastapi",
             "fastapi",
             modules=("fastapi", "granian", "httpx", "h2"),
+        ),
+        System(
+            "h2mesh-grpc-json",
+            "h2mesh gRPC+JSON",
+            "h2mesh",
+            None,
+            "grpc-json",
+            notes="server only (h2load): the gRPC path beside Connect+JSON on one server",
+        ),
+        System(
+            "grpc-go",
+            "grpc-go (GOMAXPROCS=1)",
+            "grpc-go",
+            None,
+            "grpc",
+            notes="hand-written ServiceDesc, pass-through codec; the same protobuf bytes",
+        ),
+        System(
+            "bare-ngh2",
+            "bare ngh2 + uvloop (Python ceiling)",
+            "bare-ngh2",
+            None,
+            "json",
+            notes="answers from the event callback: no routing, codec or task",
         ),
         System(
             "h2o",
@@ -280,6 +308,10 @@ def start_server(system: System, port: int, workdir: Path, limit: float) -> subp
         ]  # fmt: skip
     elif system.server == "h2o":
         cmd = [shutil.which("h2o") or "h2o", "-c", str(_h2o_config(workdir, port))]
+    elif system.server == "grpc-go":
+        cmd = [str(GRPC_GO), str(port)]
+    elif system.server == "bare-ngh2":
+        cmd = [py, "-m", "benchmarks.bare_ngh2", str(port)]
     else:
         cmd = [py, "-m", "benchmarks.servers", system.server, str(port)]
     log = open(workdir / f"{system.name}-server.log", "wb")  # noqa: SIM115 - closed with the process
@@ -306,6 +338,7 @@ def start_server(system: System, port: int, workdir: Path, limit: float) -> subp
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
+    env["GOMAXPROCS"] = "1"  # grpc-go on the server's one core, as the Python servers
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
     )
@@ -331,6 +364,11 @@ def _h2load_request(system: System, workdir: Path) -> tuple[str, list[str], Path
 
         body = _proto.grpc_frame(msgspec.msgpack.encode({"name": name}))
         headers = ["content-type: application/grpc+msgpack", "te: trailers"]
+    elif system.h2load == "grpc-json":
+        from . import _proto
+
+        body = _proto.grpc_frame(json.dumps({"name": name}).encode())
+        headers = ["content-type: application/grpc+json", "te: trailers"]
     elif system.h2load in ("json", "fastapi"):
         body = json.dumps({"name": name}).encode()
         headers = ["content-type: application/json"]
@@ -429,6 +467,9 @@ def availability(system: System, workloads: list[str]) -> str | None:
             found = False
         if not found:
             return f"unavailable: Python module {module!r} is not installed (extra 'bench')"
+    if system.server == "grpc-go" and not GRPC_GO.is_file():
+        why = os.environ.get("H2MESH_GRPC_GO_WHY") or "benchmarks/run.sh builds it"
+        return f"unavailable: grpc-go server not built at {GRPC_GO} ({why})"
     for binary in system.binaries:
         if shutil.which(binary) is None:
             return f"unavailable: {binary} is not installed (apt-get install {binary})"
@@ -617,6 +658,31 @@ def summarize(systems: dict[str, Any]) -> None:
             result["ratio_to_grpcio"] = own / ref if own is not None and ref else None
 
 
+# Systems every server-only (h2load) figure is also divided by: the C and Python
+# ceilings, grpc-go on one core, and h2mesh's own Connect+JSON path.
+CEILINGS = ("h2o", "bare-ngh2", "grpc-go", "h2mesh-json")
+
+
+def server_only(systems: dict[str, Any]) -> dict[str, Any]:
+    """h2load req/s of every system, and its ratio to each of ``CEILINGS`` in this run."""
+
+    def rps(name: str) -> float | None:
+        result = systems.get(name, {}).get("workloads", {}).get("h2load", {})
+        value = result.get("metrics", {}).get("rps", {}).get("median")
+        return float(value) if value else None
+
+    table: dict[str, Any] = {}
+    for name in systems:
+        own = rps(name)
+        if own is None:
+            continue
+        table[name] = {
+            "rps": own,
+            "ratio_to": {c: own / ref for c in CEILINGS if (ref := rps(c)) is not None},
+        }
+    return table
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="benchmarks/run.sh", description=__doc__)
     mode = ap.add_mutually_exclusive_group()
@@ -675,6 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": {w: {"primary": PRIMARY[w], "params": counts(mode)[w]} for w in workloads},
         "baseline": "grpcio",
         "systems": results,
+        "server_only": server_only(results),
     }
     json_path = out / "latest.json"
     json_path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -64,6 +64,22 @@ def markdown(doc: dict[str, Any]) -> str:
             continue
         cells = [_cell(entry["workloads"].get(w)) for w in workloads]
         lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    server_only = doc.get("server_only") or {}
+    ceilings = sorted({c for row in server_only.values() for c in row["ratio_to"]})
+    if server_only and ceilings:
+        lines += [
+            "",
+            "## Server only (h2load): ratios to the ceilings",
+            "",
+            "Each system's h2load req/s divided by that of the system named in the column "
+            "(same run).",
+            "",
+            "| system | req/s | " + " | ".join(f"/ {c}" for c in ceilings) + " |",
+            "|---|---:|" + "---:|" * len(ceilings),
+        ]
+        for name, row in server_only.items():
+            cells = [f"{row['ratio_to'][c]:.2f}" if c in row["ratio_to"] else "—" for c in ceilings]
+            lines.append(f"| {name} | {_num(row['rps'])} | " + " | ".join(cells) + " |")
     lines += ["", "## Details", "", "Median [min - max] of every metric.", ""]
     for w in workloads:
         lines += [f"### {w}", "", f"Parameters: `{doc['workloads'][w]['params']}`", ""]

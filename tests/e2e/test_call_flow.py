@@ -132,11 +132,18 @@ def test_sync_stub_takes_the_ring_hash_key(replicas: list[LiveServer]) -> None:
 
 
 # -- deadlines the client enforces itself ---------------------------------------------------
-async def _silent_peer() -> tuple[asyncio.Server, str]:
-    """A TCP peer that reads everything and never answers: only the client's own timer
-    can end a call to it."""
+# An empty SETTINGS frame: the server's half of the HTTP/2 connection preface.
+_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+async def _silent_peer(preface: bool) -> tuple[asyncio.Server, str]:
+    """A TCP peer that reads everything and answers nothing (with ``preface``, only its
+    SETTINGS, so the client's streams are opened): only the client's own deadline can end
+    a call to it, while it connects or on the open stream."""
 
     async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if preface:
+            writer.write(_SETTINGS)
         while await reader.read(65536):
             pass
         writer.close()
@@ -150,16 +157,17 @@ async def _collect(responses: AsyncIterator[Any]) -> list[Any]:
     return [message async for message in responses]
 
 
+@pytest.mark.parametrize("preface", [True, False], ids=["streams-open", "connecting"])
 @pytest.mark.parametrize("protocol", ["connect", "grpc"])
 def test_client_deadline_ends_calls_to_a_silent_peer(
-    run: Callable[..., Any], protocol: str
+    run: Callable[..., Any], protocol: str, preface: bool
 ) -> None:
     async def requests() -> AsyncIterator[Item]:
         yield Item(1)
         await asyncio.Event().wait()  # never ends on its own
 
     async def main() -> None:
-        server, url = await _silent_peer()
+        server, url = await _silent_peer(preface)
         try:
             async with Channel(url, protocol=protocol, codec="json") as ch:
                 stub = ch.stub(Loose)
