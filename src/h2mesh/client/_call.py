@@ -158,18 +158,27 @@ class _Deadline:
 
     __slots__ = ("expired", "handle", "stream")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+    def __init__(self, stream: Stream, when: float) -> None:
         self.expired = False
-        self.stream: Stream | None = None
-        self.handle = loop.call_at(when, self._fire)
+        self.stream = stream
+        self.handle = asyncio.get_running_loop().call_at(when, self._fire)
 
     def _fire(self) -> None:
         self.expired = True
-        if self.stream is not None:
-            self.stream.reset(_CANCEL)
+        self.stream.reset(_CANCEL)
 
     def error(self) -> RpcError:
         return RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
+
+
+def _time_left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (None: no deadline); DEADLINE_EXCEEDED if none."""
+    if deadline is None:
+        return None
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+    return left
 
 
 async def _open(
@@ -220,12 +229,7 @@ class CallFlow:
             return await collect_one(responses, call.method)
         method = call.method
         timer: _Deadline | None = None
-        timeout = None
-        if deadline is not None:
-            loop = asyncio.get_running_loop()
-            timeout = deadline - loop.time()
-            if timeout <= 0:
-                raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+        timeout = _time_left(deadline)
         headers, body = protocol.unary_request(
             self.base_headers, method, request, timeout, call.headers
         )
@@ -236,8 +240,7 @@ class CallFlow:
             if stream is None:
                 stream = await _open(opener, headers, end, body, deadline)
             if deadline is not None:
-                timer = _Deadline(loop, deadline)
-                timer.stream = stream
+                timer = _Deadline(stream, deadline)
             try:
                 head = await stream.wait_response()
                 data = await stream.read_all(self.max_size)
@@ -265,12 +268,7 @@ class CallFlow:
         protocol = self.protocol
         md = call.metadata
         timer: _Deadline | None = None
-        timeout = None
-        if deadline is not None:
-            loop = asyncio.get_running_loop()
-            timeout = deadline - loop.time()
-            if timeout <= 0:
-                raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
+        timeout = _time_left(deadline)
         headers = protocol.request_headers(self.base_headers, call.method, timeout, call.headers)
         sender = RequestSender()
         stream: Stream | None = None
@@ -280,8 +278,7 @@ class CallFlow:
             if stream is None:
                 stream = await _open(opener, headers, False, None, deadline)
             if deadline is not None:
-                timer = _Deadline(loop, deadline)
-                timer.stream = stream
+                timer = _Deadline(stream, deadline)
             await sender.start(stream, requests, request, protocol.frame)
             head = await stream.wait_response()
             reader = await protocol.open_response(stream, head, md, self.max_size)

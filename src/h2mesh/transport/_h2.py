@@ -194,16 +194,29 @@ class H2Stream(Stream):
         chunks = self._chunks
         if self._eof and len(chunks) == 1 and len(chunks[0]) <= limit:
             return chunks.pop()  # the common unary case: the body arrived in one frame
+        # Whatever has arrived is taken at once (one window update for it, none once the
+        # peer has ended the stream), not chunk by chunk.
         parts: list[bytes] = []
         size = 0
         while True:
-            chunk = await self.read()
-            if not chunk:
+            if chunks:
+                n = sum(map(len, chunks))
+                size += n
+                if size > limit:
+                    raise MessageTooLarge(limit)
+                parts += chunks
+                chunks.clear()
+                if not self._eof:
+                    self._ack(n)
+            if self._eof:
                 break
-            size += len(chunk)
-            if size > limit:
-                raise MessageTooLarge(limit)
-            parts.append(chunk)
+            if self._error is not None:
+                raise self._error
+            self._read_waiter = self._conn.loop.create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
         if len(parts) == 1:
             return parts[0]
         return b"".join(parts)
@@ -942,7 +955,12 @@ class H2Connection(asyncio.Protocol):
             self.closing = True
             raise ConnectionRefused(str(exc)) from None
         if body is not None:
-            engine.send_data(sid, body, end_stream=True)
+            try:
+                engine.send_data(sid, body, end_stream=True)
+            except ngh2.NGH2Error as exc:
+                with contextlib.suppress(ngh2.NGH2Error):
+                    engine.reset_stream(sid, _CANCEL)
+                raise ConnectionRefused(str(exc)) from None
             end_stream = True
         stream = H2Stream(self, sid, None)
         stream.ended_local = end_stream
