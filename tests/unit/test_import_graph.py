@@ -29,8 +29,6 @@ TYPING_ALLOWED = {
     ("h2mesh.transport._h1stream", "h2mesh.transport._h1"),
     # A WebSocket session is handed the ASGI host that upgraded its request.
     ("h2mesh.server._websocket", "h2mesh.server._asgi"),
-    # Stubs are made by the channel and keep a reference to it.
-    ("h2mesh.client._stub", "h2mesh.client._channel"),
 }
 
 Edges = dict[str, dict[str, set[str]]]  # module -> kind -> imported modules
