@@ -40,41 +40,58 @@ class EnvelopeReader:
 
     Messages larger than ``max_size`` raise ``MessageTooLarge`` as soon as the prefix
     is seen, before any of the payload is buffered.
+
+    Each payload is copied once, out of the chunk it arrived in: a chunk fed while
+    nothing is held is kept as it is (no buffer copy), and only the part of an envelope
+    split across chunks is gathered in a buffer.
     """
 
     __slots__ = ("_buf", "_pos", "max_size")
 
     def __init__(self, max_size: int) -> None:
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self.max_size = max_size
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
+        buf = self._buf
+        pos = self._pos
+        if pos == len(buf) and type(data) is bytes:  # nothing held: keep the chunk itself
+            self._buf = data
             self._pos = 0
-        self._buf += data
+        elif type(buf) is bytearray:
+            if pos > 65_536:  # compact, so the buffer does not grow with a long stream
+                del buf[:pos]
+                self._pos = 0
+            buf += data
+        else:  # the rest of a chunk, and more: gather them
+            gathered = bytearray(memoryview(buf)[pos:])
+            gathered += data
+            self._buf = gathered
+            self._pos = 0
 
     def next(self) -> tuple[int, bytes] | None:
         """The next complete envelope, or None if more bytes are needed."""
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < 5:
+        size = len(buf)
+        if size - pos < 5:
             return None
         flags, length = _unpack_from(buf, pos)
         if length > self.max_size:
             raise MessageTooLarge(self.max_size)
         end = pos + 5 + length
-        if len(buf) < end:
+        if size < end:
             return None
-        payload = bytes(buf[pos + 5 : end])
-        if end == len(buf):
-            buf.clear()
-            self._pos = 0
-        elif end > 65_536:
-            # Compact so the buffer does not grow with a long stream.
-            del buf[:end]
+        payload: bytes
+        if type(buf) is bytes:
+            payload = buf[pos + 5 : end]
+        else:
+            with memoryview(buf) as view:
+                payload = bytes(view[pos + 5 : end])
+        if end == size:
+            self._buf = b""
             self._pos = 0
         else:
             self._pos = end
