@@ -7,12 +7,13 @@ Over real sockets, with the h2mesh client and curl, on plain asyncio and on uvlo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -88,14 +89,20 @@ def run(request: pytest.FixtureRequest) -> Run:
     return run_
 
 
+@contextlib.asynccontextmanager
+async def serving(probe: Probe) -> AsyncIterator[Any]:
+    """A stub of ``probe`` served on a free port, through the h2mesh client."""
+    async with (
+        Server([probe]) as server,
+        Channel(f"http://127.0.0.1:{server.port}", codec="json") as ch,
+    ):
+        yield ch.stub(Probe)
+
+
 def test_handlers_see_a_task_and_their_own_context(run: Run) -> None:
     async def main() -> None:
         probe = Probe()
-        async with (
-            Server([probe]) as server,
-            Channel(f"http://127.0.0.1:{server.port}", codec="json") as ch,
-        ):
-            stub = ch.stub(Probe)
+        async with serving(probe) as stub:
             assert (await stub.timed(Msg(text="a"))).text == "timed a"
             if sys.version_info < (3, 12):  # it ran at once: no Task was made for it
                 assert not isinstance(probe.seen[0], asyncio.Task)
@@ -114,11 +121,7 @@ def test_handlers_see_a_task_and_their_own_context(run: Run) -> None:
 def test_a_call_that_waits_still_meets_its_deadline_and_cancellation(run: Run) -> None:
     async def main() -> None:
         probe = Probe()
-        async with (
-            Server([probe]) as server,
-            Channel(f"http://127.0.0.1:{server.port}", codec="json") as ch,
-        ):
-            stub = ch.stub(Probe)
+        async with serving(probe) as stub:
             with pytest.raises(RpcError) as err:
                 await stub.waits(Msg(), timeout=0.3)
             assert err.value.code is Code.DEADLINE_EXCEEDED
