@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--system", default="h2mesh", help="a server of benchmarks.servers")
     p.add_argument("--src", type=Path, default=None, help="h2mesh sources to measure instead")
     args = p.parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.connections + 64:
         raise SystemExit(f"the open-file limit ({hard}) is too low for {args.connections}")
