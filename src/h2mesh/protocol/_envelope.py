@@ -135,6 +135,22 @@ class MessageReader:
         self._truncated_code = truncated_code
         self.max_size = max_size
 
+    def take_single(self) -> bytes | None:
+        """The request's one message, if the whole body is already here and holds exactly
+        one envelope; None otherwise (then ``next()``, which also reports what is wrong)."""
+        reader = self._reader
+        if self._framing is not None or reader.pending:
+            return None
+        body = self._stream.take_body(self.max_size + 5)
+        if body is None:
+            return None
+        if len(body) >= 5:
+            flags, length = _unpack_from(body, 0)
+            if length + 5 == len(body) and not flags & FLAG_COMPRESSED:
+                return body[5:]
+        reader.feed(body)  # compressed, none or several: next() takes it from here
+        return None
+
     async def next(self) -> bytes | None:
         reader = self._reader
         framing = self._framing

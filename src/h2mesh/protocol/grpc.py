@@ -444,6 +444,10 @@ class GrpcCall(EnvelopedServerCall):
         return out
 
     async def send_message(self, message: Any, headers: Metadata | None) -> None:
+        await self.stream.send_data(self._message_frame(message, headers))
+
+    def _message_frame(self, message: Any, headers: Metadata | None) -> bytes:
+        """The body bytes of one response message (the response headers go first)."""
         if not self._sent:
             self._sent = True
             self.stream.send_headers(self._head(headers))
@@ -457,13 +461,18 @@ class GrpcCall(EnvelopedServerCall):
             frame = encode_envelope(comp.compress(payload), FLAG_COMPRESSED)
         else:
             frame = encode_envelope(payload)
-        await self.stream.send_data(self._framing.encode(frame))
+        return self._framing.encode(frame)
 
     async def send_unary(
         self, message: Any, headers: Metadata | None, trailers: Metadata | None
     ) -> None:
-        await self.send_message(message, headers)
-        await self.finish(None, headers, trailers)
+        # send_message and finish in one: this runs for every unary call.
+        stream = self.stream
+        await stream.send_data(self._message_frame(message, headers))
+        fields = _status_fields(None)
+        if trailers:
+            fields += encode_grpc_metadata(trailers)
+        await self._proto.send_trailers(stream, self._framing, fields)
 
     async def finish(
         self, error: RpcError | None, headers: Metadata | None, trailers: Metadata | None

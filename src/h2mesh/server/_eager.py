@@ -39,12 +39,16 @@ if sys.version_info >= (3, 12):
         return None if task.done() else task
 
 else:
+    from asyncio import tasks as _tasks
     from asyncio.tasks import _enter_task, _leave_task
+
+    # What asyncio.current_task(loop) reads, read without the call.
+    _current_tasks: dict[Any, Any] = _tasks._current_tasks  # type: ignore[attr-defined]
 
     def start(loop: asyncio.AbstractEventLoop, coro: Coro) -> asyncio.Task[Any] | None:
         """Run ``coro`` until it first suspends; the Task that goes on from there, or None
         if it finished."""
-        if asyncio.current_task(loop) is not None:
+        if _current_tasks.get(loop) is not None:
             # Called from inside a task (in-memory transports): no stand-in can take
             # its place as the current task, so the call gets a Task of its own.
             return loop.create_task(coro)
@@ -54,7 +58,11 @@ else:
         try:
             yielded = context.run(coro.send, None)
         except StopIteration as stop:
-            first._finish(stop.value, None, context)
+            if first._callbacks is None:  # the common case, inline
+                first._result = stop.value
+                first._coro = None  # type: ignore[assignment]
+            else:
+                first._finish(stop.value, None, context)
             return None
         except (KeyboardInterrupt, SystemExit):
             raise

@@ -164,6 +164,11 @@ class InboundGuard:
             # This loop runs for every frame a client sends: keep it to a few lookups.
             word, flags, sid = unpack(data, pos)
             kind = word & 0xFF
+            if not kind and not reset_ids and (sid > known or sid in open_streams):
+                # DATA on a stream opened by this read or being served, none reset:
+                # the commonest frame, and nothing to check (the loop below says why).
+                pos += 9 + (word >> 8)
+                continue
             if kind <= _HEADERS:  # DATA or HEADERS
                 sid &= 0x7FFFFFFF
                 if (sid <= known and sid & 1 and sid not in open_streams) or (

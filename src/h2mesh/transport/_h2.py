@@ -207,6 +207,22 @@ class H2Stream(Stream):
             return parts[0]
         return b"".join(parts)
 
+    def take_body(self, limit: int) -> bytes | None:
+        if not self._eof or self._head or self._error is not None:
+            return None
+        chunks = self._chunks
+        if len(chunks) == 1:
+            if len(chunks[0]) > limit:
+                return None
+            return chunks.pop()  # the common case: the body arrived in one frame
+        if not chunks:
+            return b""
+        if sum(map(len, chunks)) > limit:
+            return None
+        body = b"".join(chunks)
+        chunks.clear()
+        return body  # (the connection window gets the bytes back when the stream closes)
+
     def _ack(self, n: int) -> None:
         if n:
             self._unacked -= n
@@ -541,7 +557,10 @@ class H2Connection(asyncio.Protocol):
             on_stream = self.on_stream
             if on_stream is not None:
                 for stream in arrived:
-                    on_stream(stream)
+                    # One the peer reset in the same read is not handed on: as before,
+                    # when its task was cancelled before it ever ran.
+                    if stream._error is None:
+                        on_stream(stream)
 
     def eof_received(self) -> bool | None:
         return None

@@ -86,6 +86,12 @@ class Stream:
     async def read_all(self, limit: int) -> bytes:
         raise NotImplementedError
 
+    def take_body(self, limit: int) -> bytes | None:
+        """The whole body at once, if the peer has ended it and all of it (at most
+        ``limit`` bytes) is here; None otherwise (then ``read``/``read_all`` as usual).
+        Taken: later reads see the end of the body."""
+        return None
+
     def send_headers(
         self, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
     ) -> None:
