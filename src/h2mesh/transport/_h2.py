@@ -387,6 +387,28 @@ class H2Tunnel:
 class H2Connection(asyncio.Protocol):
     """An asyncio protocol that runs one HTTP/2 connection (server or client role)."""
 
+    # Engine event -> handler, one table per class (not per connection: with 2,000
+    # connections, a dict of bound methods each is megabytes). Subclasses may override
+    # the handlers; __init_subclass__ builds their own table.
+    _EVENTS = {
+        ngh2.RequestReceived: "_on_request",
+        ngh2.ResponseReceived: "_on_response",
+        ngh2.DataReceived: "_on_data",
+        ngh2.TrailersReceived: "_on_trailers",
+        ngh2.StreamReset: "_on_reset",
+        ngh2.StreamClosed: "_on_closed",
+        ngh2.WindowUpdated: "_on_window",
+        ngh2.SettingsReceived: "_on_settings",
+        ngh2.GoAwayReceived: "_on_goaway",
+        ngh2.ConnectionClosed: "_on_connection_closed",
+        ngh2.PingAcknowledged: "_on_ping_ack",
+    }
+    _dispatch: dict[type, Callable[[Any, Any], None]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._dispatch = {kind: getattr(cls, name) for kind, name in cls._EVENTS.items()}
+
     def __init__(
         self,
         *,
@@ -450,19 +472,6 @@ class H2Connection(asyncio.Protocol):
         self._silent_since = self.last_activity
         self._drained: asyncio.Future[None] | None = None
         self.closed = self.loop.create_future()
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            ngh2.RequestReceived: self._on_request,
-            ngh2.ResponseReceived: self._on_response,
-            ngh2.DataReceived: self._on_data,
-            ngh2.TrailersReceived: self._on_trailers,
-            ngh2.StreamReset: self._on_reset,
-            ngh2.StreamClosed: self._on_closed,
-            ngh2.WindowUpdated: self._on_window,
-            ngh2.SettingsReceived: self._on_settings,
-            ngh2.GoAwayReceived: self._on_goaway,
-            ngh2.ConnectionClosed: self._on_connection_closed,
-            ngh2.PingAcknowledged: self._on_ping_ack,
-        }
 
     # -- asyncio.Protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -550,7 +559,7 @@ class H2Connection(asyncio.Protocol):
         for event in events:
             handler = dispatch.get(type(event))
             if handler is not None:
-                handler(event)
+                handler(self, event)
         arrived = self._arrived
         if arrived is not None:
             self._arrived = None
@@ -925,3 +934,8 @@ class H2Connection(asyncio.Protocol):
             self.engine.ping()
             self._flush()
         self._arm_timer()
+
+
+H2Connection._dispatch = {
+    kind: getattr(H2Connection, name) for kind, name in H2Connection._EVENTS.items()
+}
