@@ -429,7 +429,10 @@ class GrpcCall(EnvelopedServerCall):
         super().__init__(stream, method, codec, timeout, max_size)
         self._proto = proto
         self._framing = framing
-        self._reader = MessageReader(stream, max_size, decompressor, framing)
+        # (Identity framing is no framing: the reader then takes a whole body at once.)
+        self._reader = MessageReader(
+            stream, max_size, decompressor, None if framing is IDENTITY_FRAMING else framing
+        )
         self._response_comp = response_comp
         self._extra = extra
         self._sent = False
