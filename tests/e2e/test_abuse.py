@@ -9,7 +9,9 @@ limit that stopped the attacker.
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
+import struct
 import subprocess
 import sys
 import time
@@ -17,10 +19,15 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import pytest
 from examples.greeter import Greeter, HelloRequest
 
 from h2mesh import Channel, Code, RpcError, Server, TransportConfig
+from h2mesh.transport import ErrorCode
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -200,3 +207,199 @@ def test_1100_slow_connections_leave_a_normal_client_served(
     assert success >= 0.99, f"normal client: {success:.1%} success"
     grown = rss_kib(pid) - rss_before
     assert grown < 64 * 1024, f"server RSS grew by {grown} KiB for 1,100 idle connections"
+
+
+# -- 2,000 streams whose peers keep their receive windows shut -------------------------------
+SHUT_CONNECTIONS = 8
+SHUT_STREAMS = 250  # per connection (the server allows 256)
+# Each stream asks for 100,000 messages of 4 KiB: 400 MB that can never leave.
+BULK_REQUEST = json.dumps({"size": 4096, "count": 100_000}).encode()
+
+
+class ShutWindowPeer:
+    """A python-hyper ``h2`` client that opens streams and never lets a byte of them in.
+
+    Its SETTINGS set the initial stream window to 0 and it never sends WINDOW_UPDATE; it
+    does answer PINGs (the ``h2`` library acknowledges them), so keepalive spares it.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.h2.initiate_connection()
+        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        self.writer.write(self.h2.data_to_send())
+        self.answered: set[int] = set()  # streams whose response headers came
+        self.data: dict[int, int] = {}  # DATA bytes received per stream
+        self.pump = asyncio.ensure_future(self._pump())
+
+    def open_streams(self, count: int) -> None:
+        body = struct.pack(">BI", 0, len(BULK_REQUEST)) + BULK_REQUEST
+        for _ in range(count):
+            sid = self.h2.get_next_available_stream_id()
+            self.h2.send_headers(
+                sid,
+                [
+                    (b":method", b"POST"),
+                    (b":scheme", b"http"),
+                    (b":authority", b"bulk"),
+                    (b":path", b"/test.v1.Bulk/Stream"),
+                    (b"content-type", b"application/connect+json"),
+                ],
+            )
+            self.h2.send_data(sid, body, end_stream=True)
+        self.writer.write(self.h2.data_to_send())
+
+    def open_window(self, sid: int, size: int) -> None:
+        """Start reading one stream after all: let ``size`` bytes of it come."""
+        self.h2.increment_flow_control_window(size)
+        self.h2.increment_flow_control_window(size, stream_id=sid)
+        self.writer.write(self.h2.data_to_send())
+
+    async def _pump(self) -> None:
+        while data := await self.reader.read(65536):
+            for ev in self.h2.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    self.answered.add(ev.stream_id)
+                elif isinstance(ev, h2.events.DataReceived):
+                    self.data[ev.stream_id] = self.data.get(ev.stream_id, 0) + len(ev.data)
+            if out := self.h2.data_to_send():
+                self.writer.write(out)
+
+    def close(self) -> None:
+        self.pump.cancel()
+        self.writer.close()
+
+
+@pytest.fixture
+def bulk_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """``h2mesh serve`` with its default limits, serving large answers and the greeter."""
+    log = (tmp_path / "server.log").open("wb")
+    services = ["tests.e2e.bulk_service:Bulk", "examples.greeter:Greeter"]
+    proc = subprocess.Popen(
+        [str(H2MESH), "serve", *services, "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert line.startswith("h2mesh serving on "), line
+        yield proc.pid, int(line.rsplit(":", 1)[1])
+    finally:
+        proc.kill()
+        proc.wait(5)
+        log.close()
+
+
+def test_2000_streams_with_shut_windows_hold_bounded_memory(
+    run: Run, bulk_server: tuple[int, int]
+) -> None:
+    pid, port = bulk_server
+    rss_before = rss_kib(pid)
+
+    async def main() -> tuple[float, int]:
+        peers = [
+            ShutWindowPeer(*await asyncio.open_connection("127.0.0.1", port))
+            for _ in range(SHUT_CONNECTIONS)
+        ]
+        try:
+            deadline = time.monotonic() + 5.0
+            while not all(p.h2.remote_settings.max_concurrent_streams == 256 for p in peers):
+                assert time.monotonic() < deadline, "no SETTINGS from the server"
+                await asyncio.sleep(0.01)
+            for peer in peers:
+                peer.open_streams(SHUT_STREAMS)
+            # Every handler has run and answered (headers need no window) ...
+            deadline = time.monotonic() + 20.0
+            while sum(len(p.answered) for p in peers) < SHUT_CONNECTIONS * SHUT_STREAMS:
+                assert time.monotonic() < deadline, sum(len(p.answered) for p in peers)
+                await asyncio.sleep(0.02)
+            # ... and not one byte of their bodies got through.
+            assert not any(p.data for p in peers)
+            success = await normal_calls(f"http://127.0.0.1:{port}", 200)
+            grown = rss_kib(pid) - rss_before
+            # The waits end as a window opens: one stream of one peer now reads 1 MiB.
+            sid = min(peers[0].answered)
+            peers[0].open_window(sid, 1024 * 1024)
+            deadline = time.monotonic() + 5.0
+            while peers[0].data.get(sid, 0) < 1024 * 1024:
+                assert time.monotonic() < deadline, peers[0].data
+                await asyncio.sleep(0.01)
+            return success, grown
+        finally:
+            for peer in peers:
+                peer.close()
+
+    success, grown = run(main())
+    assert success >= 0.99, f"normal client: {success:.1%} success"
+    # Measured: about 48 MiB (some 8 MiB queued in the engines: 1 MiB per connection;
+    # the rest is the 2,000 calls themselves, each with one message waiting to be sent);
+    # without the caps, 160 MiB (64 KiB queued per stream).
+    assert grown < 96 * 1024, f"server RSS grew by {grown} KiB for 2,000 stalled streams"
+
+
+# -- rapid reset while a normal client calls -------------------------------------------------
+async def rapid_reset(port: int, streams: int = 1200) -> int | None:
+    """One connection that opens and at once resets up to ``streams`` streams
+    (CVE-2023-44487); the error code of the GOAWAY that ends it (None: none came)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    conn.initiate_connection()
+    head = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", b"x"),
+        (b":path", b"/demo.v1.Greeter/SayHello"),
+        (b"content-type", b"application/json"),
+    ]
+    try:
+        for _ in range(streams // 100):
+            if writer.is_closing() or reader.at_eof():
+                break  # the server has had enough
+            for _ in range(100):
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, head)
+                conn.reset_stream(sid)
+            writer.write(conn.data_to_send())
+            await asyncio.sleep(0)  # (let the normal client's calls run in between)
+    except ConnectionError:
+        pass  # closed by the server while we wrote: its GOAWAY is in the read buffer
+    try:
+        while data := await asyncio.wait_for(reader.read(65536), 5.0):
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    return int(ev.error_code)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+    return None
+
+
+def test_rapid_reset_leaves_a_normal_client_served(run: Run, bulk_server: tuple[int, int]) -> None:
+    pid, port = bulk_server
+    rss_before = rss_kib(pid)
+
+    async def main() -> tuple[float, list[int | None]]:
+        async def attack() -> list[int | None]:
+            return [await rapid_reset(port) for _ in range(2)]
+
+        attackers = asyncio.gather(*(attack() for _ in range(3)))
+        shares = []  # the normal client calls for as long as the attack lasts
+        while not attackers.done() or len(shares) < 4:
+            shares.append(await normal_calls(f"http://127.0.0.1:{port}", 50))
+        codes = [code for codes in await attackers for code in codes]
+        return sum(shares) / len(shares), codes
+
+    success, codes = run(main())
+    assert success >= 0.99, f"normal client: {success:.1%} success"
+    assert codes == [ErrorCode.ENHANCE_YOUR_CALM] * 6, codes
+    grown = rss_kib(pid) - rss_before
+    assert grown < 32 * 1024, f"server RSS grew by {grown} KiB under 6 rapid-reset connections"

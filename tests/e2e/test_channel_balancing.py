@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -101,6 +102,27 @@ def test_a_dead_endpoint_costs_no_call(run: Run) -> None:
             assert "r1" not in names and len(names) == 30
         finally:
             await _stop([servers[0], servers[2]])
+
+    run(main())
+
+
+def test_an_endpoint_that_accepts_but_never_answers_costs_no_call(run: Run) -> None:
+    """A listening socket nobody serves (the process hangs, or is being killed) still
+    completes TCP handshakes into its backlog. Calls must not be sent down such a
+    connection: it is a failed connection attempt, and the calls go to the others."""
+
+    async def main() -> None:
+        _replicas, servers, target = await _fleet(2)
+        hole = socket.create_server(("127.0.0.1", 0), backlog=64)  # never accept()ed
+        target += f",127.0.0.1:{hole.getsockname()[1]}"
+        try:
+            async with Channel(target, policy="round_robin", connect_timeout=0.5) as ch:
+                stub = ch.stub(Replica)
+                names = await asyncio.gather(*(stub.once(Ping(), timeout=4.0) for _ in range(30)))
+            assert sorted({pong.replica for pong in names}) == ["r0", "r1"]
+        finally:
+            hole.close()
+            await _stop(servers)
 
     run(main())
 

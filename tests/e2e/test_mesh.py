@@ -9,6 +9,7 @@ key movement, outlier ejection and readmission, graceful shutdown under load.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -99,6 +100,78 @@ def test_crash_during_10000_retried_calls_loses_nothing(
     assert set(served) == {str(r.pid) for r in replicas}, served
     assert set(late) == {str(r.pid) for r in replicas[1:]}, late
     assert victim.wait() != 0
+
+
+# -- (1b) a crash under a default Channel: only the calls in flight may fail ---------------
+@pytest.mark.parametrize(
+    ("key_size", "calls", "kill_at"),
+    [(0, 3000, 1000), (200_000, 600, 200)],
+    ids=["small-calls", "mid-write"],
+)
+def test_calls_started_after_a_replica_died_all_succeed(
+    run: Run,
+    registry: Path,
+    tmp_path: Path,
+    replicas: list[Replica],
+    key_size: int,
+    calls: int,
+    kill_at: int,
+) -> None:
+    """SIGKILL one of 3 replicas under 16 concurrent callers on a default ``Channel`` (no
+    retry policy). The calls in flight on it may fail; every call started once it is
+    dead and the client has seen it (the first failure came back) must succeed, on the
+    others. ``mid-write``: 200 KB requests and replies, so that its connections are
+    busy writing when it dies."""
+    replicas += start_replicas(3, tmp_path, registry, ttl=1.5)
+    victim = replicas[0]
+    key = "k" * key_size
+    outcomes: list[tuple[float, str | None, RpcError | None]] = []  # start, replica, error
+    seen: dict[str, float] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        died = asyncio.Event()
+
+        def reap() -> None:  # the kernel has closed the victim's sockets once it is reaped
+            victim.wait()
+            loop.call_soon_threadsafe(died.set)
+
+        async def watch() -> None:
+            await died.wait()
+            seen["dead"] = loop.time()
+
+        async with Channel(TARGET, timeout=5.0) as ch:
+            stub = ch.stub(Mesh)
+            watcher = asyncio.ensure_future(watch())
+
+            async def call(i: int) -> None:
+                if i == kill_at:
+                    victim.kill()
+                    threading.Thread(target=reap, daemon=True).start()
+                started = loop.time()
+                try:
+                    reply = await stub.work(WorkRequest(key=key))
+                except RpcError as exc:
+                    seen.setdefault("first failure back", loop.time())
+                    outcomes.append((started, None, exc))
+                    return
+                outcomes.append((started, reply.replica, None))
+
+            await drive(calls, 16, call)
+            await asyncio.wait_for(watcher, 10.0)
+
+    run(main())
+    known = max(seen.values())  # dead, and the client has had the news
+    failed_before = [o for o in outcomes if o[2] is not None and o[0] < known]
+    after = [o for o in outcomes if o[0] >= known]
+    failed_after = [o for o in after if o[2] is not None]
+    assert not failed_after, (
+        f"{len(failed_after)} calls started after the death failed (and "
+        f"{len(failed_before)} before it), first: {failed_after[0][2]!r}"
+    )
+    assert len(after) >= calls // 3, len(after)
+    assert str(victim.pid) not in {replica for _, replica, _ in after}
+    assert {replica for _, replica, _ in after} == {str(r.pid) for r in replicas[1:]}
 
 
 # -- (2) least_request steers around a slow replica -----------------------------------------

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from .._errors import Code, RpcError, UnprocessedError
-from ..transport import ConnectionRefused, H2Connection, Stream, TransportConfig
+from ..transport import ConnectionLost, ConnectionRefused, H2Connection, Stream, TransportConfig
 
 __all__ = ["EndpointPool"]
 
@@ -88,20 +88,32 @@ class EndpointPool:
                 self._connecting = None
 
     async def _connect(self) -> H2Connection:
+        """A new connection, once the server's SETTINGS came: no call is sent before it.
+
+        A process that was just killed, or hangs, may still have its listening socket
+        accept a connection (into the kernel's backlog) that nobody will ever answer;
+        calls sent on it would be lost with it. Waiting for the server's half of the
+        connection preface (as gRPC does before a subchannel is READY) makes that one
+        more failed connection attempt, and the calls go elsewhere.
+        """
         loop = asyncio.get_running_loop()
+        conn: H2Connection | None = None
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
+            async with asyncio.timeout(self._connect_timeout):
+                _, conn = await loop.create_connection(
                     lambda: H2Connection(client=True, config=self._config),
                     self.host,
                     self.port,
                     ssl=self._ssl,
-                ),
-                self._connect_timeout,
-            )
-        except (OSError, TimeoutError) as exc:
+                )
+                await conn.wait_peer_settings()
+        except (OSError, TimeoutError, ConnectionLost) as exc:
             self.connect_failures += 1
-            raise UnprocessedError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+            if conn is not None:
+                conn.abort()
+            what = "cannot connect to" if conn is None else "no HTTP/2 server answered at"
+            reason = str(exc) or type(exc).__name__
+            raise UnprocessedError(f"{what} {self.host}:{self.port}: {reason}") from None
         self.connect_failures = 0
         if self._ssl is not None:
             sslobj = conn.transport.get_extra_info("ssl_object") if conn.transport else None

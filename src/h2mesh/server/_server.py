@@ -30,6 +30,7 @@ from ..transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
     H2Connection,
     MessageTooLarge,
+    SendBudget,
     Stream,
     TransportConfig,
     TransportError,
@@ -136,6 +137,8 @@ class Server:
         self.config = config or TransportConfig()
         # Connections past either cap are closed as soon as they are accepted (_limits.py).
         self.connection_limits = ConnectionLimits(max_connections, max_connections_per_address)
+        # Response bytes queued for all HTTP/2 peers together (TransportConfig.server_send_buffer).
+        self.send_budget = SendBudget(self.config.server_send_buffer)
         # register="name": announce this server in a registry while serving (_registration.py).
         self.registration = (
             ServerRegistration(register, registry, ttl=register_ttl, address=register_address)
@@ -530,6 +533,7 @@ class Server:
             on_stream=self._on_stream,
             on_close=self._on_close,
             connect_protocol=self.app is not None and bool(self.app.upgrades),
+            send_budget=self.send_budget,
         )
         self._connections.add(conn)
         self.connections_accepted += 1

@@ -1,6 +1,7 @@
 """HTTP/2 (ngh2) and HTTP/1.1 (httptools) connections over asyncio. Knows nothing of RPC."""
 
 from .._http2 import ErrorCode
+from ._budget import SendBudget
 from ._config import DEFAULT_MAX_MESSAGE_SIZE, TransportConfig
 from ._errors import (
     ConnectionLost,
@@ -21,6 +22,7 @@ __all__ = [
     "H2Stream",
     "Headers",
     "MessageTooLarge",
+    "SendBudget",
     "Stream",
     "StreamReset",
     "TransportConfig",

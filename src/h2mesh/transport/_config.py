@@ -22,6 +22,14 @@ class TransportConfig:
     max_frame_size: int = 16_384
     # Queued-but-unsent bytes per stream above which a sender waits.
     send_high_water: int = 64 * 1024
+    # Response bytes queued for one connection's peer (its window shut) above which every
+    # sender on it waits, first come first served (Envoy's per-connection buffer: 1 MiB).
+    connection_send_buffer: int = 1024 * 1024
+    # The same for all the connections of one server together.
+    server_send_buffer: int = 64 * 1024 * 1024
+    # (server) Seconds a stream's queued response may wait with the peer taking none of
+    # it (its window shut) before the stream is reset (None: never; nginx: 60 s).
+    send_timeout: float | None = 60.0
     # Seconds without any stream before an idle connection is closed (None: never).
     idle_timeout: float | None = 300.0
     # Seconds of silence before a PING is sent (None: no keepalive pings).

@@ -7,7 +7,10 @@ from many streams in one loop iteration are coalesced into one ``transport.write
 Flow control is end to end: the engine runs with automatic window updates off, and a
 stream acknowledges received bytes only when the application reads them. A sender
 waits while more than ``send_high_water`` bytes of its stream are queued in the engine
-(because the peer's window is closed) or while the socket's buffer is full.
+(because the peer's window is closed) or while the socket's buffer is full. Before it
+hands the engine more, it also waits while its connection has ``connection_send_buffer``
+bytes queued, or all the connections sharing its ``SendBudget`` (a server's) have
+``server_send_buffer``; those waits end first come, first served (see ``_budget.py``).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import ngh2
 
 from .._http2 import ErrorCode
+from ._budget import SendBudget
 from ._config import TransportConfig
 from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamReset
 from ._guard import InboundGuard
@@ -232,11 +237,19 @@ class H2Stream(Stream):
         if self._error is not None:
             raise self._error
         conn = self._conn
+        queued = conn.queued
+        if queued:
+            budget = conn.budget
+            if queued >= conn.send_limit or conn.room_waiters or budget.queued >= budget.limit:
+                await self._wait_for_room()
         try:
             conn.engine.send_data(self.id, data, end_stream=end_stream)
         except ngh2.NGH2Error as exc:
             raise self._closed_error(exc) from None
-        self.sent += len(data)
+        n = len(data)
+        self.sent += n
+        conn.queued += n
+        conn.budget.queued += n
         if end_stream:
             self.ended_local = True
         conn.schedule_flush()
@@ -305,6 +318,56 @@ class H2Stream(Stream):
                 conn.send_waiters.discard(self)
         if self._error is not None:
             raise self._error
+
+    async def _wait_for_room(self) -> None:
+        """Wait, behind the connection's earlier senders, until it and its budget have room.
+
+        A stream whose peer's window is open goes ahead: its bytes leave with the next
+        flush, so they take no room (and the room freed by what it sent is not handed
+        to streams whose bytes cannot leave).
+        """
+        if self._can_send_now():
+            return
+        conn = self._conn
+        waiters = conn.room_waiters
+        waiters.append(self)
+        try:
+            while True:
+                if self._error is not None:
+                    raise self._error
+                if self._can_send_now():
+                    return
+                if waiters[0] is self:
+                    if conn.has_room():
+                        return
+                    if conn.queued < conn.send_limit:
+                        conn.budget.wait(conn)  # only the server's budget is short
+                self._send_waiter = conn.loop.create_future()
+                try:
+                    await self._send_waiter
+                finally:
+                    self._send_waiter = None
+        finally:
+            was_first = waiters[0] is self
+            waiters.remove(self)
+            if was_first and waiters:
+                # The next one checks for room once this one has queued its bytes.
+                waiters[0]._wake(waiters[0]._send_waiter)
+            elif not waiters:
+                conn.budget.forget(conn)
+
+    def _can_send_now(self) -> bool:
+        """True if the peer's windows have room beyond what the stream already queued (and
+        the socket takes bytes)."""
+        conn = self._conn
+        if conn.writing_paused:
+            return False
+        engine = conn.engine
+        try:
+            window = engine.stream_remote_window_size(self.id)
+        except ngh2.NGH2Error:
+            return False  # closed: the caller finds out when it sends
+        return min(window, engine.remote_window_size) > engine.queued_body_size(self.id)
 
     def _refuse_headers(self, what: str) -> None:
         """Give up on a stream whose headers or trailers are over the configured limit."""
@@ -375,6 +438,7 @@ class H2Connection(asyncio.Protocol):
         on_stream: Callable[[H2Stream], None] | None = None,
         on_close: Callable[[H2Connection], None] | None = None,
         connect_protocol: bool = False,
+        send_budget: SendBudget | None = None,
     ) -> None:
         self.config = cfg = config or TransportConfig()
         self.is_client = client
@@ -392,6 +456,15 @@ class H2Connection(asyncio.Protocol):
             ),
         )
         self.high_water = cfg.send_high_water
+        # Body bytes handed to the engine and not yet framed (also counted in the budget;
+        # counted again at each flush), the limit above which senders wait, and those
+        # waiting (see _budget.py).
+        self.queued = 0
+        self.send_limit = cfg.connection_send_buffer
+        self.budget = send_budget or SendBudget(cfg.server_send_buffer)
+        self.room_waiters: deque[H2Stream] = deque()
+        # (server) Streams with queued bytes: how many, and since when (see _reset_stalled).
+        self._stalled: dict[int, tuple[int, float]] = {}
         self.streams: dict[int, H2Stream] = {}
         # Server side: frame checks the engine leaves out (see _guard.py).
         self._guard = (
@@ -420,6 +493,9 @@ class H2Connection(asyncio.Protocol):
         self.last_stream_id = 0
         # The peer's SETTINGS_MAX_CONCURRENT_STREAMS; 100 is assumed until its SETTINGS arrive.
         self.peer_max_concurrent_streams = 100
+        # The peer's first SETTINGS frame (its half of the connection preface) has come.
+        self.peer_settings_received = False
+        self._settings_waiter: asyncio.Future[None] | None = None
         self._flush_pending = False
         # Bytes read from and written to the socket (frames, headers and bodies).
         self.bytes_received = self.bytes_sent = 0
@@ -544,10 +620,19 @@ class H2Connection(asyncio.Protocol):
             stream._fail(err, cancel_task=True)
         for stream in list(self.send_waiters):
             stream._wake_all()
+        budget = self.budget
+        budget.queued -= self.queued
+        self.queued = 0
+        budget.forget(self)
+        if budget.waiting:
+            budget.release()
         if not self.closed.done():
             self.closed.set_result(None)
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+        waiter = self._settings_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(err)
         if self.on_close is not None:
             self.on_close(self)
 
@@ -556,6 +641,8 @@ class H2Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        for stream in self.room_waiters:  # those with open windows may go now
+            stream._wake(stream._send_waiter)
         self._flush()
 
     # -- output -----------------------------------------------------------------
@@ -586,6 +673,14 @@ class H2Connection(asyncio.Protocol):
             self._dispatch_events(events)
             if self.lost or self.writing_paused:
                 return
+        counted = self.queued
+        if counted:
+            # Inline: this runs after every response (usually all of it has left).
+            self.queued = left = engine.queued_body_size()
+            budget = self.budget
+            budget.queued -= counted - left
+            if self.room_waiters or budget.waiting:
+                self._wake_for_room()
         waiters = self.send_waiters
         if waiters and not self.writing_paused:
             high = self.high_water
@@ -595,6 +690,26 @@ class H2Connection(asyncio.Protocol):
                     stream._wake(stream._send_waiter)
         if self.closing and not self.streams and not self.engine.want_write:
             self._close_when_done()
+
+    def _wake_for_room(self) -> None:
+        """Wake the senders there is room for now: this connection's first, and the
+        connections waiting for the budget."""
+        if self.room_waiters and self.has_room():
+            self.wake_sender()
+        budget = self.budget
+        if budget.waiting and budget.queued < budget.limit:
+            budget.release()
+
+    def has_room(self) -> bool:
+        """True if a sender may hand the engine more bytes now (see _budget.py)."""
+        queued = self.queued
+        return not queued or (queued < self.send_limit and not self.budget.full)
+
+    def wake_sender(self) -> None:
+        """Wake the first sender waiting for room (it checks again when it runs)."""
+        if self.room_waiters:
+            first = self.room_waiters[0]
+            first._wake(first._send_waiter)
 
     def _abort(self) -> None:
         if self.transport is not None and not self.lost:
@@ -759,10 +874,20 @@ class H2Connection(asyncio.Protocol):
         limit = ev.settings.get(ngh2.Setting.MAX_CONCURRENT_STREAMS)
         if limit is not None:
             self.peer_max_concurrent_streams = limit
+        if not self.peer_settings_received:
+            self.peer_settings_received = True
+            waiter = self._settings_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
-    def _on_window(self, ev: Any) -> None:
-        # The flush that follows event dispatch wakes senders whose queue drained.
-        pass
+    def _on_window(self, ev: ngh2.WindowUpdated) -> None:
+        # The flush that follows event dispatch wakes senders whose queue drained; a
+        # sender waiting for room may now have a window of its own (see _wait_for_room).
+        if self.room_waiters:
+            sid = ev.stream_id
+            for stream in self.room_waiters if sid == 0 else (self.streams.get(sid),):
+                if stream is not None and stream._send_waiter is not None:
+                    stream._wake(stream._send_waiter)
 
     def _on_goaway(self, ev: ngh2.GoAwayReceived) -> None:
         self.closing = True
@@ -783,6 +908,19 @@ class H2Connection(asyncio.Protocol):
     def is_available(self) -> bool:
         """True if the connection can take a new stream now."""
         return not self.closing and not self.lost and self.engine.can_send_request
+
+    async def wait_peer_settings(self) -> None:
+        """Wait for the peer's first SETTINGS frame: only then is an HTTP/2 server known
+        to serve this connection (a listening socket accepts connections into its backlog
+        for a process that is hung, or dying, and will never answer them). Raises
+        ``ConnectionLost`` if the connection ends first."""
+        if self.peer_settings_received:
+            return
+        if self.lost:
+            raise ConnectionLost("connection closed before the peer's SETTINGS")
+        if self._settings_waiter is None:
+            self._settings_waiter = self.loop.create_future()
+        await asyncio.shield(self._settings_waiter)
 
     def open_stream(self, headers: Sequence[tuple[bytes, bytes]], end_stream: bool) -> H2Stream:
         """(client) Send request headers on a new stream."""
@@ -840,13 +978,38 @@ class H2Connection(asyncio.Protocol):
         """The streams open now."""
         return list(self.streams.values())
 
+    def _reset_stalled(self, now: float, limit: float) -> None:
+        """Reset the streams whose peer has taken none of their queued bytes for ``limit``
+        seconds (as nginx's ``send_timeout``): a peer that never opens its window must
+        not hold a response, and the handler waiting to send more, forever."""
+        queued = self.engine.queued_body_size
+        marks = self._stalled
+        kept: dict[int, tuple[int, float]] = {}
+        for sid, stream in list(self.streams.items()):
+            left = queued(sid)
+            if not left:
+                continue
+            mark = marks.get(sid)
+            if mark is None or mark[0] != left:
+                kept[sid] = (left, now)  # new, or the peer took some: the clock restarts
+            elif now - mark[1] < limit:
+                kept[sid] = mark
+            else:
+                if stream._error is None:
+                    stream._error = StreamReset(
+                        _CANCEL, f"the peer took none of the response for {limit:g} s"
+                    )
+                stream.reset(_CANCEL)
+        self._stalled = kept
+
     def _close_when_done(self) -> None:
         if self.transport is not None and not self.lost and not self.transport.is_closing():
             self.transport.close()
 
     def _arm_timer(self) -> None:
         cfg = self.config
-        periods = [p for p in (cfg.idle_timeout, cfg.keepalive_interval) if p]
+        send_timeout = None if self.is_client else cfg.send_timeout
+        periods = [p for p in (cfg.idle_timeout, cfg.keepalive_interval, send_timeout) if p]
         if not periods:
             return
         self._timer = self.loop.call_later(min(min(periods), cfg.keepalive_timeout), self._tick)
@@ -865,6 +1028,10 @@ class H2Connection(asyncio.Protocol):
         if self._received:
             self._received = False
             self._silent_since = now
+        if self.queued and cfg.send_timeout is not None and not self.is_client:
+            self._reset_stalled(now, cfg.send_timeout)
+        elif self._stalled:
+            self._stalled = {}
         idle = now - self.last_activity
         if cfg.idle_timeout is not None and not self.streams and idle > cfg.idle_timeout:
             self.shutdown()

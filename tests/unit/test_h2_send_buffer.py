@@ -1,0 +1,264 @@
+"""Caps on the response bytes queued for peers that keep their receive windows shut.
+
+Real ``H2Connection`` servers on 127.0.0.1 answer ``H2Connection`` clients that never
+read (their initial stream window is 0, so nothing a server queues for them can leave);
+the assertions are the bytes queued in the servers' engines, who waits, and the order
+in which the waits end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import pytest
+
+from h2mesh.transport import (
+    ConnectionLost,
+    ErrorCode,
+    H2Connection,
+    H2Stream,
+    SendBudget,
+    StreamReset,
+    TransportConfig,
+)
+
+from .test_h2_transport import Peers, Run, read_digest, request_headers, run, wait_until
+
+__all__ = ["run"]  # the fixture, shared with the transport tests
+
+KIB = 1024
+CHUNK = 16 * KIB
+# A client that never reads: its streams open with a window of 0 bytes.
+SHUT = TransportConfig(stream_window=0, idle_timeout=None, keepalive_interval=None)
+OPEN = TransportConfig(idle_timeout=None, keepalive_interval=None)
+
+
+def sharing(budget: SendBudget) -> type[H2Connection]:
+    """A server connection class whose connections share ``budget``."""
+
+    class Shared(H2Connection):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(send_budget=budget, **kwargs)
+
+    return Shared
+
+
+def queued(conns: list[H2Connection]) -> int:
+    """Body bytes the engines of ``conns`` hold for their peers, all together."""
+    return sum(conn.engine.queued_body_size() for conn in conns)
+
+
+class Outbox:
+    """A handler that answers each request with ``chunks`` pieces of ``CHUNK`` bytes.
+
+    It records the pieces each stream got rid of, in the order ``send_data`` returned.
+    """
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.sent: dict[bytes, int] = {}
+        self.order: list[bytes] = []
+        self.errors: list[BaseException] = []
+        self.streams: dict[bytes, H2Stream] = {}
+
+    async def __call__(self, stream: H2Stream) -> None:
+        name = dict(stream.headers or ())[b":path"]
+        self.sent[name] = 0
+        self.streams[name] = stream
+        stream.send_headers([(b":status", b"200")])
+        try:
+            for n in range(self.chunks):
+                await stream.send_data(piece(name, n), end_stream=n == self.chunks - 1)
+                self.sent[name] += 1
+                self.order.append(name)
+        except (ConnectionLost, StreamReset) as exc:
+            self.errors.append(exc)
+        except asyncio.CancelledError as exc:  # (the transport cancels it with its stream)
+            self.errors.append(exc)
+            raise
+
+    def total(self) -> int:
+        return sum(self.sent.values())
+
+
+def piece(name: bytes, n: int) -> bytes:
+    return (name + b"%d " % n).ljust(CHUNK, b".")
+
+
+def expected(name: bytes, chunks: int) -> str:
+    return hashlib.sha256(b"".join(piece(name, n) for n in range(chunks))).hexdigest()
+
+
+def open_window(client: H2Connection, stream: H2Stream, size: int) -> None:
+    """Open ``stream``'s window to ``size`` bytes: from now on the client reads it."""
+    client.engine.set_local_window_size(size, stream_id=stream.id)
+    client.schedule_flush()
+
+
+def test_senders_on_a_connection_wait_at_its_cap_and_finish_once_it_reads(run: Run) -> None:
+    cap = 128 * KIB
+    out = Outbox(chunks=16)  # 256 KiB per stream, 8 streams: 2 MiB asked for
+    cfg = TransportConfig(connection_send_buffer=cap, send_high_water=1024 * KIB)
+
+    async def main() -> None:
+        async with Peers(out, cfg) as peers:
+            client = await peers.connect(SHUT)
+            streams = [client.open_stream(request_headers(b"/%d" % i), True) for i in range(8)]
+            await wait_until(lambda: len(out.sent) == 8)
+            server = peers.server_conn
+            await wait_until(lambda: server.queued >= cap)
+            await asyncio.sleep(0.05)  # (the handlers have had every chance to queue more)
+            # The cap holds, give or take the piece that crossed it: the rest wait.
+            assert server.engine.queued_body_size() <= cap + CHUNK
+            assert out.total() * CHUNK <= cap + CHUNK
+            assert len(server.room_waiters) == 8
+            assert peers.server_conn.budget.queued == server.queued
+
+            # The client reads every stream: all of them finish, intact.
+            async def read(stream: H2Stream) -> tuple[int, str]:
+                open_window(client, stream, 16 * CHUNK)
+                return await read_digest(stream)
+
+            got = await asyncio.wait_for(asyncio.gather(*map(read, streams)), 4.0)
+            for i, (size, digest) in enumerate(got):
+                assert size == 16 * CHUNK
+                assert digest == expected(b"/%d" % i, 16)
+            assert not out.errors
+            assert server.queued == 0 and server.budget.queued == 0
+
+    run(main())
+
+
+def test_waits_end_in_the_order_they_began_when_a_stream_is_reset(run: Run) -> None:
+    cap = 64 * KIB
+    out = Outbox(chunks=4)  # the first stream fills the cap by itself
+    cfg = TransportConfig(connection_send_buffer=cap, send_high_water=1024 * KIB)
+
+    async def main() -> None:
+        async with Peers(out, cfg) as peers:
+            client = await peers.connect(SHUT)
+            first = client.open_stream(request_headers(b"/first"), True)
+            await wait_until(lambda: out.sent.get(b"/first") == 4)
+            server = peers.server_conn
+            later = []
+            for name in (b"/a", b"/b", b"/c"):  # one at a time, so that their order is known
+                later.append(client.open_stream(request_headers(name), True))
+                await wait_until(lambda: len(server.room_waiters) == len(later))
+            assert out.order == [b"/first"] * 4
+            first.reset()  # the peer gives up on the stream holding the cap
+            await wait_until(lambda: out.total() == 4 + 4)
+            # One piece each, in the order they came; then the cap is reached again.
+            assert out.order[4:8] == [b"/a", b"/b", b"/c", b"/a"]
+            assert server.engine.queued_body_size() == cap
+
+    run(main())
+
+
+def test_server_budget_is_shared_and_a_connection_with_nothing_queued_still_sends(
+    run: Run,
+) -> None:
+    budget = SendBudget(128 * KIB)
+    out = Outbox(chunks=64)  # 1 MiB per stream
+    cfg = TransportConfig(send_high_water=1024 * KIB)
+
+    async def main() -> None:
+        async with Peers(out, cfg, server_cls=sharing(budget)) as peers:
+            shut = [await peers.connect(SHUT) for _ in range(4)]
+            for i, client in enumerate(shut):
+                client.open_stream(request_headers(b"/shut%d" % i), True)
+            await wait_until(lambda: budget.queued >= budget.limit)
+            await wait_until(lambda: len(out.sent) == 4)
+            await asyncio.sleep(0.05)
+            # The budget holds, but for one piece per connection that had nothing queued.
+            assert queued(peers.server_conns) <= budget.limit + 4 * CHUNK
+            assert all(n >= 1 for n in out.sent.values()), out.sent
+
+            # A client that reads is served meanwhile: its data leaves as soon as queued.
+            reader = await peers.connect(OPEN)
+            stream = reader.open_stream(request_headers(b"/reader"), True)
+            size, digest = await asyncio.wait_for(read_digest(stream), 4.0)
+            assert (size, digest) == (64 * CHUNK, expected(b"/reader", 64))
+            assert queued(peers.server_conns) <= budget.limit + 4 * CHUNK
+
+            # The shut client holding most of the budget goes away: its bytes return to the
+            # budget, and the others (waiting for the budget, not for their own
+            # connections) move on.
+            before = dict(out.sent)
+            filler = max(range(4), key=lambda i: out.sent[b"/shut%d" % i])
+            assert out.sent[b"/shut%d" % filler] > 1
+            shut[filler].abort()
+            await wait_until(lambda: sum(out.sent.values()) > sum(before.values()))
+            await asyncio.sleep(0.05)
+            assert queued(peers.server_conns) <= budget.limit + 4 * CHUNK
+            assert budget.queued == sum(c.queued for c in peers.server_conns if not c.lost)
+
+    run(main())
+
+
+@pytest.mark.parametrize("end", ["connection lost", "handler cancelled"])
+def test_a_waiting_sender_is_reaped_with_its_connection_or_its_task(run: Run, end: str) -> None:
+    budget = SendBudget(10 * 1024 * KIB)
+    out = Outbox(chunks=8)
+    cfg = TransportConfig(connection_send_buffer=32 * KIB, send_high_water=1024 * KIB)
+
+    async def main() -> None:
+        async with Peers(out, cfg, server_cls=sharing(budget)) as peers:
+            client = await peers.connect(SHUT)
+            for name in (b"/a", b"/b"):
+                client.open_stream(request_headers(name), True)
+            server = peers.server_conn
+            await wait_until(lambda: len(server.room_waiters) == 2)
+            assert budget.queued == server.queued > 0
+            if end == "connection lost":
+                client.abort()
+                await wait_until(lambda: len(out.errors) == 2)
+                assert all(
+                    isinstance(e, (ConnectionLost, asyncio.CancelledError)) for e in out.errors
+                ), out.errors
+                assert not server.room_waiters
+                assert budget.queued == 0 and not budget.waiting
+            else:
+                # (what a call deadline does) the first waiter's task is cancelled: it
+                # leaves the queue, and the next one is first.
+                first, second = server.room_waiters
+                assert first.task is not None
+                first.task.cancel()
+                await wait_until(lambda: len(out.errors) == 1)
+                assert list(server.room_waiters) == [second]
+                assert second._send_waiter is not None  # still waiting: no room yet
+
+    run(main())
+
+
+def test_a_stream_whose_peer_takes_nothing_for_send_timeout_is_reset(run: Run) -> None:
+    budget = SendBudget(10 * 1024 * KIB)
+    out = Outbox(chunks=8)
+    cfg = TransportConfig(
+        send_timeout=0.3, idle_timeout=None, keepalive_interval=None, send_high_water=32 * KIB
+    )
+
+    async def main() -> None:
+        async with Peers(out, cfg, server_cls=sharing(budget)) as peers:
+            client = await peers.connect(SHUT)
+            stuck = client.open_stream(request_headers(b"/stuck"), True)
+            await wait_until(lambda: budget.queued > 0)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(StreamReset) as reset:
+                await asyncio.wait_for(stuck.read(), 3.0)
+            assert reset.value.error_code == ErrorCode.CANCEL
+            assert asyncio.get_running_loop().time() - started >= 0.3
+            # The handler waiting to send more is stopped (cancelled, as for any reset),
+            # the stream says why, and its bytes are given back.
+            await wait_until(lambda: len(out.errors) == 1)
+            assert "took none of the response for 0.3 s" in str(out.streams[b"/stuck"]._error)
+            await wait_until(lambda: budget.queued == 0)
+            # The connection goes on: a stream the client reads is served in full.
+            served = client.open_stream(request_headers(b"/served"), True)
+            await asyncio.wait_for(served.wait_response(), 2.0)
+            open_window(client, served, 8 * CHUNK)
+            size, digest = await asyncio.wait_for(read_digest(served), 3.0)
+            assert (size, digest) == (8 * CHUNK, expected(b"/served", 8))
+
+    run(main())
