@@ -157,13 +157,20 @@ def served_with_1024_files(tmp_path: Path) -> Iterator[tuple[int, int]]:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
 
+    yield from h2mesh_serve(tmp_path, ["examples.greeter:Greeter"], lower_limit)
+
+
+def h2mesh_serve(
+    tmp_path: Path, targets: list[str], preexec_fn: Callable[[], None] | None = None
+) -> Iterator[tuple[int, int]]:
+    """Run ``h2mesh serve TARGETS`` on a free port; yields its pid and port, kills it after."""
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(
-        [str(H2MESH), "serve", "examples.greeter:Greeter", "--port", "0"],
+        [str(H2MESH), "serve", *targets, "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=log,
-        preexec_fn=lower_limit,
+        preexec_fn=preexec_fn,
     )
     try:
         assert proc.stdout is not None
@@ -277,23 +284,7 @@ class ShutWindowPeer:
 @pytest.fixture
 def bulk_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
     """``h2mesh serve`` with its default limits, serving large answers and the greeter."""
-    log = (tmp_path / "server.log").open("wb")
-    services = ["tests.e2e.bulk_service:Bulk", "examples.greeter:Greeter"]
-    proc = subprocess.Popen(
-        [str(H2MESH), "serve", *services, "--port", "0"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=log,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().decode()
-        assert line.startswith("h2mesh serving on "), line
-        yield proc.pid, int(line.rsplit(":", 1)[1])
-    finally:
-        proc.kill()
-        proc.wait(5)
-        log.close()
+    yield from h2mesh_serve(tmp_path, ["tests.e2e.bulk_service:Bulk", "examples.greeter:Greeter"])
 
 
 def test_2000_streams_with_shut_windows_hold_bounded_memory(

@@ -108,8 +108,7 @@ def test_senders_on_a_connection_wait_at_its_cap_and_finish_once_it_reads(run: R
             streams = [client.open_stream(request_headers(b"/%d" % i), True) for i in range(8)]
             await wait_until(lambda: len(out.sent) == 8)
             server = peers.server_conn
-            await wait_until(lambda: server.queued >= cap)
-            await asyncio.sleep(0.05)  # (the handlers have had every chance to queue more)
+            await wait_until(lambda: len(server.room_waiters) == 8)  # every handler waits
             # The cap holds, give or take the piece that crossed it: the rest wait.
             assert server.engine.queued_body_size() <= cap + CHUNK
             assert out.total() * CHUNK <= cap + CHUNK
@@ -170,7 +169,9 @@ def test_server_budget_is_shared_and_a_connection_with_nothing_queued_still_send
                 client.open_stream(request_headers(b"/shut%d" % i), True)
             await wait_until(lambda: budget.queued >= budget.limit)
             await wait_until(lambda: len(out.sent) == 4)
-            await asyncio.sleep(0.05)
+            shut_conns = list(peers.server_conns)
+            # Every handler waits (a connection with nothing queued sent one piece first).
+            await wait_until(lambda: all(len(c.room_waiters) == 1 for c in shut_conns))
             # The budget holds, but for one piece per connection that had nothing queued.
             assert queued(peers.server_conns) <= budget.limit + 4 * CHUNK
             assert all(n >= 1 for n in out.sent.values()), out.sent
@@ -190,7 +191,9 @@ def test_server_budget_is_shared_and_a_connection_with_nothing_queued_still_send
             assert out.sent[b"/shut%d" % filler] > 1
             shut[filler].abort()
             await wait_until(lambda: sum(out.sent.values()) > sum(before.values()))
-            await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: all(len(c.room_waiters) == 1 for c in shut_conns if not c.lost)
+            )
             assert queued(peers.server_conns) <= budget.limit + 4 * CHUNK
             assert budget.queued == sum(c.queued for c in peers.server_conns if not c.lost)
 
@@ -260,5 +263,41 @@ def test_a_stream_whose_peer_takes_nothing_for_send_timeout_is_reset(run: Run) -
             open_window(client, served, 8 * CHUNK)
             size, digest = await asyncio.wait_for(read_digest(served), 3.0)
             assert (size, digest) == (8 * CHUNK, expected(b"/served", 8))
+
+    run(main())
+
+
+def test_send_timeout_also_ends_the_streams_waiting_for_room(run: Run) -> None:
+    """Streams that never got their bytes queued (the connection was at its cap) are
+    reset on the same clock as the one holding the cap, not one send_timeout after
+    another as room frees up. (The check runs on an injected clock.)"""
+    out = Outbox(chunks=8)
+    cfg = TransportConfig(
+        send_timeout=None,  # no timer: the test calls the check itself
+        idle_timeout=None,
+        keepalive_interval=None,
+        connection_send_buffer=32 * KIB,
+        send_high_water=1024 * KIB,
+    )
+
+    async def main() -> None:
+        async with Peers(out, cfg) as peers:
+            client = await peers.connect(SHUT)
+            client.open_stream(request_headers(b"/first"), True)
+            await wait_until(lambda: out.sent.get(b"/first") == 2)  # the cap, reached
+            server = peers.server_conn
+            for name in (b"/b", b"/c"):
+                client.open_stream(request_headers(name), True)
+            await wait_until(lambda: len(server.room_waiters) == 3)
+            assert out.sent == {b"/first": 2, b"/b": 0, b"/c": 0}
+            server._reset_stalled(100.0, 60.0)  # first seen stalled
+            server._reset_stalled(159.0, 60.0)
+            assert all(stream._error is None for stream in out.streams.values())
+            server._reset_stalled(160.0, 60.0)  # a minute on: all three, at once
+            for name in (b"/first", b"/b", b"/c"):
+                assert "took none of the response for 60 s" in str(out.streams[name]._error)
+            await wait_until(lambda: len(out.errors) == 3)
+            assert out.sent == {b"/first": 2, b"/b": 0, b"/c": 0}
+            await wait_until(lambda: server.budget.queued == 0)
 
     run(main())

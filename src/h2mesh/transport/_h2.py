@@ -980,14 +980,16 @@ class H2Connection(asyncio.Protocol):
 
     def _reset_stalled(self, now: float, limit: float) -> None:
         """Reset the streams whose peer has taken none of their queued bytes for ``limit``
-        seconds (as nginx's ``send_timeout``): a peer that never opens its window must
-        not hold a response, and the handler waiting to send more, forever."""
+        seconds (as nginx's ``send_timeout``), and those that waited that long for room
+        to queue theirs: a peer that never opens its window must not hold a response,
+        and the handler waiting to send more, forever."""
         queued = self.engine.queued_body_size
+        waiting = set(self.room_waiters)
         marks = self._stalled
         kept: dict[int, tuple[int, float]] = {}
         for sid, stream in list(self.streams.items()):
             left = queued(sid)
-            if not left:
+            if not left and stream not in waiting:
                 continue
             mark = marks.get(sid)
             if mark is None or mark[0] != left:
