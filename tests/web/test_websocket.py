@@ -1,10 +1,12 @@
 """WebSockets over HTTP/1.1 Upgrade, with real FastAPI and Starlette endpoints and the
 ``websockets`` client over real sockets: echo, subprotocols, permessage-deflate,
-ping/pong, close codes both ways, the message size limit, refusal, and shutdown."""
+ping/pong, close codes both ways, the message size limit, refusal, shutdown, and the
+server's keepalive pings."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -204,6 +206,94 @@ def test_websocket_over_http2_extended_connect(run: Run) -> None:
             assert closes[0].code == 4000
         finally:
             conn.abort()
+            await server.stop(1.0)
+
+    run(main())
+
+
+class _Pings(logging.Handler):
+    """Counts the pings a ``websockets`` client logs receiving; ``reached`` is set at
+    ``target``."""
+
+    def __init__(self, target: int = 0) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+        self.target = target
+        self.reached = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("< PING"):
+            self.count += 1
+            if self.count == self.target:
+                self.reached.set()
+
+
+def _client_logger(handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(f"tests.websocket.client.{id(handler)}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(handler)
+    return logger
+
+
+def test_server_pings_keep_an_idle_websocket_open(run: Run) -> None:
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app, ws_ping_interval=0.2, ws_ping_timeout=2.0)
+        pings = _Pings(target=4)
+        try:
+            # The client sends no pings of its own: only its pongs answer the server's.
+            async with connect(
+                f"ws://127.0.0.1:{server.port}/echo",
+                ping_interval=None,
+                logger=_client_logger(pings),
+            ) as ws:
+                await asyncio.wait_for(pings.reached.wait(), 20.0)
+                await ws.send("still here")
+                assert await ws.recv() == "still here"
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_a_client_that_stops_answering_pings_is_closed_with_1011(run: Run) -> None:
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app, ws_ping_interval=0.2, ws_ping_timeout=0.5)
+        ws_apps.CLOSES.clear()
+        ws_apps.CLOSED.clear()
+        try:
+            async with connect(f"ws://127.0.0.1:{server.port}/echo", ping_interval=None) as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+                # A stalled client: it reads nothing, so it answers no ping.
+                ws.transport.pause_reading()
+                assert await asyncio.to_thread(ws_apps.CLOSED.wait, 20.0)
+                assert ws_apps.CLOSES == [1011]  # the app heard why
+                ws.transport.resume_reading()
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 1011
+                assert ws.close_reason == "keepalive ping timeout"
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_keepalive_pings_can_be_turned_off(run: Run) -> None:
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app, ws_ping_interval=None)
+        pings = _Pings()
+        try:
+            url = f"ws://127.0.0.1:{server.port}/echo"
+            async with connect(url, ping_interval=None, logger=_client_logger(pings)) as ws:
+                # Round trips over a second: no ping arrives among the echoes.
+                for n in range(10):
+                    await ws.send(f"m{n}")
+                    assert await ws.recv() == f"m{n}"
+                    await asyncio.sleep(0.1)
+                assert pings.count == 0
+        finally:
             await server.stop(1.0)
 
     run(main())

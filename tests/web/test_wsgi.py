@@ -1,19 +1,26 @@
 """WSGI hosting over real sockets: the bounded thread pool, ``wsgi.input`` streaming
 without blocking the loop, backpressure on the response iterable, ``close()`` always
-called, and ``wsgi.errors`` going to logging."""
+called, ``wsgi.errors`` going to logging, and ``wsgi.file_wrapper`` under Flask's
+``send_file``."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from h2mesh import Server
+from h2mesh.server._wsgi import FileWrapper
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -173,3 +180,118 @@ def test_wsgi_errors_go_to_logging(run: Run, caplog: pytest.LogCaptureFixture) -
         run(main())
     lines = [r.getMessage() for r in caplog.records if r.name == "h2mesh.wsgi"]
     assert lines == ["first line", "second line"]
+
+
+class _TrackedFile(io.FileIO):
+    """A file that counts the bytes read from it and says when it is closed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "rb")
+        self.read_bytes = 0
+        self.closed_event = threading.Event()
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.read_bytes += len(data or b"")
+        return data or b""
+
+    def close(self) -> None:
+        super().close()
+        self.closed_event.set()
+
+
+class _Opened(list[_TrackedFile]):
+    """The files a ``_file_app`` opened; ``first`` is set when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = threading.Event()
+
+    def append(self, handle: _TrackedFile) -> None:
+        super().append(handle)
+        self.first.set()
+
+
+def _file_app(path: Path, opened: _Opened) -> Any:
+    from flask import Flask, request, send_file
+
+    app = Flask(__name__)
+
+    @app.get("/file")
+    def download() -> Any:
+        # send_file wraps the file with the server's wsgi.file_wrapper.
+        assert request.environ["wsgi.file_wrapper"] is FileWrapper
+        handle = _TrackedFile(path)
+        opened.append(handle)
+        return send_file(handle, mimetype="application/octet-stream")
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("files") / "blob.bin"
+    data = os.urandom(6 * 1024 * 1024 + 12345)  # several MiB, not a multiple of a block
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("h2", [True, False], ids=["h2", "h1"])
+def test_flask_send_file_goes_through_the_file_wrapper(
+    run: Run, big_file: tuple[Path, str], h2: bool
+) -> None:
+    path, digest = big_file
+    opened = _Opened()
+
+    async def main() -> None:
+        server = await _serve(_file_app(path, opened))
+        try:
+            async with httpx.AsyncClient(http2=h2, http1=not h2, timeout=30) as client:
+                sha = hashlib.sha256()
+                url = f"http://127.0.0.1:{server.port}/file"
+                async with client.stream("GET", url) as reply:
+                    assert reply.http_version == ("HTTP/2" if h2 else "HTTP/1.1")
+                    assert reply.headers["content-length"] == str(path.stat().st_size)
+                    async for part in reply.aiter_raw():
+                        sha.update(part)
+            assert sha.hexdigest() == digest
+            assert await asyncio.to_thread(opened[0].closed_event.wait, 5.0)
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_a_file_download_waits_for_the_client_and_closes_the_file_when_it_leaves(
+    run: Run, tmp_path: Path
+) -> None:
+    path = tmp_path / "huge.bin"
+    path.write_bytes(os.urandom(32 * 1024 * 1024))
+    opened = _Opened()
+
+    async def main() -> None:
+        server = await _serve(_file_app(path, opened))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.transport.set_write_buffer_limits(0)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            writer.write(b"GET /file HTTP/1.1\r\nhost: x\r\n\r\n")
+            await reader.readuntil(b"\r\n\r\n")
+            writer.transport.pause_reading()
+            loop = asyncio.get_running_loop()
+            assert await asyncio.to_thread(opened.first.wait, 10.0)
+            handle = opened[0]
+            last, since = -1, loop.time()
+            while loop.time() - since < 0.5:  # until the reads stop advancing
+                if handle.read_bytes != last:
+                    last, since = handle.read_bytes, loop.time()
+                await asyncio.sleep(0.02)
+            # Held back by the client: socket buffers and a few blocks, not the 32 MiB.
+            assert handle.read_bytes < 16 * 1024 * 1024
+            writer.transport.abort()
+            assert await asyncio.to_thread(handle.closed_event.wait, 5.0)
+        finally:
+            await server.stop(1.0)
+
+    run(main())

@@ -35,6 +35,8 @@ def host_app(
     date_header: bool = True,
     wsgi_threads: int = 40,
     ws_max_size: int = 16 * 1024 * 1024,
+    ws_ping_interval: float | None = 20.0,
+    ws_ping_timeout: float | None = 20.0,
 ) -> AsgiHost:
     """The host that serves ``app`` for a ``Server``.
 
@@ -63,4 +65,6 @@ def host_app(
         server_header=server_header,
         date_header=date_header,
         ws_max_size=ws_max_size,
+        ws_ping_interval=ws_ping_interval,
+        ws_ping_timeout=ws_ping_timeout,
     )

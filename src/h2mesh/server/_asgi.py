@@ -45,12 +45,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
 _NO_ERROR = ErrorCode.NO_ERROR
-_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 # Connection-specific fields are not allowed in HTTP/2 (RFC 9113 8.2.2); HTTP/1.1 writes
 # its own framing fields.
 _H2_DROPPED = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+# The fields response_head looks at: those it drops, and the two it adds unless given.
+_SPECIAL = _H2_DROPPED | {b"server", b"date"}
 _SERVER_ERROR_BODY = b"Internal Server Error"
 _SERVER_ERROR = [
     (b":status", b"500"),
@@ -62,6 +63,8 @@ _SERVER_ERROR = [
 # the whole body before reading the response), then the stream is reset with NO_ERROR,
 # which RFC 9113 8.1 tells clients to take as "stop sending, the response stands".
 _DRAIN_LIMIT = 8 * 1024 * 1024
+_PSEUDO = frozenset({b":method", b":path", b":scheme", b":authority", b":protocol"})
+_STATUS = {code: b"%d" % code for code in range(100, 600)}
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _SCHEMES = {b"http": "http", b"https": "https"}
 
@@ -81,12 +84,6 @@ class LifespanFailed(RuntimeError):
     """The application answered ``lifespan.startup`` with ``lifespan.startup.failed``."""
 
 
-def _address(addr: Any) -> tuple[str, int] | None:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        return (str(addr[0]), int(addr[1]))
-    return None
-
-
 def http_scope(
     headers: Headers,
     http_version: str,
@@ -103,41 +100,22 @@ def http_scope(
     ``:authority`` becomes a ``host`` header when the request has none (HTTP/2 clients
     send no ``host``), and HTTP/2's split ``cookie`` fields are joined (RFC 9113 8.2.3).
     """
-    method = target = b""
-    scheme = b"http"
-    authority: bytes | None = None
-    fields: list[tuple[bytes, bytes]] = []
-    cookies: list[bytes] | None = None
-    has_host = False
-    te_trailers = False
-    for name, value in headers:
-        if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                target = value
-            elif name == b":scheme":
-                scheme = value
-            elif name == b":authority":
-                authority = value
-            continue
-        if name == b"cookie":
-            if cookies is None:
-                cookies = [value]
-                fields.append((name, value))
-            else:
-                cookies.append(value)
-            continue
-        if name == b"host":
-            has_host = True
-        elif name == b"te":
-            te_trailers = b"trailers" in value.lower()
-        fields.append((name, value))
-    if cookies is not None and len(cookies) > 1:
-        index = next(i for i, field in enumerate(fields) if field[0] == b"cookie")
-        fields[index] = (b"cookie", b"; ".join(cookies))
-    if authority is not None and not has_host:
+    # Every request pays for this, so no Python loop over the fields in the common case:
+    # a dict (built in C) answers the lookups, and a field list with no repeated name
+    # (the dict as long as the list) has no cookies to join.
+    by_name = dict(headers)
+    get = by_name.get
+    method = get(b":method", b"")
+    target = get(b":path", b"")
+    scheme = get(b":scheme", b"http")
+    authority = get(b":authority")
+    first = len(_PSEUDO.intersection(by_name))
+    fields = headers[first:]
+    if len(by_name) != len(headers):
+        fields = _join_cookies(fields)
+    if authority is not None and b"host" not in by_name:
         fields.insert(0, (b"host", authority))
+    te = get(b"te")
     raw_path, _, query = target.partition(b"?")
     path = raw_path.decode("utf-8", "replace")
     if "%" in path:
@@ -153,28 +131,50 @@ def http_scope(
         "query_string": query,
         "root_path": root_path,
         "headers": fields,
-        "client": _address(client),
-        "server": _address(server),
+        # Socket addresses (four items for IPv6) as ASGI's (host, port).
+        "client": client[:2] if client.__class__ is tuple and len(client) > 1 else None,
+        "server": server[:2] if server.__class__ is tuple and len(server) > 1 else None,
         "state": {} if state is None else state.copy(),
-        "extensions": {"http.response.trailers": {}} if trailers or te_trailers else {},
+        "extensions": (
+            {"http.response.trailers": {}}
+            if trailers or (te is not None and te.lower().find(b"trailers") >= 0)
+            else {}
+        ),
     }
+
+
+def _join_cookies(fields: Headers) -> Headers:
+    """``fields`` with its ``cookie`` fields joined into one, where the first was (the
+    same list if it has fewer than two)."""
+    if sum(1 for name, _ in fields if name == b"cookie") < 2:
+        return fields
+    joined: Headers = []
+    values: list[bytes] = []
+    at = 0
+    for field in fields:
+        if field[0] == b"cookie":
+            if not values:
+                joined.append(field)  # replaced below
+                at = len(joined) - 1
+            values.append(field[1])
+        else:
+            joined.append(field)
+    joined[at] = (b"cookie", b"; ".join(values))
+    return joined
 
 
 class _DateHeader:
     """The ``date`` field, formatted once per second."""
 
-    __slots__ = ("_second", "_value")
+    __slots__ = ("second", "value")
 
     def __init__(self) -> None:
-        self._second = 0
-        self._value = b""
+        self.second = 0
+        self.value = b""
 
-    def __call__(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._value = formatdate(now, usegmt=True).encode()
-        return self._value
+    def update(self, now: int) -> None:
+        self.second = now
+        self.value = formatdate(now, usegmt=True).encode()
 
 
 class AsgiHost:
@@ -194,6 +194,8 @@ class AsgiHost:
         date_header: bool = True,
         kind: str = "ASGI",
         ws_max_size: int = 16 * 1024 * 1024,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float | None = 20.0,
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {lifespan!r}")
@@ -202,6 +204,10 @@ class AsgiHost:
         self.root_path = root_path
         #: Largest WebSocket message taken (bytes); a larger one closes with 1009.
         self.ws_max_size = ws_max_size
+        #: Seconds between the server's keepalive pings on a WebSocket (None: no pings),
+        #: and how long the client may then stay silent before it is closed with 1011.
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
         #: Protocols an HTTP/1.1 request may switch to: ``websocket`` for an ASGI
         #: application, when wsproto (``h2mesh[websockets]``) is installed.
         self.upgrades: frozenset[bytes] = (
@@ -297,7 +303,7 @@ class AsgiHost:
                 if task is not None:
                     self._tasks.discard(task)
             return
-        exchange = _Exchange(self, stream, scope)
+        exchange = _Exchange(self, stream, scope["method"])
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except ClientDisconnected:
@@ -323,21 +329,30 @@ class AsgiHost:
     def response_head(self, status: int, headers: Any) -> list[tuple[bytes, bytes]]:
         """The response header list: ``:status``, the application's fields (names
         lowercased, connection-specific ones dropped), then ``server`` and ``date``."""
-        head = [(b":status", b"%d" % status)]
+        head = [(b":status", _STATUS.get(status) or b"%d" % status)]
+        append = head.append
         has_server = has_date = False
-        for name, value in headers:
-            name = bytes(name).lower()
-            if name in _H2_DROPPED:
-                continue
-            if name == b"server":
-                has_server = True
-            elif name == b"date":
-                has_date = True
-            head.append((name, bytes(value)))
-        if self._extra and not has_server:
+        try:
+            for name, value in headers:
+                name = name.lower()
+                if name in _SPECIAL:
+                    if name in _H2_DROPPED:
+                        continue
+                    if name == b"server":
+                        has_server = True
+                    else:
+                        has_date = True
+                append((name, value if value.__class__ is bytes else bytes(value)))
+        except TypeError:  # a bytearray name (unhashable), say: the careful way
+            return self.response_head(status, [(bytes(n), bytes(v)) for n, v in headers])
+        if not has_server and self._extra:
             head += self._extra
-        if self._date is not None and not has_date:
-            head.append((b"date", self._date()))
+        date = self._date
+        if date is not None and not has_date:
+            now = int(time.time())
+            if now != date.second:
+                date.update(now)
+            append((b"date", date.value))
         return head
 
 
@@ -370,7 +385,12 @@ async def _drain(stream: Stream) -> None:
 
 
 class _Exchange:
-    """One request: the ``receive`` and ``send`` callables handed to the application."""
+    """One request: the ``receive`` and ``send`` callables handed to the application.
+
+    The common exchange (a request body read whole, or none; a response head and one
+    body message) takes the first branch of each method and awaits nothing that does
+    not have to wait.
+    """
 
     __slots__ = (
         "body_done",
@@ -378,49 +398,82 @@ class _Exchange:
         "drop_body",
         "head",
         "host",
+        "method",
         "state",
         "stream",
         "trailers",
         "wants_trailers",
     )
 
-    def __init__(self, host: AsgiHost, stream: Stream, scope: dict[str, Any]) -> None:
+    def __init__(self, host: AsgiHost, stream: Stream, method: str) -> None:
         self.host = host
         self.stream = stream
+        self.method = method
         self.state = _START
         self.body_done = False
         self.disconnected = False
+        self.drop_body = False
         self.head: list[tuple[bytes, bytes]] | None = None
         self.wants_trailers = False
-        self.trailers: list[tuple[bytes, bytes]] = []
-        # HTTP/1.1 drops a HEAD response's body itself (and reports its length).
-        self.drop_body = scope["method"] == "HEAD" and stream.http_version == "2"
+        self.trailers: list[tuple[bytes, bytes]] | None = None
 
     async def receive(self) -> Message:
         if not self.body_done:
+            stream = self.stream
             try:
-                data = await self.stream.read()
+                data = await stream.read()
             except TransportError:
                 self.disconnected = self.body_done = True
-                return dict(_DISCONNECT)
-            more = bool(data) and not self.stream.at_eof
-            if not more:
+                return {"type": "http.disconnect"}
+            if not data or stream.at_eof:
                 self.body_done = True
-            return {"type": "http.request", "body": data, "more_body": more}
+                return {"type": "http.request", "body": data, "more_body": False}
+            return {"type": "http.request", "body": data, "more_body": True}
         if self.state != _DONE and not self.disconnected:
             # Nothing more to read: the next event is the end of the exchange.
             await self.stream.wait_closed()
             self.disconnected = True
-        return dict(_DISCONNECT)
+        return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
-        kind = message["type"]
         state = self.state
         if self.disconnected and state != _DONE:
             raise ClientDisconnected("the client has gone away")
+        kind = message["type"]
         try:
-            if kind == "http.response.body" and _HEAD <= state <= _BODY:
-                await self._body(message.get("body", b""), message.get("more_body", False))
+            if kind == "http.response.body":
+                body = message.get("body", b"")
+                more = message.get("more_body", False)
+                stream = self.stream
+                head = self.head
+                if head is not None:
+                    # The first body message: the head goes out with it.
+                    self.head = None
+                    if self.method == "HEAD" and stream.http_version == "2":
+                        # (HTTP/1.1 drops a HEAD body itself, and says its length.)
+                        self.drop_body = True
+                        body = b""
+                    if not more and not self.wants_trailers:
+                        self.state = _DONE
+                        if not body:
+                            stream.send_headers(head, end_stream=True)
+                            return
+                        stream.send_headers(head)
+                        await stream.send_data(
+                            body if body.__class__ is bytes else bytes(body), end_stream=True
+                        )
+                        return
+                    stream.send_headers(head)
+                elif state != _BODY:
+                    raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
+                elif self.drop_body:
+                    body = b""
+                end = not more and not self.wants_trailers
+                self.state = _BODY if more else _DONE if end else _TRAILERS
+                if body or end:
+                    await stream.send_data(
+                        body if body.__class__ is bytes else bytes(body), end_stream=end
+                    )
             elif kind == "http.response.start" and state == _START:
                 self.head = self.host.response_head(
                     int(message["status"]), message.get("headers", ())
@@ -428,43 +481,24 @@ class _Exchange:
                 self.wants_trailers = bool(message.get("trailers", False))
                 self.state = _HEAD
             elif kind == "http.response.trailers" and state == _TRAILERS:
+                trailers = self.trailers
+                if trailers is None:
+                    trailers = self.trailers = []
                 for name, value in message.get("headers", ()):
-                    self.trailers.append((bytes(name).lower(), bytes(value)))
+                    trailers.append((bytes(name).lower(), bytes(value)))
                 if not message.get("more_trailers", False):
                     self.state = _DONE
-                    self._send_trailers()
+                    self._send_trailers(trailers)
             else:
                 raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
         except TransportError as exc:
             self.disconnected = True
             raise ClientDisconnected(str(exc)) from None
 
-    async def _body(self, body: bytes, more: bool) -> None:
+    def _send_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
         stream = self.stream
-        if self.drop_body:
-            body = b""
-        end = not more and not self.wants_trailers
-        head = self.head
-        if head is not None:
-            self.head = None
-            if end and not body:
-                stream.send_headers(head, end_stream=True)
-                self.state = _DONE
-                return
-            stream.send_headers(head)
-        if end:
-            self.state = _DONE
-        elif not more:
-            self.state = _TRAILERS
-        else:
-            self.state = _BODY
-        if body or end:
-            await stream.send_data(bytes(body), end_stream=end)
-
-    def _send_trailers(self) -> None:
-        stream = self.stream
-        if self.trailers and (stream.supports_trailers or _takes_trailers(stream)):
-            stream.send_trailers(self.trailers)
+        if trailers and (stream.supports_trailers or _takes_trailers(stream)):
+            stream.send_trailers(trailers)
         else:
             stream.end()
 
@@ -488,7 +522,7 @@ def _takes_trailers(stream: Stream) -> bool:
     """Whether an HTTP/1.1 client said it accepts chunked trailers (``TE: trailers``)."""
     for name, value in stream.headers or ():
         if name == b"te":
-            return b"trailers" in value.lower()
+            return value.lower().find(b"trailers") >= 0
     return False
 
 

@@ -128,6 +128,8 @@ class Server:
         date_header: bool = True,
         wsgi_threads: int = 40,
         ws_max_size: int = 16 * 1024 * 1024,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float | None = 20.0,
         executor: Executor | None = None,
         forwarded_allow_ips: str | Sequence[str] | None = None,
         tracer_provider: Any = None,
@@ -203,6 +205,8 @@ class Server:
                 date_header=date_header,
                 wsgi_threads=wsgi_threads,
                 ws_max_size=ws_max_size,
+                ws_ping_interval=ws_ping_interval,
+                ws_ping_timeout=ws_ping_timeout,
             )
 
     def add_service(self, service: Service | type[Service]) -> None:
@@ -593,7 +597,7 @@ class Server:
         method = request.get(b":method")
         path = request.get(b":path", b"")
         route = self._routes.get(path)
-        if route is None and b"?" in path:
+        if route is None and path.find(b"?") >= 0:  # (not "in": see _h1wire.field_block)
             route = self._routes.get(path.partition(b"?")[0])
         if route is None:
             if self._rest_active:

@@ -7,6 +7,12 @@ frames and compression are wsproto's (the sans-IO WebSocket library, ``h2mesh[we
 Pings are answered with pongs. A message larger than ``max_size`` closes the connection
 with 1009; the server shutting down closes it with 1012. Sending waits while the client
 is not reading (the socket's buffer is full).
+
+Keepalive: every ``ping_interval`` seconds the server sends a ping; a client that has
+sent nothing in the ``ping_timeout`` seconds after it (no pong, nor anything else) is
+taken for gone, and the WebSocket is closed with 1011, as the ``websockets`` library and
+uvicorn do. Frames are only parsed when the application reads (that is the
+backpressure), so bytes that arrived and wait unread count as a sign of life too.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ log = logging.getLogger("h2mesh.asgi")
 
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 _CLOSE_TIMEOUT = 1.0
+DEFAULT_PING_INTERVAL = 20.0
+DEFAULT_PING_TIMEOUT = 20.0
 _MESSAGE_TOO_BIG = 1009
 _INTERNAL_ERROR = 1011
 _SERVICE_RESTART = 1012
@@ -54,7 +62,9 @@ def websocket_scope(http: dict[str, Any]) -> dict[str, Any]:
 async def serve_websocket(host: AsgiHost, stream: Stream, http: dict[str, Any]) -> None:
     """Run the application for one WebSocket request, from connect to close."""
     scope = websocket_scope(http)
-    session = _Session(stream, http["headers"], host.ws_max_size)
+    session = _Session(
+        stream, http["headers"], host.ws_max_size, host.ws_ping_interval, host.ws_ping_timeout
+    )
     host.websockets.add(session)
     try:
         await host.app(scope, session.receive, session.send)
@@ -72,10 +82,23 @@ async def serve_websocket(host: AsgiHost, stream: Stream, http: dict[str, Any]) 
 class _Session:
     """One WebSocket: the ``receive`` and ``send`` callables handed to the application."""
 
-    def __init__(self, stream: Stream, headers: list[tuple[bytes, bytes]], max_size: int) -> None:
+    def __init__(
+        self,
+        stream: Stream,
+        headers: list[tuple[bytes, bytes]],
+        max_size: int,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    ) -> None:
         self.stream = stream
         self.headers = headers
         self.max_size = max_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.keepalive: asyncio.Task[None] | None = None
+        self.writing = asyncio.Lock()
+        # Frames taken from the client (parsed or not), for the keepalive to see.
+        self.heard = 0
         self.connect_sent = False
         self.tunnel: Tunnel | None = None
         self.ws: Any = None  # wsproto.connection.Connection once accepted
@@ -120,7 +143,8 @@ class _Session:
             except TransportError:
                 data = b""
             if not data:
-                self.close_code = _ABNORMAL
+                if self.close_code is None:  # (the keepalive may have closed it first)
+                    self.close_code = _ABNORMAL
                 return None
             try:
                 ws.receive_data(data)
@@ -129,6 +153,7 @@ class _Session:
                 await self._close(1002, "protocol error")
                 return None
             self.events = list(ws.events())
+            self.heard += 1
         event = self.events.pop(0)
         if isinstance(event, WsMessage):
             self.parts.append(event.data)
@@ -218,6 +243,46 @@ class _Session:
         self.tunnel.on_shutdown = self._on_shutdown
         self.answered = True
         self.ws = Connection(ConnectionType.SERVER, extensions=extensions)
+        if self.ping_interval is not None:
+            self.keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
+
+    async def _keep_alive(self) -> None:
+        """Ping every ``ping_interval`` seconds; close with 1011 when the client stays
+        silent for ``ping_timeout`` seconds after a ping."""
+        from wsproto.events import Ping
+
+        ws, tunnel = self.ws, self.tunnel
+        assert ws is not None and tunnel is not None and self.ping_interval is not None
+        interval, timeout = self.ping_interval, self.ping_timeout
+        sent = 0
+        while True:
+            await asyncio.sleep(interval)
+            if self.close_code is not None or self.close_sent:
+                return
+            heard = self.heard
+            if not self.writing.locked():
+                # (A send in progress waits for the client to read: the ping would only
+                # queue behind it, and the silence is judged all the same.)
+                sent += 1
+                try:
+                    await self._write(ws.send(Ping(payload=b"%d" % sent)))
+                except ClientDisconnected:
+                    return
+            if timeout is None:
+                continue
+            await asyncio.sleep(timeout)
+            if self.close_code is not None or self.close_sent:
+                return
+            # Frames are parsed when the application reads; bytes that wait unread are
+            # a sign of life the application has not looked at yet, so not judged.
+            if self.heard == heard and not tunnel.pending:
+                log.info("WebSocket client silent for %g s after a ping: closing", timeout)
+                self.close_code = _INTERNAL_ERROR
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_CLOSE_TIMEOUT):
+                        await self._close(_INTERNAL_ERROR, "keepalive ping timeout")
+                tunnel.close()
+                return
 
     def _refuse(self, head: list[tuple[bytes, bytes]]) -> None:
         self.answered = True
@@ -228,7 +293,9 @@ class _Session:
     async def _write(self, data: bytes) -> None:
         assert self.tunnel is not None
         try:
-            await self.tunnel.write(data)
+            # One write at a time: a write that waits for the client holds the others.
+            async with self.writing:
+                await self.tunnel.write(data)
         except TransportError as exc:
             self.close_code = self.close_code or _ABNORMAL
             raise ClientDisconnected(str(exc)) from None
@@ -254,6 +321,8 @@ class _Session:
     async def finish(self, code: int, *, failed: bool = False) -> None:
         """After the application returned: answer if it never did, close the WebSocket
         (waiting briefly for the client's close frame), then the connection."""
+        if self.keepalive is not None:
+            self.keepalive.cancel()
         tunnel = self.tunnel
         if tunnel is None:
             if not self.answered:

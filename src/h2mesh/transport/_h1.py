@@ -7,10 +7,8 @@ first), so the RPC layers do not need to know which version carried it.
 
 Requests on a connection are answered in order. A pipelined request waits in
 ``streams`` until the response before it is complete, and only then is it handed to
-``on_stream``. A response is framed when its first body bytes are written: a body sent
-whole by one ``send_data(..., end_stream=True)`` gets ``content-length`` and goes out
-in a single ``transport.write`` with its head; anything else is chunked (or, for an
-HTTP/1.0 client, delimited by closing the connection).
+``on_stream``. How a response is framed is ``H1Stream``'s business (``_h1stream``); the
+bytes on the wire come from the sans-IO helpers in ``_h1wire``.
 
 Request bodies are buffered until the application reads them; past
 ``h1_buffer_limit`` unread bytes on the connection, reading from the socket pauses.
@@ -25,9 +23,7 @@ If the application answers in HTTP instead, the connection closes after the resp
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Callable, Iterable
-from http import HTTPStatus
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -36,15 +32,24 @@ from httptools import (
     HttpParserError,
     HttpParserUpgrade,
     HttpRequestParser,
-    parse_url,
 )
 
-from .._http2 import ErrorCode
 from ._config import TransportConfig
-from ._errors import ConnectionLost, MessageTooLarge, StreamReset
-from ._stream import Headers, Stream
+from ._errors import ConnectionLost
+from ._h1stream import H1Stream, H1Tunnel
+from ._h1wire import (
+    CONTINUE,
+    NOT_STARTED,
+    Reject,
+    absolute_form,
+    body_head,
+    error_response,
+    wanted_upgrade,
+)
+from ._stream import Headers
 
-_CANCEL = ErrorCode.CANCEL
+__all__ = ["H1Connection", "H1Stream", "H1Tunnel"]
+
 # Requests read ahead of the one being answered before reading pauses.
 _MAX_PIPELINED = 16
 # Seconds to keep reading (and dropping) a request body that the response did not wait
@@ -54,493 +59,7 @@ _LINGER_SECONDS = 2.0
 # HTTP/2 counts 32 bytes of overhead per field against SETTINGS_MAX_HEADER_LIST_SIZE;
 # counting the same way makes ``max_header_list_size`` mean the same on both versions.
 _FIELD_OVERHEAD = 32
-
-# How the response body is framed; decided when the body starts.
-_NOT_STARTED = 0
-_CHUNKED = 1
-_RAW = 2  # HTTP/1.0 client, length unknown: the body ends when the connection closes
-_NO_BODY = 3  # HEAD, 204 and 304: bytes handed to send_data are dropped
-_DONE = 4
-_LENGTH = 5  # the application declared a content-length: its bytes go out as they are
-
-# Fields that frame the message or belong to the connection: this module writes its
-# own, and drops any the application passes.
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"content-length",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
 _NO_FIELD = (b"", b"")
-# Status codes http.HTTPStatus does not know but RPC protocols use.
-_EXTRA_REASONS = {499: "Client Closed Request"}
-_status_lines: dict[int, bytes] = {}
-
-
-def _status_line(status: int) -> bytes:
-    """``HTTP/1.1 <status> <reason>\\r\\n``, cached per status code."""
-    line = _status_lines.get(status)
-    if line is None:
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = _EXTRA_REASONS.get(status, "Unknown")
-        line = _status_lines[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode())
-    return line
-
-
-def _error_response(status: int, message: str) -> bytes:
-    """A complete plain-text response that the connection sends on its own, then closes."""
-    body = message.encode("utf-8", "replace") + b"\n"
-    return b"".join(
-        (
-            _status_line(status),
-            b"content-type: text/plain; charset=utf-8\r\n",
-            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
-            body,
-        )
-    )
-
-
-def _field_lines(headers: Iterable[tuple[bytes, bytes]], lines: list[bytes]) -> tuple[int, int]:
-    """Append ``name: value`` lines to ``lines``; return the ``:status`` found (0 if none)
-    and the ``content-length`` given (-1 if none).
-
-    Pseudo-headers other than ``:status`` and hop-by-hop fields are left out. A CR or LF
-    would let a value smuggle in fields of its own, so those raise ``ValueError``.
-    """
-    status = 0
-    length = -1
-    for name, value in headers:
-        if name[:1] == b":":
-            if name == b":status":
-                status = int(value)
-            continue
-        if name in _HOP_BY_HOP:
-            if name == b"content-length" and value.isdigit():
-                length = int(value)
-            continue
-        if not name or b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-            raise ValueError(f"invalid header field {name!r}: {value!r}")
-        lines += (name, b": ", value, b"\r\n")
-    return status, length
-
-
-def _absolute_form(target: bytes) -> tuple[bytes, bytes]:
-    """The path and authority of an absolute-form request target (``GET http://h/p``)."""
-    try:
-        url = parse_url(target)
-    except HttpParserError:
-        raise _Reject(400, "invalid request target") from None
-    if not url.host:
-        raise _Reject(400, "invalid request target")
-    path = url.path or b"/"
-    if url.query:
-        path += b"?" + url.query
-    host = url.host
-    authority = b"[" + host + b"]" if b":" in host else host
-    if url.port:
-        authority += b":%d" % url.port
-    return path, authority
-
-
-def _wanted_upgrade(headers: Headers, allowed: frozenset[bytes]) -> bytes | None:
-    """The protocol of an ``Upgrade`` header this connection may switch to, if any."""
-    if not allowed:
-        return None
-    for name, value in headers:
-        if name == b"upgrade":
-            wanted = value.strip().lower()
-            return wanted if wanted in allowed else None
-    return None
-
-
-def _body_head(headers: Headers) -> bytes | None:
-    """A made-up request head with the same body framing as ``headers`` (None: no body)."""
-    for name, value in headers:
-        if name == b"transfer-encoding":
-            return b"POST / HTTP/1.1\r\ntransfer-encoding: " + value + b"\r\n\r\n"
-        if name == b"content-length":
-            length = int(value)  # llhttp has already checked the digits
-            return b"POST / HTTP/1.1\r\ncontent-length: %d\r\n\r\n" % length if length else None
-    return None
-
-
-class _Reject(Exception):
-    """A request the connection answers by itself with ``status``, then closes."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class H1Tunnel:
-    """The raw bytes of a connection after ``101 Switching Protocols``, both ways.
-
-    ``read()`` returns ``b""`` once the peer closed; ``write()`` waits while the socket's
-    send buffer is full and raises ``ConnectionLost`` once the connection is gone.
-    ``on_shutdown`` (set by the protocol on top) is called when the server shuts down.
-    """
-
-    __slots__ = ("_chunks", "_conn", "_eof", "_waiter", "on_shutdown")
-
-    def __init__(self, conn: H1Connection, initial: bytes) -> None:
-        self._conn = conn
-        self._chunks: deque[bytes] = deque([initial] if initial else ())
-        self._eof = False
-        self._waiter: asyncio.Future[None] | None = None
-        self.on_shutdown: Callable[[], None] | None = None
-
-    async def read(self) -> bytes:
-        chunks = self._chunks
-        while not chunks:
-            if self._eof:
-                return b""
-            self._waiter = self._conn.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        data = chunks.popleft()
-        self._conn._consumed(len(data))
-        return data
-
-    async def write(self, data: bytes) -> None:
-        conn = self._conn
-        if conn.lost:
-            raise ConnectionLost("connection closed")
-        conn._write(data)
-        if conn.writing_paused:
-            await conn._wait_writable()
-            if conn.lost:
-                raise ConnectionLost("connection closed")
-
-    def close(self) -> None:
-        self._conn._close()
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._wake()
-
-    def _end(self) -> None:
-        self._eof = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class H1Stream(Stream):
-    """One HTTP/1.1 request and its response, seen through the ``Stream`` interface."""
-
-    __slots__ = (
-        "_chunks",
-        "_conn",
-        "_done_waiter",
-        "_eof",
-        "_error",
-        "_expect_continue",
-        "_framing",
-        "_head_request",
-        "_http10",
-        "_keep_alive",
-        "_length",
-        "_read_waiter",
-        "_response",
-        "_status",
-        "headers",
-        "received",
-        "sent",
-        "task",
-        "trailers",
-        "upgrade",
-    )
-
-    _conn: H1Connection
-    http_version = "1.1"
-    supports_trailers = False
-
-    def __init__(
-        self,
-        conn: H1Connection,
-        headers: Headers,
-        *,
-        keep_alive: bool,
-        http10: bool,
-        head_request: bool,
-        expect_continue: bool,
-    ) -> None:
-        self._conn = conn
-        self.headers: Headers | None = headers
-        # Trailer fields of a chunked request body, if it had any.
-        self.trailers: Headers | None = None
-        self.task: asyncio.Task[Any] | None = None
-        self._chunks: deque[bytes] = deque()
-        self._eof = False
-        self._error: BaseException | None = None
-        self._read_waiter: asyncio.Future[None] | None = None
-        self._done_waiter: asyncio.Future[None] | None = None
-        # Whether the client allows reuse; once the head is written, whether we agreed.
-        self._keep_alive = keep_alive
-        self._http10 = http10
-        self._head_request = head_request
-        self._expect_continue = expect_continue
-        self._framing = _NOT_STARTED
-        # Response head (status line first) from send_headers, until the body starts.
-        self._response: list[bytes] | None = None
-        self._status = 0
-        # The content-length the application declared (-1: none); then the bytes still due.
-        self._length = -1
-        # The protocol the client asked to switch to, if this connection may switch.
-        self.upgrade: bytes | None = None
-        self.received = self.sent = 0  # body bytes, for metrics and the access log
-
-    # -- reading ------------------------------------------------------------------
-    @property
-    def at_eof(self) -> bool:
-        return self._eof and not self._chunks
-
-    async def wait_closed(self) -> None:
-        while self._framing != _DONE and self._error is None:
-            self._done_waiter = self._conn.loop.create_future()
-            try:
-                await self._done_waiter
-            finally:
-                self._done_waiter = None
-
-    async def read(self) -> bytes:
-        """The next chunk of the request body; ``b""`` once it has all been read."""
-        chunks = self._chunks
-        while not chunks:
-            if self._eof:
-                return b""
-            if self._error is not None:
-                raise self._error
-            if self._expect_continue:
-                # The client holds the body back until told to go on; it is told only
-                # now that the body is wanted, so an early rejection costs no upload.
-                self._expect_continue = False
-                self._conn._send_continue(self)
-            self._read_waiter = self._conn.loop.create_future()
-            try:
-                await self._read_waiter
-            finally:
-                self._read_waiter = None
-        data = chunks.popleft()
-        self._conn._consumed(len(data))
-        return data
-
-    async def read_all(self, limit: int) -> bytes:
-        """The whole request body; raises ``MessageTooLarge`` past ``limit`` bytes."""
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            chunk = await self.read()
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise MessageTooLarge(limit)
-            parts.append(chunk)
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
-
-    # -- writing ------------------------------------------------------------------
-    def send_headers(
-        self, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
-    ) -> None:
-        """Set the response head; it is written with the first body bytes (or now if
-        ``end_stream``), so that a body sent whole can get a ``content-length``."""
-        if self._error is not None:
-            raise self._error
-        if self._response is not None or self._framing != _NOT_STARTED:
-            raise RuntimeError("response headers were already sent")
-        lines = [b""]
-        status, self._length = _field_lines(headers, lines)
-        if not 200 <= status <= 999:
-            raise ValueError(f"unsupported response status {status}")
-        lines[0] = _status_line(status)
-        self._status = status
-        self._response = lines
-        if end_stream:
-            self._start(b"", end=True)
-
-    async def send_data(self, data: bytes, end_stream: bool = False) -> None:
-        """Write body bytes; waits while the socket's send buffer is full."""
-        if self._error is not None:
-            raise self._error
-        conn = self._conn
-        self.sent += len(data)
-        framing = self._framing
-        if framing == _NOT_STARTED:
-            self._start(data, end_stream)
-        elif framing == _CHUNKED:
-            if data:
-                tail = b"\r\n0\r\n\r\n" if end_stream else b"\r\n"
-                conn._write(b"".join((b"%x\r\n" % len(data), data, tail)))
-            elif end_stream:
-                conn._write(_LAST_CHUNK)
-        elif framing == _RAW:
-            if data:
-                conn._write(data)
-        elif framing == _LENGTH:
-            if len(data) > self._length:
-                self.reset()
-                raise StreamReset(_CANCEL, "response body longer than its content-length")
-            self._length -= len(data)
-            if data:
-                conn._write(data)
-        elif framing == _DONE:
-            raise StreamReset(_CANCEL, "the response has already ended")
-        if end_stream and framing != _NOT_STARTED:
-            self._finish()
-        if conn.writing_paused:
-            await conn._wait_writable()
-            if self._error is not None:
-                raise self._error
-
-    def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        """End the response, with ``headers`` as trailer fields if it is chunked."""
-        if self._error is not None:
-            raise self._error
-        if self._framing != _CHUNKED:
-            # A content-length or close-delimited body has nowhere to carry trailers.
-            self.end()
-            return
-        lines = [b"0\r\n"]
-        _field_lines(headers, lines)
-        lines.append(b"\r\n")
-        self._conn._write(b"".join(lines))
-        self._finish()
-
-    def end(self) -> None:
-        """End the response body (an empty one if no body was sent)."""
-        framing = self._framing
-        if framing == _DONE or self._error is not None:
-            return
-        if framing == _NOT_STARTED:
-            self._start(b"", end=True)
-            return
-        if framing == _CHUNKED:
-            self._conn._write(_LAST_CHUNK)
-        self._finish()
-
-    def reset(self, error_code: int = _CANCEL) -> None:
-        """Abandon the exchange. HTTP/1.1 cannot cancel one message, so the connection
-        closes; a client sees a missing or cut-off response."""
-        if self._framing == _DONE or self._error is not None:
-            return
-        self._error = StreamReset(error_code, "stream reset locally")
-        self._framing = _DONE
-        self._wake()
-        self._conn._stream_reset(self)
-
-    async def wait_response(self) -> Headers:
-        raise NotImplementedError("HTTP/1.1 streams are server-side only")
-
-    def switch(self, headers: Iterable[tuple[bytes, bytes]]) -> H1Tunnel:
-        """Answer ``101 Switching Protocols`` (with ``headers``) to an upgrade request and
-        hand over the connection's raw bytes."""
-        if self.upgrade is None or self._framing != _NOT_STARTED or self._error is not None:
-            raise RuntimeError("this request cannot switch protocols")
-        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-        _field_lines(headers, lines)
-        lines += (b"upgrade: ", self.upgrade, b"\r\nconnection: Upgrade\r\n\r\n")
-        self._framing = _DONE
-        self._response = None
-        conn = self._conn
-        tunnel = conn._open_tunnel(self)
-        conn._write(b"".join(lines))
-        if self._done_waiter is not None:
-            self._wake()
-        return tunnel
-
-    def _start(self, body: bytes, end: bool) -> None:
-        """Write the response head with the framing ``body``/``end`` calls for, and the body."""
-        lines = self._response
-        if lines is None:
-            raise RuntimeError("send_headers() must come before the response body")
-        self._response = None
-        conn = self._conn
-        http10 = self._http10
-        # A request body still arriving would have to be read to its end before the
-        # next request could be parsed; close instead of keeping the connection.
-        keep = self._keep_alive and self._eof and not conn.closing
-        status = self._status
-        length = self._length
-        if self._head_request or status == 204 or status == 304:
-            if self._head_request and (end or length >= 0):
-                # What a GET would have said; the bytes themselves are not sent.
-                lines.append(b"content-length: %d\r\n" % (length if length >= 0 else len(body)))
-            body = b""
-            self._framing = _DONE if end else _NO_BODY
-        elif end:
-            lines.append(b"content-length: %d\r\n" % len(body))
-            self._framing = _DONE
-        elif length >= len(body):
-            # A length declared up front frames a body sent in pieces, as clients and
-            # proxies prefer to chunks (progress, no per-chunk overhead).
-            lines.append(b"content-length: %d\r\n" % length)
-            self._length = length - len(body)
-            self._framing = _LENGTH
-        elif http10:
-            # HTTP/1.0 has no chunked coding: the body runs until the connection closes.
-            keep = False
-            self._framing = _RAW
-        else:
-            lines.append(b"transfer-encoding: chunked\r\n")
-            self._framing = _CHUNKED
-            if body:
-                body = b"".join((b"%x\r\n" % len(body), body, b"\r\n"))
-        if keep:
-            if http10:
-                lines.append(b"connection: keep-alive\r\n")
-        elif not http10:
-            lines.append(b"connection: close\r\n")
-        self._keep_alive = keep
-        lines.append(b"\r\n")
-        if body:
-            lines.append(body)
-        conn._write(b"".join(lines))
-        if end:
-            conn._response_done(self)
-            if self._done_waiter is not None:
-                self._wake()
-
-    def _finish(self) -> None:
-        if self._framing == _LENGTH and self._length:
-            # Fewer bytes than declared: only closing tells the client the body is cut.
-            self._keep_alive = False
-        self._framing = _DONE
-        self._conn._response_done(self)
-        if self._done_waiter is not None:
-            self._wake()
-
-    # -- connection-side notifications ------------------------------------------
-    def _wake(self) -> None:
-        waiter = self._read_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        waiter = self._done_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _fail(self, exc: BaseException, cancel_task: bool) -> None:
-        if self._error is None and not (self._eof and self._framing == _DONE):
-            self._error = exc
-        self._wake()
-        if cancel_task and self.task is not None and not self.task.done():
-            self.task.cancel()
 
 
 class H1Connection(asyncio.Protocol):
@@ -720,12 +239,12 @@ class H1Connection(asyncio.Protocol):
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._max_head:
-            raise _Reject(431, "request header fields too large")
+            raise Reject(431, "request header fields too large")
 
     def _on_header(self, name: bytes, value: bytes) -> None:
         size = self._head_size = self._head_size + len(name) + len(value) + _FIELD_OVERHEAD
         if size > self._max_head:
-            raise _Reject(431, "request header fields too large")
+            raise Reject(431, "request header fields too large")
         name = name.lower()
         head = self._head
         if head is None:
@@ -738,7 +257,7 @@ class H1Connection(asyncio.Protocol):
             return
         if name == b"host":
             if self._host is not None:
-                raise _Reject(400, "more than one Host header")
+                raise Reject(400, "more than one Host header")
             self._host = value
             return
         if name == b"expect":
@@ -760,19 +279,19 @@ class H1Connection(asyncio.Protocol):
         upgrade: bytes | None = None
         if parser.should_upgrade():
             if method == b"CONNECT":
-                raise _Reject(501, "CONNECT is not supported")
-            upgrade = _wanted_upgrade(head, self.upgrades) if method == b"GET" else None
+                raise Reject(501, "CONNECT is not supported")
+            upgrade = wanted_upgrade(head, self.upgrades) if method == b"GET" else None
             if upgrade is None:
                 # Other upgrades (h2c, ...) are declined by answering in HTTP/1.1.
-                self._upgrade_body = _body_head(head)
+                self._upgrade_body = body_head(head)
         http10 = parser.get_http_version() == "1.0"
         url = self._url
         host = self._host
         if url[:1] != b"/" and url != b"*":
             # The authority in an absolute-form target overrides Host (RFC 9112 3.2.2).
-            url, host = _absolute_form(url)
+            url, host = absolute_form(url)
         elif host is None and not http10:
-            raise _Reject(400, "missing Host header")
+            raise Reject(400, "missing Host header")
         if self.closing or self._lingering:
             return  # not served: the body is dropped and the connection closes
         head[0] = (b":method", method)
@@ -919,8 +438,8 @@ class H1Connection(asyncio.Protocol):
             self.bytes_sent += len(data)
 
     def _send_continue(self, stream: H1Stream) -> None:
-        if stream._framing == _NOT_STARTED and stream._response is None and not self._stopped:
-            self._write(_CONTINUE)
+        if stream._framing == NOT_STARTED and stream._response is None and not self._stopped:
+            self._write(CONTINUE)
 
     # -- request and response lifecycle --------------------------------------------
     def _response_done(self, stream: H1Stream) -> None:
@@ -990,7 +509,7 @@ class H1Connection(asyncio.Protocol):
 
     def _parse_failed(self, exc: HttpParserError) -> None:
         cause = exc.__context__
-        if isinstance(cause, _Reject):
+        if isinstance(cause, Reject):
             self._reject(cause.status, cause.message)
         elif isinstance(exc, HttpParserCallbackError) and cause is not None:
             # A failure on this side (in on_stream, say), not the client's fault.
@@ -1025,10 +544,10 @@ class H1Connection(asyncio.Protocol):
             if stream in streams:
                 streams.remove(stream)
             stream._fail(ConnectionLost(f"bad request: {message}"), cancel_task=True)
-            if active and stream._framing != _NOT_STARTED:
+            if active and stream._framing != NOT_STARTED:
                 self._close()  # its response has begun: nothing more can be said
                 return
-        response = _error_response(status, message)
+        response = error_response(status, message)
         if self.streams:
             self._fatal = response  # responses go out in order
             if not self._reading_paused:

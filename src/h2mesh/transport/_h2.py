@@ -420,6 +420,11 @@ class H2Tunnel:
     async def write(self, data: bytes) -> None:
         await self._stream.send_data(data)
 
+    @property
+    def pending(self) -> bool:
+        """Whether bytes have arrived that ``read()`` has not returned yet."""
+        return bool(self._stream._chunks)
+
     def close(self) -> None:
         stream = self._stream
         if not stream.ended_local:

@@ -109,4 +109,9 @@ class Tunnel(Protocol):
         """Send ``data``; waits while the peer is not taking it."""
         ...
 
+    @property
+    def pending(self) -> bool:
+        """Whether bytes have arrived that ``read()`` has not returned yet."""
+        ...
+
     def close(self) -> None: ...
