@@ -184,6 +184,7 @@ class MethodDescriptor:
         "kind",
         "name",
         "path",
+        "path_bytes",
         "python_name",
         "request_type",
         "response_type",
@@ -218,6 +219,8 @@ class MethodDescriptor:
         #: The method's docstring (cleaned), for generated documentation.
         self.doc = doc
         self.path = f"/{service_name}/{name}"
+        #: ``path`` as the ``:path`` header of a call.
+        self.path_bytes = self.path.encode()
         self._decoders: dict[tuple[str, bool], DecodeFn] = {}
 
     def request_decoder(self, codec: Codec) -> DecodeFn:

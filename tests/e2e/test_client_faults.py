@@ -66,14 +66,14 @@ def test_retry_finds_a_restarted_server_at_once_and_resets_the_backoff(run: Run)
             try:
                 # The only endpoint is tried at once, not after its backoff.
                 assert (await stub.say_hello(HELLO, timeout=2)).message == "Hello, x!"
-                assert not ch._down  # back in rotation
+                assert not ch.endpoints.down  # back in rotation
             finally:
                 await server.stop(grace=0.1)
             # The success reset the backoff: the next outage starts again from 1 s.
             with pytest.raises(RpcError):
                 await stub.say_hello(HELLO, timeout=2)
             loop = asyncio.get_running_loop()
-            (timer,) = ch._down.values()
+            (timer,) = ch.endpoints.down.values()
             assert timer.when() - loop.time() <= 1.0
 
     run(main())

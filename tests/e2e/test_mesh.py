@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -138,7 +139,7 @@ def test_calls_started_after_a_replica_died_all_succeed(
 
         async def watch() -> None:
             await died.wait()
-            seen["dead"] = loop.time()
+            seen["dead"] = time.monotonic()
 
         async with Channel(TARGET, timeout=5.0) as ch:
             stub = ch.stub(Mesh)
@@ -148,11 +149,14 @@ def test_calls_started_after_a_replica_died_all_succeed(
                 if i == kill_at:
                     victim.kill()
                     threading.Thread(target=reap, daemon=True).start()
-                started = loop.time()
+                # time.monotonic(), not loop.time(): uvloop's clock moves once per loop
+                # iteration (in milliseconds), so a call sent in the same iteration just
+                # before the news arrived would look as if it started after it.
+                started = time.monotonic()
                 try:
                     reply = await stub.work(WorkRequest(key=key))
                 except RpcError as exc:
-                    seen.setdefault("first failure back", loop.time())
+                    seen.setdefault("first failure back", time.monotonic())
                     outcomes.append((started, None, exc))
                     return
                 outcomes.append((started, reply.replica, None))

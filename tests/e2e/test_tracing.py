@@ -135,7 +135,7 @@ def test_no_sdk_means_no_tracing() -> None:
     server = Server([Back()])
     assert server.observer is None
     channel = Channel("http://127.0.0.1:1")
-    assert type(channel.protocol).__name__ != "TracedClientProtocol"
+    assert type(channel._flow).__name__ == "CallFlow"
 
 
 # -- client interceptors ---------------------------------------------------------------------

@@ -80,12 +80,21 @@ class Balancer:
         return stats
 
     def finished(
-        self, endpoint: Endpoint, ok: bool, latency: float | None = None, now: float = 0.0
+        self,
+        endpoint: Endpoint,
+        ok: bool,
+        latency: float | None = None,
+        now: float = 0.0,
+        stats: EndpointStats | None = None,
     ) -> None:
         """Record the end of a call: ``ok`` is False for outcomes that count against the
-        endpoint (e.g. UNAVAILABLE, INTERNAL, connection failures), not for caller errors."""
-        if endpoint.address in self.stats:
-            self.stats[endpoint.address].finished(ok, latency, now)
+        endpoint (e.g. UNAVAILABLE, INTERNAL, connection failures), not for caller errors.
+        ``stats`` is what ``started`` returned (saves looking it up again)."""
+        if stats is None:
+            if endpoint.address not in self.stats:
+                return
+            stats = self.stats[endpoint.address]
+        stats.finished(ok, latency, now)
 
     def tick(self, now: float) -> TickResult:
         """One outlier-detection interval (a no-op without ``outlier_detection``)."""

@@ -1,8 +1,9 @@
 """``Channel``: calls to a target, balanced per call over its discovered endpoints.
 
-target -> resolver (discovery) -> balancer (picks an endpoint per call) -> the endpoint's
-connection pool -> a stream. A single fixed endpoint with no per-endpoint policy takes a
-shorter path that skips the bookkeeping.
+target -> resolver (discovery) -> ``Endpoints`` (balancer, a pool per endpoint, health and
+backoff) -> ``UnaryCalls`` / ``hedged_call`` / ``StreamCalls`` (attempts and retries) ->
+``CallFlow`` (one attempt on one stream, with the protocol's hooks). A single fixed
+endpoint with no per-endpoint policy takes a shorter path that skips the bookkeeping.
 """
 
 from __future__ import annotations
@@ -13,30 +14,19 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from .._deadline import effective_timeout
+from .._deadline import current_deadline, effective_timeout
 from .._errors import Code, RpcError, UnprocessedError
-from ..balancing import Balancer, Endpoint, OutlierDetection
-from ..codec import JSON, Codec, codec_for
+from ..balancing import Balancer, OutlierDetection
 from ..discovery import Resolver, StaticResolver, resolve
-from ..observability._tracing import TracedClientProtocol, client_tracer
-from ..protocol import (
-    ClientProtocol,
-    ConnectClient,
-    GrpcClient,
-    GrpcWebClient,
-    Metadata,
-    ResponseMetadata,
-)
-from ..resilience import (
-    HedgingPolicy,
-    HedgingState,
-    HedgingVerdict,
-    RetryPolicy,
-    RetryState,
-    RetryThrottle,
-)
-from ..service import MethodDescriptor, MethodKind, Service
+from ..observability._tracing import client_tracer
+from ..protocol import Metadata, ResponseMetadata
+from ..resilience import HedgingPolicy, RetryPolicy, RetryThrottle
+from ..service import MethodDescriptor, Service
 from ..transport import DEFAULT_MAX_MESSAGE_SIZE, TransportConfig
+from ._call import CallFlow, CallOptions
+from ._endpoints import Endpoints
+from ._health import HealthChecker
+from ._hedged import hedged_call
 from ._interceptors import (
     ClientCall,
     ClientInterceptor,
@@ -45,8 +35,13 @@ from ._interceptors import (
     chain_stream,
     chain_unary,
 )
-from ._metrics import HEDGE, RETRY, TRANSPARENT, ClientMetrics, client_metrics
+from ._metrics import ClientMetrics, client_metrics
 from ._pool import EndpointPool
+from ._protocols import client_protocol
+from ._streaming import StreamCalls
+from ._stub import make_stub
+from ._traced import TracedCallFlow
+from ._unary import UnaryCalls
 
 __all__ = ["Channel"]
 
@@ -55,45 +50,6 @@ S = TypeVar("S", bound=Service)
 # Client connections ping after 30 s of silence and close after 5 idle minutes (the pool
 # opens a new one on demand), so connections opened for a burst do not linger.
 _CLIENT_CONFIG = TransportConfig(idle_timeout=300.0, keepalive_interval=30.0)
-
-# Outcomes that count against an endpoint (outlier detection); caller errors do not.
-_ENDPOINT_FAILURES = frozenset(
-    {Code.UNAVAILABLE, Code.INTERNAL, Code.UNKNOWN, Code.DATA_LOSS, Code.DEADLINE_EXCEEDED}
-)
-# How often a call that never reached a server is sent again before giving up.
-_TRANSPARENT_RETRIES = 3
-# Backoff of an endpoint that refuses connections before calls try it again.
-_DOWN_BACKOFF = 1.0
-_DOWN_BACKOFF_MAX = 30.0
-
-# The standard health check, called as Connect JSON with untyped messages.
-_HEALTH_CHECK = MethodDescriptor(
-    "grpc.health.v1.Health", "Check", "check", MethodKind.UNARY, dict[str, Any], dict[str, Any]
-)
-_HEALTH_CLIENT = ConnectClient(JSON)
-
-
-def _codec(name: str) -> Codec:
-    codec = codec_for(name)
-    if codec is None:
-        raise ValueError(f"unknown codec {name!r}; use 'json', 'msgpack' or 'proto'")
-    return codec
-
-
-def _client_protocol(
-    protocol: str, codec: str | None, compression: str | None, use_get: bool
-) -> ClientProtocol:
-    if protocol == "connect":
-        return ConnectClient(_codec(codec or "msgpack"), use_get=use_get, compression=compression)
-    if protocol == "grpc":
-        return GrpcClient(_codec(codec or "proto"), compression)
-    if protocol in ("grpc-web", "grpc-web-text"):
-        return GrpcWebClient(
-            _codec(codec or "proto"), compression, text=protocol == "grpc-web-text"
-        )
-    raise ValueError(
-        f"unsupported protocol {protocol!r}; use 'connect', 'grpc', 'grpc-web' or 'grpc-web-text'"
-    )
 
 
 class Channel:
@@ -166,33 +122,8 @@ class Channel:
         scheme, sep, _ = target.partition("://")
         if not sep:
             raise ValueError(f"target must be a URL such as http://host:port, got {target!r}")
-        if scheme == "https" and ssl_context is None:
-            ssl_context = ssl.create_default_context()
-        if client_cert is not None:
-            # Mutual TLS: (certificate chain file, private key file) to present.
-            if ssl_context is None:
-                raise ValueError("client_cert= needs an https:// target or an ssl_context")
-            ssl_context.load_cert_chain(*client_cert)
-        if ssl_context is not None:
-            ssl_context.set_alpn_protocols(["h2"])
-        self._ssl = ssl_context
-        self._resolver = resolver if resolver is not None else resolve(target)
-        self.protocol: ClientProtocol = _client_protocol(protocol, codec, compression, use_get)
-        # A client span per attempt, when an OpenTelemetry SDK is configured (or given).
-        tracer = client_tracer(tracer_provider)
-        if tracer is not None:
-            self.protocol = TracedClientProtocol(self.protocol, tracer)
-        self.interceptors = tuple(interceptors)
-        self._intercept_unary: UnaryCall | None = None
-        self._intercept_stream: StreamCall | None = None
-        #: Where this channel's call metrics go (``metrics=True``: ``client_metrics()``).
-        self.metrics = client_metrics() if metrics is True else metrics or None
-        chain = self.interceptors
-        if self.metrics is not None:  # innermost: it times the call as sent
-            chain = (*chain, self.metrics.bind(self))
-        if chain:
-            self._intercept_unary = chain_unary(chain, self._unary_call)
-            self._intercept_stream = chain_stream(chain, self._stream_call)
+        self._ssl = _tls(scheme, ssl_context, client_cert)
+        self.protocol = client_protocol(protocol, codec, compression, use_get)
         self.default_timeout = timeout
         self.default_headers = headers
         self.max_message_size = max_message_size
@@ -205,19 +136,38 @@ class Channel:
         self.max_connections_per_endpoint = max_connections_per_endpoint
         self.health_check_interval = health_check_interval
         self.health_check_service = health_check_service
+        self._base_headers: list[tuple[bytes, bytes]] = [
+            (b":method", b"POST"),
+            (b":scheme", b"https" if self._ssl is not None else b"http"),
+            (b":authority", _authority(target).encode()),
+        ]
+        # A client span per attempt, when an OpenTelemetry SDK is configured (or given).
+        tracer = client_tracer(tracer_provider)
+        self._flow = (
+            CallFlow(self.protocol, self._base_headers, max_message_size)
+            if tracer is None
+            else TracedCallFlow(self.protocol, self._base_headers, max_message_size, tracer)
+        )
         self.balancer = Balancer(
             policy, outlier_detection=outlier_detection, max_concurrency=max_concurrency
         )
+        background = []
+        if outlier_detection is not None:
+            background.append(self._tick_outliers)
+        if health_check_interval is not None:
+            background.append(self._check_health)
+        self._resolver = resolver if resolver is not None else resolve(target)
+        self.endpoints = Endpoints(
+            target,
+            self._resolver,
+            self.balancer,
+            ssl_context=self._ssl,
+            config=self.config,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections_per_endpoint,
+            background=background,
+        )
         self._outlier_detection = outlier_detection
-        self._base_headers: list[tuple[bytes, bytes]] = [
-            (b":method", b"POST"),
-            (b":scheme", b"https" if ssl_context is not None else b"http"),
-            (b":authority", _authority(target).encode()),
-        ]
-        self._pools: dict[str, EndpointPool] = {}
-        self._applied: tuple[Endpoint, ...] = ()
-        self._unhealthy: set[str] = set()
-        self._down: dict[str, asyncio.TimerHandle] = {}
         # One fixed endpoint and nothing per-endpoint to enforce: skip the balancer.
         self._direct: EndpointPool | None = None
         fixed = self._resolver.current
@@ -229,12 +179,24 @@ class Channel:
             and max_concurrency is None
             and health_check_interval is None
         ):
-            self._apply(fixed)
-            self._direct = self._pools[fixed[0].address]
-        self._watcher: asyncio.Task[None] | None = None
-        self._ticker: asyncio.Task[None] | None = None
-        self._health: asyncio.Task[None] | None = None
-        self._closed = False
+            self.endpoints.apply(fixed)
+            self._direct = self.endpoints.pools[fixed[0].address]
+        self._unary_calls = UnaryCalls(self.endpoints, self._flow, retry, retry_all, retry_throttle)
+        self._stream_calls = StreamCalls(self.endpoints, self._flow, self._direct)
+        # Unary calls on the one fixed endpoint with no retry policy: the shortest path.
+        self._fast = self._direct if retry is None and hedging is None else None
+        self.interceptors = tuple(interceptors)
+        self._intercept_unary: UnaryCall | None = None
+        self._intercept_stream: StreamCall | None = None
+        #: Where this channel's call metrics go (``metrics=True``: ``client_metrics()``).
+        self.metrics = client_metrics() if metrics is True else metrics or None
+        self._unary_calls.metrics = self._stream_calls.metrics = self.metrics
+        chain = self.interceptors
+        if self.metrics is not None:  # innermost: it times the call as sent
+            chain = (*chain, self.metrics.bind(self))
+        if chain:
+            self._intercept_unary = chain_unary(chain, self._unary)
+            self._intercept_stream = chain_stream(chain, self._stream)
         # The loop the channel's connections and tasks live on (set by the first call).
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -248,138 +210,14 @@ class Channel:
                 "(or per thread)"
             )
         self._loop = loop
-        if old is None:
-            return
-        # A new asyncio.run() after the one that opened the connections: they, their
-        # timers and the background tasks died with the old loop; start afresh.
-        for pool in self._pools.values():
-            pool.forget_connections()
-        self._down.clear()
-        self._unhealthy.clear()
-        self._watcher = self._ticker = self._health = None
-        self._update_balancer()
+        if old is not None:
+            # A new asyncio.run() after the one that opened the connections: they, their
+            # timers and the background tasks died with the old loop; start afresh.
+            self.endpoints.forget()
 
-    # -- endpoints ------------------------------------------------------------------
-    def _apply(self, endpoints: Sequence[Endpoint]) -> None:
-        """Take a new endpoint set: balancer first, then pools (new ones, drained ones)."""
-        endpoints = tuple(endpoints)
-        if endpoints == self._applied:
-            return  # the watcher's first set repeats the one resolved at start
-        self._applied = endpoints
-        self._update_balancer()
-        wanted = {ep.address: ep for ep in endpoints}
-        for address, ep in wanted.items():
-            if address not in self._pools:
-                self._pools[address] = EndpointPool(
-                    ep.host,
-                    ep.port,
-                    ssl_context=self._ssl,
-                    config=self.config,
-                    connect_timeout=self.connect_timeout,
-                    max_connections=self.max_connections_per_endpoint,
-                )
-        for address in [a for a in self._pools if a not in wanted]:
-            pool = self._pools.pop(address)
-            # In-flight calls finish on the old connections; no new call picks them.
-            asyncio.get_running_loop().create_task(pool.close(timeout=30.0))
-
-    def _update_balancer(self) -> None:
-        """The balancer sees the resolved endpoints that passed their last health check
-        and are not backing off after failed connection attempts."""
-        out = self._unhealthy | self._down.keys() if self._down else self._unhealthy
-        self.balancer.update(
-            [ep for ep in self._applied if ep.address not in out] if out else self._applied
-        )
-
-    def _mark_down(self, address: str, failures: int) -> None:
-        """Take an endpoint that refuses connections out of rotation for a backoff
-        (1 s doubling to 30 s with failures in a row), as gRPC does with subchannels in
-        TRANSIENT_FAILURE; after it, calls may try it again."""
-        if address in self._down or address not in self._pools:
-            return
-        backoff = min(_DOWN_BACKOFF_MAX, _DOWN_BACKOFF * 2 ** (failures - 1))
-        loop = asyncio.get_running_loop()
-        self._down[address] = loop.call_later(backoff, self._readmit, address)
-        self._update_balancer()
-
-    def _readmit(self, address: str) -> None:
-        timer = self._down.pop(address, None)
-        if timer is not None:
-            timer.cancel()
-            if not self._closed:
-                self._update_balancer()
-
-    def _only_hope(self) -> Endpoint | None:
-        """With every endpoint backing off after failed connections, the one due back
-        first: the call tries it now instead of failing, so that a server that came back
-        is found by the next call, not when a backoff timer runs out."""
-        if self.balancer.endpoints:
-            return None  # some endpoint is in rotation (busy or ejected): not all are down
-        down = [
-            ep
-            for ep in self._applied
-            if ep.address in self._down and ep.address not in self._unhealthy
-        ]
-        if not down:
-            return None
-        return min(down, key=lambda ep: self._down[ep.address].when())
-
-    async def _check_health(self) -> None:
-        """Active health checks: ``grpc.health.v1.Health/Check`` on every endpoint, every
-        ``health_check_interval`` seconds; endpoints not SERVING take no calls until
-        they are again. The check speaks Connect JSON, so the server needs no protobuf."""
-        assert self.health_check_interval is not None
-        interval = self.health_check_interval
-        while True:
-            results = await asyncio.gather(
-                *(self._probe(address, pool) for address, pool in list(self._pools.items()))
-            )
-            unhealthy = {address for address, ok in results if not ok}
-            if unhealthy != self._unhealthy:
-                self._unhealthy = unhealthy
-                self._update_balancer()
-            await asyncio.sleep(interval)
-
-    async def _probe(self, address: str, pool: EndpointPool) -> tuple[str, bool]:
-        assert self.health_check_interval is not None
-        try:
-            async with asyncio.timeout(self.health_check_interval):
-                reply = await _HEALTH_CLIENT.unary(
-                    pool.open_stream,
-                    self._base_headers,
-                    _HEALTH_CHECK,
-                    {"service": self.health_check_service},
-                    self.health_check_interval,
-                    None,
-                    None,
-                    64 * 1024,
-                )
-        except (RpcError, TimeoutError):
-            return address, False
-        return address, isinstance(reply, dict) and reply.get("status") == "SERVING"
-
-    async def _ensure_started(self) -> None:
-        if self._closed:
-            raise RpcError(Code.UNAVAILABLE, "channel is closed")
-        if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
-            if self._outlier_detection is not None:
-                self._ticker = asyncio.get_running_loop().create_task(self._tick())
-            if self.health_check_interval is not None:
-                self._health = asyncio.get_running_loop().create_task(self._check_health())
-        if self._resolver.current is None or not self._pools:
-            try:
-                endpoints = await self._resolver.first(self.connect_timeout)
-            except (TimeoutError, RuntimeError) as exc:
-                raise RpcError(Code.UNAVAILABLE, f"cannot resolve {self.target}: {exc}") from None
-            if not self._pools:
-                self._apply(endpoints)
-
-    async def _watch(self) -> None:
-        async for endpoints in self._resolver.updates():
-            self._apply(endpoints)
-
-    async def _tick(self) -> None:
+    # -- background jobs ------------------------------------------------------------
+    async def _tick_outliers(self) -> None:
+        """Outlier detection's clock: one ``Balancer.tick`` per interval."""
         assert self._outlier_detection is not None
         loop = asyncio.get_running_loop()
         interval = self._outlier_detection.interval
@@ -387,38 +225,22 @@ class Channel:
             await asyncio.sleep(interval)
             self.balancer.tick(loop.time())
 
-    def _pick(self, key: bytes | None) -> tuple[Endpoint, EndpointPool]:
-        endpoint = self.balancer.pick(key)
-        if endpoint is None and self._down:
-            endpoint = self._only_hope()
-        if endpoint is None:
-            self._resolver.refresh()
-            if self._applied and not self.balancer.endpoints:
-                reason = (
-                    f"all {len(self._applied)} endpoints are unreachable or failing health checks"
-                )
-            else:
-                reason = self.balancer.unavailable_reason()
-            raise RpcError(Code.UNAVAILABLE, f"{self.target}: {reason}")
-        pool = self._pools.get(endpoint.address)
-        if pool is None:  # the set changed under us; the balancer catches up next pick
-            raise UnprocessedError(f"{endpoint.address} left {self.target}")
-        return endpoint, pool
+    async def _check_health(self) -> None:
+        assert self.health_check_interval is not None
+        checker = HealthChecker(
+            self.endpoints,
+            self._base_headers,
+            self.health_check_interval,
+            self.health_check_service,
+        )
+        await checker.run()
 
+    # -- lifecycle ------------------------------------------------------------------
     async def close(self) -> None:
         """Stop discovery and close the connections after in-flight calls (5 s at most)."""
         if self._loop is not None and asyncio.get_running_loop() is not self._loop:
             self._bind_loop()
-        self._closed = True
-        for timer in self._down.values():
-            timer.cancel()
-        self._down.clear()
-        for task in (self._watcher, self._ticker, self._health):
-            if task is not None:
-                task.cancel()
-        await self._resolver.aclose()
-        pools, self._pools = list(self._pools.values()), {}
-        await asyncio.gather(*(pool.close() for pool in pools))
+        await self.endpoints.close()
 
     async def __aenter__(self) -> Channel:
         return self
@@ -427,12 +249,23 @@ class Channel:
         await self.close()
 
     # -- calls ----------------------------------------------------------------------
-    def _metadata(self, headers: Metadata | None) -> Metadata | None:
-        if self.default_headers is None:
-            return headers
-        if headers is None:
-            return self.default_headers
-        return {**self.default_headers, **headers}
+    def _prepare(self, call: CallOptions) -> tuple[CallOptions, float | None]:
+        """``call`` with the channel's default headers under its own, and its deadline
+        (an event-loop time): the call's timeout or the channel's, cut to what is left of
+        an inherited deadline."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._bind_loop()
+        timeout = call.timeout
+        if timeout is None:
+            timeout = self.default_timeout
+        if current_deadline.get() is not None:  # a call made while serving one
+            timeout = effective_timeout(timeout)
+        defaults = self.default_headers
+        if defaults is not None:
+            headers = {**defaults, **call.headers} if call.headers else defaults
+            call = CallOptions(call.method, headers, call.timeout, call.metadata, call.key)
+        return call, None if timeout is None else loop.time() + timeout
 
     def unary(
         self,
@@ -449,220 +282,33 @@ class Channel:
         if self._intercept_unary is not None:
             details = ClientCall(method, headers, timeout, metadata, key)
             return self._intercept_unary(request, details)
-        return self._unary(method, request, timeout, headers, metadata, key)
+        return self._unary(request, CallOptions(method, headers, timeout, metadata, key))
 
-    def _unary_call(self, request: Any, call: ClientCall) -> Awaitable[Any]:
-        # The innermost step of an intercepted unary call.
-        return self._unary(
-            call.method, request, call.timeout, call.headers or None, call.metadata, call.key
-        )
-
-    async def _unary(
-        self,
-        method: MethodDescriptor,
-        request: Any,
-        timeout: float | None,
-        headers: Metadata | None,
-        metadata: ResponseMetadata | None,
-        key: bytes | str | None,
-    ) -> Any:
-        if asyncio.get_running_loop() is not self._loop:
-            self._bind_loop()
-        timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
-        md = self._metadata(headers)
-        direct = self._direct
-        fast = direct is not None and self.retry is None and self.hedging is None
-        if fast:
-            assert direct is not None
-            call = self.protocol.unary(
-                direct.open_stream,
-                self._base_headers,
-                method,
-                request,
-                timeout,
-                md,
-                metadata,
-                self.max_message_size,
-            )
-        elif self.hedging is not None and method.idempotent:
-            call = self._hedged(method, request, timeout, md, metadata, _key(key))
-        else:
-            call = self._attempts(method, request, timeout, md, metadata, _key(key))
-        if timeout is None:
+    async def _unary(self, request: Any, call: CallOptions) -> Any:
+        call, deadline = self._prepare(call)
+        direct = self._fast
+        if direct is not None:
+            # One fixed endpoint, no retry policy: the call flow on its pool, no more.
             try:
-                return await call
+                return await self._flow.unary(direct, call, request, deadline)
             except UnprocessedError:
-                if not fast:
-                    raise
-                # The fast path's one attempt never reached the server (refused by a
-                # GOAWAY, or no connection): send it again, as the other paths do.
-                return await self._attempts(method, request, None, md, metadata, None, False)
-        if timeout <= 0:
-            call.close()
-            raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                try:
-                    return await call
-                except UnprocessedError:
-                    if not fast:
-                        raise
-                    when = scope.when()
-                    left = None if when is None else when - asyncio.get_running_loop().time()
-                    return await self._attempts(method, request, left, md, metadata, None, False)
-        except TimeoutError:
-            raise RpcError(Code.DEADLINE_EXCEEDED, f"deadline of {timeout:.3f}s exceeded") from None
-
-    async def _attempt(
-        self,
-        method: MethodDescriptor,
-        request: Any,
-        deadline: float | None,
-        md: Metadata | None,
-        metadata: ResponseMetadata | None,
-        key: bytes | None,
-    ) -> Any:
-        """One attempt on one picked endpoint, with the balancer told how it went."""
-        await self._ensure_started()
-        endpoint, pool = self._pick(key)
-        balancer = self.balancer
-        balancer.started(endpoint)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        ok = True
-        try:
-            reply = await self.protocol.unary(
-                pool.open_stream,
-                self._base_headers,
-                method,
-                request,
-                None if deadline is None else deadline - started,
-                md,
-                metadata,
-                self.max_message_size,
+                # The one attempt never reached the server (refused by a GOAWAY, or no
+                # connection): send it again, as the other paths do.
+                attempt = self._unary_calls.call(call, request, deadline, retry=False)
+        elif self.hedging is not None and call.method.idempotent:
+            attempt = hedged_call(
+                self._unary_calls, self.hedging, self.retry_throttle, call, request, deadline
             )
-        except RpcError as exc:
-            ok = exc.code not in _ENDPOINT_FAILURES
-            if isinstance(exc, UnprocessedError):
-                self._resolver.refresh()
-                if pool.connect_failures:
-                    self._mark_down(endpoint.address, pool.connect_failures)
-            raise
-        finally:
-            now = loop.time()
-            balancer.finished(endpoint, ok, now - started, now)
-        if self._down and endpoint.address in self._down:
-            self._readmit(endpoint.address)  # it answered: back in rotation now
-        return reply
-
-    async def _attempts(
-        self,
-        method: MethodDescriptor,
-        request: Any,
-        timeout: float | None,
-        md: Metadata | None,
-        metadata: ResponseMetadata | None,
-        key: bytes | None,
-        retry: bool = True,
-    ) -> Any:
-        """A unary call with transparent retries and, if configured, A6 retries."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        state = (
-            RetryState(self.retry, throttle=self.retry_throttle)
-            if retry and self.retry is not None and (method.idempotent or self.retry_all)
-            else None
-        )
-        transparent = _TRANSPARENT_RETRIES
-        while True:
-            try:
-                result = await self._attempt(method, request, deadline, md, metadata, key)
-            except RpcError as exc:
-                # Sent again at once if another endpoint may take it; with every
-                # endpoint down, the retry policy's backoff paces the attempts.
-                if (
-                    isinstance(exc, UnprocessedError)
-                    and transparent > 0
-                    and (self.balancer.endpoints or not self._down)
-                ):
-                    transparent -= 1
-                    if self.metrics is not None:
-                        self.metrics.count(TRANSPARENT, method)
-                    continue
-                if state is None:
-                    raise
-                decision = state.on_failure(
-                    exc.code,
-                    pushback=exc.metadata.get("grpc-retry-pushback-ms"),
-                    time_remaining=None if deadline is None else deadline - loop.time(),
-                )
-                if not decision.retry:
-                    raise
-                if self.metrics is not None:
-                    self.metrics.count(RETRY, method)
-                if decision.delay > 0:
-                    await asyncio.sleep(decision.delay)
-                transparent = _TRANSPARENT_RETRIES
-                continue
-            if state is not None:
-                state.on_success()
-            return result
-
-    async def _hedged(
-        self,
-        method: MethodDescriptor,
-        request: Any,
-        timeout: float | None,
-        md: Metadata | None,
-        metadata: ResponseMetadata | None,
-        key: bytes | None,
-    ) -> Any:
-        """An idempotent unary call sent to several endpoints; the first success wins."""
-        assert self.hedging is not None
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        state = HedgingState(self.hedging, throttle=self.retry_throttle)
-        attempts: dict[asyncio.Task[Any], int] = {}
-        last_error: RpcError | None = None
+        else:
+            attempt = self._unary_calls.call(call, request, deadline)
+        if deadline is None:
+            return await attempt
+        # Each attempt has its deadline; this one covers the waits between attempts.
         try:
-            while True:
-                now = loop.time()
-                if state.due(now):
-                    remaining = None if deadline is None else deadline - now
-                    task = loop.create_task(
-                        self._attempts(method, request, remaining, md, metadata, key, retry=False)
-                    )
-                    attempts[task] = state.sent(now)
-                    if attempts[task] > 1 and self.metrics is not None:
-                        self.metrics.count(HEDGE, method)
-                if not attempts:
-                    assert last_error is not None
-                    raise last_error
-                send_at = state.next_send_at()
-                wait = None if send_at is None else max(0.0, send_at - loop.time())
-                done, _ = await asyncio.wait(
-                    attempts, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    attempt = attempts.pop(task)
-                    exc = task.exception()
-                    if exc is None:
-                        state.on_result(attempt, Code.OK, now=loop.time())
-                        return task.result()
-                    if not isinstance(exc, RpcError):
-                        raise exc
-                    last_error = exc
-                    outcome = state.on_result(
-                        attempt,
-                        exc.code,
-                        now=loop.time(),
-                        pushback=exc.metadata.get("grpc-retry-pushback-ms"),
-                    )
-                    if outcome.verdict is HedgingVerdict.FAIL:
-                        raise exc
-        finally:
-            for task in attempts:
-                task.cancel()
+            async with asyncio.timeout_at(deadline):
+                return await attempt
+        except TimeoutError:
+            raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
 
     def stream(
         self,
@@ -683,110 +329,16 @@ class Channel:
         if self._intercept_stream is not None:
             details = ClientCall(method, headers, timeout, metadata, key)
             return self._intercept_stream(request if requests is None else requests, details)
-        return self._stream(method, request, requests, timeout, headers, metadata, key)
+        call, deadline = self._prepare(CallOptions(method, headers, timeout, metadata, key))
+        return self._stream_calls.call(call, request, requests, deadline)
 
-    def _stream_call(self, request: Any, call: ClientCall) -> AsyncIterator[Any]:
+    def _stream(self, request: Any, call: CallOptions) -> AsyncIterator[Any]:
         # The innermost step of an intercepted streaming call.
         many = call.method.kind.client_streams
-        return self._stream(
-            call.method,
-            None if many else request,
-            request if many else None,
-            call.timeout,
-            call.headers or None,
-            call.metadata,
-            call.key,
+        call, deadline = self._prepare(call)
+        return self._stream_calls.call(
+            call, None if many else request, request if many else None, deadline
         )
-
-    async def _stream(
-        self,
-        method: MethodDescriptor,
-        request: Any,
-        requests: AsyncIterable[Any] | None,
-        timeout: float | None,
-        headers: Metadata | None,
-        metadata: ResponseMetadata | None,
-        key: bytes | str | None,
-    ) -> AsyncIterator[Any]:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._bind_loop()
-        timeout = effective_timeout(timeout if timeout is not None else self.default_timeout)
-        if timeout is not None and timeout <= 0:
-            raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started")
-        deadline = None if timeout is None else loop.time() + timeout
-        md = self._metadata(headers)
-        transparent = _TRANSPARENT_RETRIES if requests is None else 0
-        while True:
-            yielded = False
-            try:
-                async for message in self._stream_attempt(
-                    method, request, requests, deadline, md, metadata, _key(key)
-                ):
-                    yielded = True
-                    yield message
-                return
-            except UnprocessedError:
-                if yielded or transparent <= 0:
-                    raise
-                transparent -= 1
-                if self.metrics is not None:
-                    self.metrics.count(TRANSPARENT, method)
-
-    async def _stream_attempt(
-        self,
-        method: MethodDescriptor,
-        request: Any,
-        requests: AsyncIterable[Any] | None,
-        deadline: float | None,
-        md: Metadata | None,
-        metadata: ResponseMetadata | None,
-        key: bytes | None,
-    ) -> AsyncIterator[Any]:
-        loop = asyncio.get_running_loop()
-        direct = self._direct
-        if direct is not None:
-            endpoint = None
-            pool = direct
-        else:
-            await self._ensure_started()
-            endpoint, pool = self._pick(key)
-            self.balancer.started(endpoint)
-        started = loop.time()
-        ok = True
-        responses = self.protocol.stream(
-            pool.open_stream,
-            self._base_headers,
-            method,
-            requests,
-            request,
-            None if deadline is None else deadline - started,
-            md,
-            metadata,
-            self.max_message_size,
-        )
-        try:
-            if deadline is None:
-                async for message in responses:
-                    yield message
-                return
-            try:
-                while True:
-                    async with asyncio.timeout_at(deadline):
-                        message = await anext(responses)
-                    yield message
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
-        except RpcError as exc:
-            ok = exc.code not in _ENDPOINT_FAILURES
-            raise
-        finally:
-            await responses.aclose()  # type: ignore[attr-defined]
-            if endpoint is not None:
-                now = loop.time()
-                self.balancer.finished(endpoint, ok, now - started, now)
 
     def stub(self, service: type[S]) -> S:
         """A client for ``service`` whose methods mirror the service's.
@@ -796,13 +348,23 @@ class Channel:
         ``timeout``, ``headers``, ``metadata`` (a ``ResponseMetadata`` to fill) and
         ``key`` (the ring-hash key).
         """
-        from ._stub import make_stub
-
         return make_stub(self, service)
 
 
-def _key(key: bytes | str | None) -> bytes | None:
-    return key.encode() if isinstance(key, str) else key
+def _tls(
+    scheme: str, ssl_context: ssl.SSLContext | None, client_cert: tuple[str, str] | None
+) -> ssl.SSLContext | None:
+    """The TLS context of a channel: https targets get a default one; ALPN asks for h2."""
+    if scheme == "https" and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+    if client_cert is not None:
+        # Mutual TLS: (certificate chain file, private key file) to present.
+        if ssl_context is None:
+            raise ValueError("client_cert= needs an https:// target or an ssl_context")
+        ssl_context.load_cert_chain(*client_cert)
+    if ssl_context is not None:
+        ssl_context.set_alpn_protocols(["h2"])
+    return ssl_context
 
 
 def _authority(target: str) -> str:

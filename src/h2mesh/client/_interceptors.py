@@ -24,14 +24,15 @@ from typing import Any
 
 from ..protocol import Metadata, ResponseMetadata
 from ..service import MethodDescriptor
+from ._call import CallOptions
 
 __all__ = ["ClientCall", "ClientInterceptor", "StreamCall", "UnaryCall"]
 
 
-class ClientCall:
+class ClientCall(CallOptions):
     """One call as interceptors see it; change ``headers``, ``timeout`` or ``key`` freely."""
 
-    __slots__ = ("headers", "key", "metadata", "method", "timeout")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -41,12 +42,8 @@ class ClientCall:
         metadata: ResponseMetadata | None,
         key: bytes | str | None,
     ) -> None:
-        self.method = method
-        #: Request metadata sent with the call (a copy: changing it affects this call only).
-        self.headers: Metadata = dict(headers) if headers else {}
-        self.timeout = timeout
-        self.metadata = metadata
-        self.key = key
+        #: ``headers`` is the request metadata (a copy: changing it affects this call only).
+        super().__init__(method, dict(headers) if headers else {}, timeout, metadata, key)
 
     def __repr__(self) -> str:
         return f"<ClientCall {self.method.path}>"

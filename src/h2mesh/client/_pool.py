@@ -128,18 +128,33 @@ class EndpointPool:
         self.connections.append(conn)
         return conn
 
-    async def open_stream(self, headers: Sequence[tuple[bytes, bytes]], end: bool) -> Stream:
-        """Open a stream on a connection with room (the protocols' ``OpenStream``)."""
+    def open_stream_nowait(
+        self, headers: Sequence[tuple[bytes, bytes]], end: bool, body: bytes | None = None
+    ) -> Stream | None:
+        """Open a stream on a connection that has room now; None if none has (no I/O).
+        ``body``: the whole request body, sent with the headers."""
+        for conn in self.connections:
+            if conn.is_available() and len(conn.streams) < conn.peer_max_concurrent_streams:
+                try:
+                    return conn.open_stream(headers, end, body)
+                except ConnectionRefused:
+                    return None  # closing under us: ``open_stream`` finds another
+        return None
+
+    async def open_stream(
+        self, headers: Sequence[tuple[bytes, bytes]], end: bool, body: bytes | None = None
+    ) -> Stream:
+        """Open a stream on a connection with room, connecting if every one is full."""
         conn = self.connection_nowait()
         if conn is None:
             conn = await self.connection()
         try:
-            return conn.open_stream(headers, end)
+            return conn.open_stream(headers, end, body)
         except ConnectionRefused:
             # The connection started closing between the check and the send: one retry
             # on another connection is safe because nothing reached the server.
             conn = await self.connection()
-            return conn.open_stream(headers, end)
+            return conn.open_stream(headers, end, body)
 
     # -- housekeeping ---------------------------------------------------------------
     def forget_connections(self) -> None:

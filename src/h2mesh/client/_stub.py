@@ -1,40 +1,54 @@
-"""Typed stubs: client objects whose methods mirror a service's ``@rpc`` methods."""
+"""Typed stubs: client objects whose methods mirror a service's ``@rpc`` methods.
+
+The async stub is built once per service class; the sync facade wraps the same methods
+(``SyncChannel``), so both take the same arguments.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
-from .._errors import Code, RpcError
 from ..protocol import Metadata, ResponseMetadata
 from ..service import MethodDescriptor, MethodKind, Service
+from ._call import collect_one
 
-if TYPE_CHECKING:
-    from ._channel import Channel
+__all__ = ["Caller", "make_stub", "stub_class"]
 
 S = TypeVar("S", bound=Service)
 
-_STUB_CLASSES: dict[type[Service], type] = {}
 
+class Caller(Protocol):
+    """What a stub calls: ``Channel.unary`` and ``Channel.stream``."""
 
-def _unary(method: MethodDescriptor) -> Callable[..., Any]:
-    async def call(
-        self: _StubBase,
+    def unary(
+        self,
+        method: MethodDescriptor,
         request: Any,
         *,
         timeout: float | None = None,
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
         key: bytes | str | None = None,
-    ) -> Any:
-        return await self._channel.unary(
-            method, request, timeout=timeout, headers=headers, metadata=metadata, key=key
-        )
+    ) -> Awaitable[Any]: ...
 
-    return call
+    def stream(
+        self,
+        method: MethodDescriptor,
+        request: Any = None,
+        requests: AsyncIterable[Any] | None = None,
+        *,
+        timeout: float | None = None,
+        headers: Metadata | None = None,
+        metadata: ResponseMetadata | None = None,
+        key: bytes | str | None = None,
+    ) -> AsyncIterator[Any]: ...
 
 
-def _server_stream(method: MethodDescriptor) -> Callable[..., Any]:
+_STUB_CLASSES: dict[type[Service], type] = {}
+
+
+def _unary(method: MethodDescriptor) -> Callable[..., Any]:
     def call(
         self: _StubBase,
         request: Any,
@@ -43,9 +57,10 @@ def _server_stream(method: MethodDescriptor) -> Callable[..., Any]:
         headers: Metadata | None = None,
         metadata: ResponseMetadata | None = None,
         key: bytes | str | None = None,
-    ) -> AsyncIterator[Any]:
-        return self._channel.stream(
-            method, request, None, timeout=timeout, headers=headers, metadata=metadata, key=key
+    ) -> Awaitable[Any]:
+        # Returns the channel's awaitable as it is: no coroutine of its own per call.
+        return self._channel.unary(
+            method, request, timeout=timeout, headers=headers, metadata=metadata, key=key
         )
 
     return call
@@ -64,20 +79,18 @@ def _client_stream(method: MethodDescriptor) -> Callable[..., Any]:
         responses = self._channel.stream(
             method, None, requests, timeout=timeout, headers=headers, metadata=metadata, key=key
         )
-        result = [message async for message in responses]
-        if len(result) != 1:
-            raise RpcError(
-                Code.INTERNAL, f"{method.path} returned {len(result)} messages, expected 1"
-            )
-        return result[0]
+        return await collect_one(responses, method)
 
     return call
 
 
-def _bidi(method: MethodDescriptor) -> Callable[..., Any]:
+def _streaming(method: MethodDescriptor) -> Callable[..., Any]:
+    # Server streams take one request, bidi streams an iterator of them.
+    many = method.kind.client_streams
+
     def call(
         self: _StubBase,
-        requests: AsyncIterable[Any],
+        request: Any,
         *,
         timeout: float | None = None,
         headers: Metadata | None = None,
@@ -85,7 +98,13 @@ def _bidi(method: MethodDescriptor) -> Callable[..., Any]:
         key: bytes | str | None = None,
     ) -> AsyncIterator[Any]:
         return self._channel.stream(
-            method, None, requests, timeout=timeout, headers=headers, metadata=metadata, key=key
+            method,
+            None if many else request,
+            request if many else None,
+            timeout=timeout,
+            headers=headers,
+            metadata=metadata,
+            key=key,
         )
 
     return call
@@ -93,16 +112,16 @@ def _bidi(method: MethodDescriptor) -> Callable[..., Any]:
 
 _FACTORIES = {
     MethodKind.UNARY: _unary,
-    MethodKind.SERVER_STREAM: _server_stream,
+    MethodKind.SERVER_STREAM: _streaming,
     MethodKind.CLIENT_STREAM: _client_stream,
-    MethodKind.BIDI_STREAM: _bidi,
+    MethodKind.BIDI_STREAM: _streaming,
 }
 
 
 class _StubBase:
     __slots__ = ("_channel",)
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Caller) -> None:
         self._channel = channel
 
 
@@ -122,7 +141,7 @@ def stub_class(service: type[Service]) -> type:
     return cls
 
 
-def make_stub(channel: Channel, service: type[S]) -> S:
+def make_stub(channel: Caller, service: type[S]) -> S:
     """A stub bound to ``channel``; typed as the service for editors and checkers."""
     if not (isinstance(service, type) and issubclass(service, Service)):
         raise TypeError(f"{service!r} is not a Service class")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .._loop import new_event_loop
-from ..protocol import Metadata, ResponseMetadata
-from ..service import MethodDescriptor, MethodKind, Service
+from ..service import MethodDescriptor, Service
 from ._channel import Channel
+from ._stub import make_stub
 
 S = TypeVar("S", bound=Service)
 T = TypeVar("T")
@@ -33,6 +33,7 @@ class SyncChannel:
 
     def _start(self) -> None:
         self._pid = os.getpid()
+        self._stubs: dict[type[Service], Any] = {}
         self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -61,40 +62,39 @@ class SyncChannel:
             # the inherited sockets are left alone for the parent.
             self._start()
 
+    def _async_stub(self, service: type[Service]) -> Any:
+        """The async stub of ``service`` on the current channel (a forked child has its own)."""
+        stub = self._stubs.get(service)
+        if stub is None:
+            stub = self._stubs[service] = make_stub(self._channel, service)
+        return stub
+
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def unary(
-        self,
-        method: MethodDescriptor,
-        request: Any,
-        *,
-        timeout: float | None = None,
-        headers: Metadata | None = None,
-        metadata: ResponseMetadata | None = None,
-    ) -> Any:
+    def unary(self, method: MethodDescriptor, request: Any, **options: Any) -> Any:
+        """A unary call; takes the keyword arguments of ``Channel.unary``."""
         self._check_caller()
-        return self._run(
-            self._channel.unary(
-                method, request, timeout=timeout, headers=headers, metadata=metadata
-            )
-        )
+        return self._run(_awaited(self._channel.unary, method, request, **options))
 
     def stream(
         self,
         method: MethodDescriptor,
         request: Any = None,
         requests: Iterable[Any] | None = None,
-        **kwargs: Any,
+        **options: Any,
     ) -> Iterator[Any]:
-        async def agen(items: Iterable[Any]) -> AsyncIterator[Any]:
-            for item in items:
-                yield item
-
+        """A streaming call; takes the keyword arguments of ``Channel.stream``."""
         self._check_caller()
-        responses = self._channel.stream(
-            method, request, agen(requests) if requests is not None else None, **kwargs
-        )
+        many = None if requests is None else _async_iter(requests)
+        return self._iterate(self._channel.stream, method, request, many, **options)
+
+    def _iterate(
+        self, start: Callable[..., AsyncIterator[Any]], *args: Any, **kw: Any
+    ) -> Iterator[Any]:
+        """The messages of the stream ``start(*args, **kw)`` returns (called on the loop,
+        where the call takes its deadline)."""
+        responses = self._run(_called(start, *args, **kw))
         try:
             while True:
                 try:
@@ -102,19 +102,23 @@ class SyncChannel:
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(responses.aclose())  # type: ignore[attr-defined]
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                self._run(aclose())
 
     def stub(self, service: type[S]) -> S:
-        """A blocking stub: unary/client-stream methods return values, streams iterators."""
+        """A blocking stub: unary/client-stream methods return values, streams iterators.
+        Its methods take the same arguments as the async stub's."""
         cls = _STUB_CLASSES.get(service)
         if cls is None:
-            namespace: dict[str, Any] = {}
+            namespace: dict[str, Any] = {"__slots__": ("_service", "_sync")}
             for attr, method in service.__methods__.items():
-                namespace[attr] = _sync_method(method)
+                namespace[attr] = _sync_method(attr, method)
             cls = type(f"{service.__name__}SyncStub", (), namespace)
             _STUB_CLASSES[service] = cls
         stub = cls()
-        stub._channel = self
+        stub._sync = self
+        stub._service = service
         return stub  # type: ignore[no-any-return]
 
     def close(self) -> None:
@@ -135,23 +139,32 @@ class SyncChannel:
         self.close()
 
 
-def _sync_method(method: MethodDescriptor) -> Callable[..., Any]:
+async def _awaited(call: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+    return await call(*args, **kw)
+
+
+async def _called(call: Callable[..., T], *args: Any, **kw: Any) -> T:
+    return call(*args, **kw)
+
+
+async def _async_iter(items: Iterable[T]) -> AsyncIterator[T]:
+    for item in items:
+        yield item
+
+
+def _sync_method(attr: str, method: MethodDescriptor) -> Callable[..., Any]:
+    """The blocking form of the async stub's method ``attr``."""
     kind = method.kind
 
-    def call(self: Any, request: Any, **kwargs: Any) -> Any:
-        ch: SyncChannel = self._channel
-        if kind is MethodKind.UNARY:
-            return ch.unary(method, request, **kwargs)
-        if kind is MethodKind.SERVER_STREAM:
-            return ch.stream(method, request, None, **kwargs)
-        if kind is MethodKind.BIDI_STREAM:
-            return ch.stream(method, None, request, **kwargs)
-        results = list(ch.stream(method, None, request, **kwargs))
-        if len(results) != 1:
-            from .._errors import Code, RpcError
-
-            raise RpcError(Code.INTERNAL, f"{method.path} returned {len(results)} messages")
-        return results[0]
+    def call(self: Any, request: Any, **options: Any) -> Any:
+        sync: SyncChannel = self._sync
+        sync._check_caller()
+        if kind.client_streams:
+            request = _async_iter(request)
+        method = getattr(sync._async_stub(self._service), attr)
+        if kind.server_streams:
+            return sync._iterate(method, request, **options)
+        return sync._run(_awaited(method, request, **options))
 
     call.__name__ = method.python_name
     return call

@@ -16,13 +16,12 @@ per-call cost at all.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..protocol import ClientProtocol
 from ._stats import RPC_SYSTEMS
 
-__all__ = ["TracedClientProtocol", "client_tracer", "server_tracer"]
+__all__ = ["client_tracer", "end_client_span", "server_tracer", "start_client_span"]
 
 _INSTRUMENTATION = "h2mesh"
 
@@ -114,106 +113,38 @@ def _describe_server(span: Any, stream: Any, path: str, outcome: Any) -> None:
 
 
 # -- client ---------------------------------------------------------------------------------
-class TracedClientProtocol(ClientProtocol):
-    """A ``ClientProtocol`` with a CLIENT span around each attempt, and the trace context
-    injected into the attempt's metadata."""
+def start_client_span(
+    tracer: Any, protocol: str, method: Any, metadata: dict[str, str] | None
+) -> tuple[Any, dict[str, str]]:
+    """A CLIENT span for one attempt of ``method``, and ``metadata`` with the trace
+    context injected (a copy; the caller's dict is left alone)."""
+    from opentelemetry import propagate, trace
 
-    def __init__(self, inner: ClientProtocol, tracer: Any) -> None:
-        self.inner = inner
-        self.tracer = tracer
-        self.name = inner.name
-        self.system = RPC_SYSTEMS.get(inner.name, inner.name)
+    span = tracer.start_span(
+        f"{method.service_name}/{method.name}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "rpc.system": RPC_SYSTEMS.get(protocol, protocol),
+            "rpc.service": method.service_name,
+            "rpc.method": method.name,
+        },
+    )
+    md = dict(metadata) if metadata else {}
+    propagate.inject(md, context=trace.set_span_in_context(span))
+    return span, md
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
-    def _start(self, method: Any, metadata: dict[str, str] | None) -> tuple[Any, dict[str, str]]:
-        from opentelemetry import propagate, trace
+def end_client_span(span: Any, error: BaseException | None) -> None:
+    """End an attempt's span with the status of its outcome (``error`` None: OK)."""
+    from .._errors import Code, RpcError
 
-        span = self.tracer.start_span(
-            f"{method.service_name}/{method.name}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "rpc.system": self.system,
-                "rpc.service": method.service_name,
-                "rpc.method": method.name,
-            },
-        )
-        md = dict(metadata) if metadata else {}
-        propagate.inject(md, context=trace.set_span_in_context(span))
-        return span, md
-
-    @staticmethod
-    def _end(span: Any, error: BaseException | None) -> None:
-        from .._errors import Code, RpcError
-
-        if isinstance(error, RpcError):
-            _status_code(span, error.code)
-        elif error is not None:
-            _status_code(span, Code.CANCELED if _is_cancel(error) else Code.UNKNOWN)
-        else:
-            _status_code(span, Code.OK)
-        span.end()
-
-    async def unary(
-        self,
-        open_stream: Any,
-        base_headers: Any,
-        method: Any,
-        request: Any,
-        timeout: float | None,
-        metadata: dict[str, str] | None,
-        response_md: Any,
-        max_size: int,
-    ) -> Any:
-        span, md = self._start(method, metadata)
-        error: BaseException | None = None
-        try:
-            return await self.inner.unary(
-                open_stream, base_headers, method, request, timeout, md, response_md, max_size
-            )
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._end(span, error)
-
-    async def stream(
-        self,
-        open_stream: Any,
-        base_headers: Any,
-        method: Any,
-        requests: AsyncIterable[Any] | None,
-        request: Any,
-        timeout: float | None,
-        metadata: dict[str, str] | None,
-        response_md: Any,
-        max_size: int,
-    ) -> AsyncIterator[Any]:
-        span, md = self._start(method, metadata)
-        error: BaseException | None = None
-        responses = self.inner.stream(
-            open_stream,
-            base_headers,
-            method,
-            requests,
-            request,
-            timeout,
-            md,
-            response_md,
-            max_size,
-        )
-        try:
-            async for message in responses:
-                yield message
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            aclose = getattr(responses, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            self._end(span, error)
+    if isinstance(error, RpcError):
+        _status_code(span, error.code)
+    elif error is not None:
+        _status_code(span, Code.CANCELED if _is_cancel(error) else Code.UNKNOWN)
+    else:
+        _status_code(span, Code.OK)
+    span.end()
 
 
 def _is_cancel(exc: BaseException) -> bool:

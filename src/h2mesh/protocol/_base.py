@@ -7,8 +7,7 @@ gRPC-Web sit side by side and are picked per request by ``negotiate``.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .._errors import Code, RpcError, UnprocessedError
@@ -17,7 +16,6 @@ from ..codec import Codec
 from ..service import MethodDescriptor
 from ..transport import (
     ConnectionRefused,
-    Headers,
     MessageTooLarge,
     Stream,
     StreamReset,
@@ -26,7 +24,6 @@ from ..transport import (
 from ._envelope import MessageReader
 
 Metadata = dict[str, str]
-OpenStream = Callable[[Sequence[tuple[bytes, bytes]], bool], Awaitable[Stream]]
 
 # Headers that belong to the transport or the protocol, never to user metadata.
 RESERVED_HEADERS = frozenset(
@@ -236,35 +233,77 @@ class ServerProtocol:
 
 
 class ClientProtocol:
-    """A wire protocol, client side."""
+    """A wire protocol, client side: the hooks the client's call flow calls.
+
+    The flow itself (open a stream, send, read the response, map transport errors, reset
+    the stream if the call ends early) lives once, in ``client/_call.py``; a protocol only
+    says how a call looks on the wire. Streams, and unary calls of protocols whose unary
+    calls are enveloped too (gRPC), use ``request_headers``, ``frame``, ``open_response``
+    and ``finish``; protocols with ``bare_unary`` (Connect) also answer
+    ``unary_request`` and ``unary_response``.
+    """
 
     name: str
+    codec: Codec
+    #: A unary call sends and receives one plain body rather than one envelope each way.
+    bare_unary = False
+    #: Envelope flags that close the response's messages (end-stream, trailers).
+    end_flags = 0
 
-    async def unary(
+    def request_headers(
         self,
-        open_stream: OpenStream,
-        base_headers: list[tuple[bytes, bytes]],
+        base: list[tuple[bytes, bytes]],
+        method: MethodDescriptor,
+        timeout: float | None,
+        metadata: Metadata | None,
+    ) -> list[tuple[bytes, bytes]]:
+        """The request headers of an enveloped call."""
+        raise NotImplementedError
+
+    def frame(self, message: Any) -> bytes:
+        """One request message as sent on the stream (encoded, compressed, enveloped)."""
+        raise NotImplementedError
+
+    async def open_response(
+        self,
+        stream: Stream,
+        headers: list[tuple[bytes, bytes]],
+        response_md: ResponseMetadata | None,
+        max_size: int,
+    ) -> MessageReader | None:
+        """Check the response head; return the reader of its messages, or None if the
+        call already ended well with the head. Raises the call's ``RpcError``."""
+        raise NotImplementedError
+
+    def finish(
+        self, stream: Stream, end: bytes | None, response_md: ResponseMetadata | None
+    ) -> None:
+        """The response's messages are over: ``end`` is the payload of the envelope that
+        closed them (one with ``end_flags``), None if the body just ended. Raises the
+        call's error, if it failed."""
+        raise NotImplementedError
+
+    def unary_request(
+        self,
+        base: list[tuple[bytes, bytes]],
         method: MethodDescriptor,
         request: Any,
         timeout: float | None,
         metadata: Metadata | None,
+    ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        """(``bare_unary``) The headers and body of a unary request; body None: the
+        request is all in the headers (a GET)."""
+        raise NotImplementedError
+
+    def unary_response(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        method: MethodDescriptor,
         response_md: ResponseMetadata | None,
         max_size: int,
     ) -> Any:
-        raise NotImplementedError
-
-    def stream(
-        self,
-        open_stream: OpenStream,
-        base_headers: list[tuple[bytes, bytes]],
-        method: MethodDescriptor,
-        requests: AsyncIterable[Any] | None,
-        request: Any,
-        timeout: float | None,
-        metadata: Metadata | None,
-        response_md: ResponseMetadata | None,
-        max_size: int,
-    ) -> AsyncIterator[Any]:
+        """(``bare_unary``) The response message of a unary call, or raise its error."""
         raise NotImplementedError
 
 
@@ -279,58 +318,3 @@ class ResponseMetadata:
 
     def __repr__(self) -> str:
         return f"ResponseMetadata(headers={self.headers!r}, trailers={self.trailers!r})"
-
-
-async def pump_requests(
-    stream: Stream,
-    requests: AsyncIterable[Any],
-    encode: Callable[[Any], bytes],
-) -> None:
-    """Send each request message, then end the stream (client side of streams)."""
-    try:
-        async for item in requests:
-            await stream.send_data(encode(item))
-        stream.end()
-    except (TransportError, asyncio.CancelledError):
-        raise
-    except BaseException:
-        stream.reset(ErrorCode.CANCEL)
-        raise
-
-
-class RequestSender:
-    """Sends a client stream's request messages while its response is read."""
-
-    __slots__ = ("task",)
-
-    def __init__(self) -> None:
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(
-        self,
-        stream: Stream,
-        requests: AsyncIterable[Any] | None,
-        request: Any,
-        frame: Callable[[Any], bytes],
-    ) -> None:
-        """Send the single ``request``, or start pumping ``requests`` in a task."""
-        if requests is None:
-            await stream.send_data(frame(request), end_stream=True)
-        else:
-            self.task = asyncio.ensure_future(pump_requests(stream, requests, frame))
-
-    def failure(self) -> BaseException | None:
-        """The request iterator's own error, if it failed: the real cause of a reset."""
-        task = self.task
-        if task is None or not task.done() or task.cancelled():
-            return None
-        cause = task.exception()
-        return None if isinstance(cause, TransportError) else cause
-
-    def stop(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
-
-def header_list(headers: Headers | None) -> list[tuple[bytes, bytes]]:
-    return headers if headers is not None else []

@@ -39,25 +39,55 @@ class EnvelopeReader:
     """Splits a byte stream into ``(flags, payload)`` envelopes.
 
     Messages larger than ``max_size`` raise ``MessageTooLarge`` as soon as the prefix
-    is seen, before any of the payload is buffered.
+    is seen, before any of the payload is buffered. Each payload is copied once: a chunk
+    that holds whole envelopes is sliced where it lies, and only a message split over
+    chunks is gathered in a buffer first.
     """
 
-    __slots__ = ("_buf", "_pos", "max_size")
+    __slots__ = ("_buf", "_chunk", "_cpos", "_pos", "max_size")
 
     def __init__(self, max_size: int) -> None:
-        self._buf = bytearray()
+        self._buf = bytearray()  # the start of an envelope that came in pieces
         self._pos = 0
+        self._chunk = b""  # the last chunk fed, read in place from _cpos
+        self._cpos = 0
         self.max_size = max_size
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        self._buf += data
+        if self._chunk:
+            self._spill()
+        if self._pos == len(self._buf):
+            if self._pos:
+                self._buf.clear()
+                self._pos = 0
+            self._chunk = data
+            self._cpos = 0
+        else:
+            self._buf += data
+
+    def _spill(self) -> None:
+        """Move what is left of the chunk into the buffer (an envelope in pieces)."""
+        chunk, self._chunk = self._chunk, b""
+        self._buf += memoryview(chunk)[self._cpos :]
 
     def next(self) -> tuple[int, bytes] | None:
         """The next complete envelope, or None if more bytes are needed."""
+        chunk = self._chunk
+        if chunk:
+            pos = self._cpos
+            if len(chunk) - pos >= 5:
+                flags, length = _unpack_from(chunk, pos)
+                if length > self.max_size:
+                    raise MessageTooLarge(self.max_size)
+                end = pos + 5 + length
+                if end <= len(chunk):
+                    if end == len(chunk):
+                        self._chunk = b""
+                    else:
+                        self._cpos = end
+                    return flags, chunk[pos + 5 : end]
+            self._spill()
         buf = self._buf
         pos = self._pos
         if len(buf) - pos < 5:
@@ -68,7 +98,7 @@ class EnvelopeReader:
         end = pos + 5 + length
         if len(buf) < end:
             return None
-        payload = bytes(buf[pos + 5 : end])
+        payload = bytes(memoryview(buf)[pos + 5 : end])
         if end == len(buf):
             buf.clear()
             self._pos = 0
@@ -83,7 +113,7 @@ class EnvelopeReader:
     @property
     def pending(self) -> int:
         """Bytes received but not yet returned as an envelope."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + len(self._chunk) - (self._cpos if self._chunk else 0)
 
 
 class BodyFraming(Protocol):
@@ -95,13 +125,24 @@ class BodyFraming(Protocol):
 
 
 class MessageReader:
-    """The request messages of a stream: envelopes, size limit and decompression.
+    """The messages of a stream's body: envelopes, size limit and decompression.
 
     ``next()`` returns each message's payload, decompressed, and None at the end of the
-    body; a body that ends inside an envelope raises ``RpcError(truncated_code)``.
+    body; ``flags`` holds the flags of the envelope it last returned (the client looks
+    for end-stream and trailer envelopes there). A body that ends inside an envelope
+    raises ``RpcError(truncated_code)``. Servers read requests with it, clients responses.
     """
 
-    __slots__ = ("_decompress", "_framing", "_reader", "_stream", "_truncated_code", "max_size")
+    __slots__ = (
+        "_decompress",
+        "_framing",
+        "_reader",
+        "_side",
+        "_stream",
+        "_truncated_code",
+        "flags",
+        "max_size",
+    )
 
     def __init__(
         self,
@@ -110,12 +151,15 @@ class MessageReader:
         decompress: Compressor | None = None,
         framing: BodyFraming | None = None,
         truncated_code: Code = Code.INTERNAL,
+        side: str = "request",
     ) -> None:
         self._stream = stream
         self._reader = EnvelopeReader(max_size)
         self._decompress = decompress
         self._framing = framing
         self._truncated_code = truncated_code
+        self._side = side
+        self.flags = 0
         self.max_size = max_size
 
     async def next(self) -> bytes | None:
@@ -125,6 +169,7 @@ class MessageReader:
             env = reader.next()
             if env is not None:
                 flags, payload = env
+                self.flags = flags
                 if flags & FLAG_COMPRESSED:
                     if self._decompress is None:
                         raise RpcError(
@@ -140,6 +185,6 @@ class MessageReader:
                     reader.feed(tail)
                     continue
                 if reader.pending:
-                    raise RpcError(self._truncated_code, "request body ends inside a message")
+                    raise RpcError(self._truncated_code, f"{self._side} body ends inside a message")
                 return None
             reader.feed(framing.decode(chunk) if framing is not None else chunk)

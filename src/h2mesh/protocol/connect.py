@@ -10,40 +10,33 @@ envelope (flag 0x02) that carries the error and trailers as JSON.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
 
 from .._errors import Code, RpcError
-from .._http2 import ErrorCode
 from ..codec import JSON, Codec, codec_for
 from ..compression import Compressor, compressor_for, supported_names
 from ..service import MethodDescriptor, MethodKind
-from ..transport import MessageTooLarge, Stream, TransportError
+from ..transport import Stream
 from ._base import (
     ClientProtocol,
     EnvelopedServerCall,
     HttpStatusError,
     Metadata,
-    OpenStream,
-    RequestSender,
     ResponseMetadata,
     ServerCall,
     ServerProtocol,
     encode_metadata,
-    error_from_transport,
     error_status_headers,
     method_not_allowed,
 )
 from ._envelope import (
     FLAG_COMPRESSED,
     FLAG_END_STREAM,
-    EnvelopeReader,
     MessageReader,
     encode_envelope,
 )
@@ -379,6 +372,9 @@ CONNECT = ConnectServer()
 # client side
 # ---------------------------------------------------------------------------------
 def _decode_headers(headers: list[tuple[bytes, bytes]], md: ResponseMetadata | None) -> int:
+    if md is None and headers and headers[0][0] == b":status":
+        # HTTP/2 puts the (one) response pseudo-header first: nothing else to look at.
+        return int(headers[0][1])
     status = 0
     for name, value in headers:
         if name == b":status":
@@ -413,6 +409,8 @@ class ConnectClient(ClientProtocol):
     """Connect, client side."""
 
     name = "connect"
+    bare_unary = True
+    end_flags = FLAG_END_STREAM
 
     def __init__(
         self, codec: Codec = JSON, *, use_get: bool = False, compression: str | None = None
@@ -455,157 +453,105 @@ class ConnectClient(ClientProtocol):
             out += encode_metadata(metadata)
         return out
 
-    async def unary(
+    # -- unary calls: one plain body each way --------------------------------------------
+    def unary_request(
         self,
-        open_stream: OpenStream,
-        base_headers: list[tuple[bytes, bytes]],
+        base: list[tuple[bytes, bytes]],
         method: MethodDescriptor,
         request: Any,
         timeout: float | None,
         metadata: Metadata | None,
-        response_md: ResponseMetadata | None,
-        max_size: int,
-    ) -> Any:
-        codec = self.codec
-        body = codec.encode(request)
+    ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        body = self.codec.encode(request)
         comp = self.compressor
         if comp is not None:
             body = comp.compress(body)
-        try:
-            if self.use_get and method.idempotent:
-                query = "?encoding=" + codec.name + "&base64=1&connect=v1&message="
-                query += base64.urlsafe_b64encode(body).rstrip(b"=").decode()
-                if comp is not None:
-                    query += "&compression=" + comp.name
-                headers = self._headers(
-                    base_headers,
-                    method.path.encode() + query.encode(),
-                    self._unary_ct,
-                    timeout,
-                    metadata,
-                )
-                headers[0] = (b":method", b"GET")
-                headers = [h for h in headers if h[0] != b"content-type"]
-                stream = await open_stream(headers, True)
-            else:
-                headers = self._headers(
-                    base_headers, method.path.encode(), self._unary_ct, timeout, metadata
-                )
-                if comp is not None:
-                    name = comp.name.encode()
-                    headers += [(b"content-encoding", name), (b"accept-encoding", name)]
-                stream = await open_stream(headers, False)
-            try:
-                if not stream.ended_local:
-                    await stream.send_data(body, end_stream=True)
-                resp_headers = await stream.wait_response()
-                status = _decode_headers(resp_headers, response_md)
-                data = await stream.read_all(max_size)
-            except asyncio.CancelledError:
-                stream.reset(ErrorCode.CANCEL)
-                raise
-            except MessageTooLarge:
-                stream.reset(ErrorCode.CANCEL)
-                raise
-        except TransportError as exc:
-            raise error_from_transport(exc) from None
-        if status == 200:
+        if not (self.use_get and method.idempotent):
+            headers = self._headers(base, method.path_bytes, self._unary_ct, timeout, metadata)
             if comp is not None:
-                used = self._decompressor(resp_headers, b"content-encoding")
+                name = comp.name.encode()
+                headers += [(b"content-encoding", name), (b"accept-encoding", name)]
+            return headers, body
+        query = "?encoding=" + self.codec.name + "&base64=1&connect=v1&message="
+        query += base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+        if comp is not None:
+            query += "&compression=" + comp.name
+        path = method.path_bytes + query.encode()
+        headers = self._headers(base, path, self._unary_ct, timeout, metadata)
+        headers[0] = (b":method", b"GET")
+        return [h for h in headers if h[0] != b"content-type"], None
+
+    def unary_response(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        method: MethodDescriptor,
+        response_md: ResponseMetadata | None,
+        max_size: int,
+    ) -> Any:
+        status = _decode_headers(headers, response_md)
+        if status == 200:
+            if self.compressor is not None:
+                used = self._decompressor(headers, b"content-encoding")
                 if used is not None:
-                    data = used.decompress(data, max_size)
-            return method.response_decoder(codec)(data)
-        try:
-            obj = _json_decode(data) if data else None
-        except msgspec.DecodeError:
-            obj = None
-        error = RpcError.from_json(obj, status)
+                    body = used.decompress(body, max_size)
+            return method.response_decoder(self.codec)(body)
+        error = _error_from_body(body, status)
         if response_md is not None:
             error.metadata = {**response_md.headers, **response_md.trailers}
         raise error
 
-    async def stream(
+    # -- streams: enveloped messages, closed by an end-stream envelope -------------------
+    def request_headers(
         self,
-        open_stream: OpenStream,
-        base_headers: list[tuple[bytes, bytes]],
+        base: list[tuple[bytes, bytes]],
         method: MethodDescriptor,
-        requests: AsyncIterable[Any] | None,
-        request: Any,
         timeout: float | None,
         metadata: Metadata | None,
+    ) -> list[tuple[bytes, bytes]]:
+        headers = self._headers(base, method.path_bytes, self._stream_ct, timeout, metadata)
+        if self.compressor is not None:
+            name = self.compressor.name.encode()
+            headers += [(b"connect-content-encoding", name), (b"connect-accept-encoding", name)]
+        return headers
+
+    def frame(self, message: Any) -> bytes:
+        payload = self.codec.encode(message)
+        if self.compressor is None:
+            return encode_envelope(payload)
+        return encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
+
+    async def open_response(
+        self,
+        stream: Stream,
+        headers: list[tuple[bytes, bytes]],
         response_md: ResponseMetadata | None,
         max_size: int,
-    ) -> AsyncIterator[Any]:
-        codec = self.codec
-        comp = self.compressor
-        if comp is None:
+    ) -> MessageReader | None:
+        status = _decode_headers(headers, response_md)
+        if status != 200:
+            raise _error_from_body(await stream.read_all(max_size), status)
+        used = self._decompressor(headers, b"connect-content-encoding")
+        return MessageReader(stream, max_size, used, side="response")
 
-            def frame(message: Any) -> bytes:
-                return encode_envelope(codec.encode(message))
-        else:
-            compress = comp.compress
-
-            def frame(message: Any) -> bytes:
-                return encode_envelope(compress(codec.encode(message)), FLAG_COMPRESSED)
-
-        headers = self._headers(
-            base_headers, method.path.encode(), self._stream_ct, timeout, metadata
-        )
-        if comp is not None:
-            name = comp.name.encode()
-            headers += [(b"connect-content-encoding", name), (b"connect-accept-encoding", name)]
-        sender = RequestSender()
-        stream: Stream | None = None
-        finished = False
+    def finish(
+        self, stream: Stream, end: bytes | None, response_md: ResponseMetadata | None
+    ) -> None:
+        if end is None:
+            raise RpcError(Code.INTERNAL, "stream ended without an end-of-stream message")
         try:
-            stream = await open_stream(headers, False)
-            await sender.start(stream, requests, request, frame)
-            resp_headers = await stream.wait_response()
-            status = _decode_headers(resp_headers, response_md)
-            if status != 200:
-                data = await stream.read_all(max_size)
-                try:
-                    obj = _json_decode(data) if data else None
-                except msgspec.DecodeError:
-                    obj = None
-                raise RpcError.from_json(obj, status)
-            decode = method.response_decoder(codec)
-            used = self._decompressor(resp_headers, b"connect-content-encoding")
-            reader = EnvelopeReader(max_size)
-            while True:
-                env = reader.next()
-                if env is None:
-                    chunk = await stream.read()
-                    if not chunk:
-                        raise RpcError(
-                            Code.INTERNAL, "stream ended without an end-of-stream message"
-                        )
-                    reader.feed(chunk)
-                    continue
-                flags, payload = env
-                if flags & FLAG_COMPRESSED:
-                    if used is None:
-                        raise RpcError(
-                            Code.INTERNAL, "compressed message with no compression negotiated"
-                        )
-                    payload = used.decompress(payload, max_size)
-                if flags & FLAG_END_STREAM:
-                    try:
-                        end = _json_decode(payload)
-                    except msgspec.DecodeError:
-                        raise RpcError(Code.INTERNAL, "malformed end-of-stream message") from None
-                    error = _error_from_end(end, response_md)
-                    finished = True
-                    if error is not None:
-                        raise error
-                    return
-                yield decode(payload)
-        except TransportError as exc:
-            cause = sender.failure()
-            if cause is not None:
-                raise cause from None
-            raise error_from_transport(exc) from None
-        finally:
-            sender.stop()
-            if stream is not None and not finished:
-                stream.reset(ErrorCode.CANCEL)
+            message = _json_decode(end)
+        except msgspec.DecodeError:
+            raise RpcError(Code.INTERNAL, "malformed end-of-stream message") from None
+        error = _error_from_end(message, response_md)
+        if error is not None:
+            raise error
+
+
+def _error_from_body(body: bytes, status: int) -> RpcError:
+    """The error of a unary call answered with HTTP ``status`` (a JSON error, if any)."""
+    try:
+        obj = _json_decode(body) if body else None
+    except msgspec.DecodeError:
+        obj = None
+    return RpcError.from_json(obj, status)

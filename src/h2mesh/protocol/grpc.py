@@ -21,27 +21,23 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from .._errors import Code, RpcError
-from .._http2 import ErrorCode
 from ..codec import PROTO, Codec, codec_for
 from ..compression import Compressor, compressor_for, supported_names
 from ..service import MethodDescriptor
-from ..transport import MessageTooLarge, Stream, TransportError
+from ..transport import Stream
 from ._base import (
     ClientProtocol,
     EnvelopedServerCall,
     Metadata,
-    OpenStream,
-    RequestSender,
     ResponseMetadata,
     ServerCall,
     ServerProtocol,
-    error_from_transport,
 )
-from ._envelope import FLAG_COMPRESSED, EnvelopeReader, MessageReader, encode_envelope
+from ._envelope import FLAG_COMPRESSED, MessageReader, encode_envelope
 
 __all__ = [
     "FLAG_TRAILERS",
@@ -480,6 +476,8 @@ class GrpcServer(ServerProtocol):
 
     name = "grpc"
     content_type = b"application/grpc"
+    # A gRPC-Web body ends with a trailer envelope; plain gRPC sends trailers instead.
+    end_flags = FLAG_TRAILERS
 
     def accepts(self, method: bytes | None, content_type: bytes | None) -> bool:
         return _parse_content_type(content_type, self.content_type) is not None
@@ -564,6 +562,8 @@ class GrpcClient(ClientProtocol):
 
     name = "grpc"
     content_type = b"application/grpc"
+    # A gRPC-Web body ends with a trailer envelope; plain gRPC sends trailers instead.
+    end_flags = FLAG_TRAILERS
 
     def __init__(self, codec: Codec = PROTO, compression: str | None = None) -> None:
         self.codec = codec
@@ -586,15 +586,15 @@ class GrpcClient(ClientProtocol):
     def framing(self) -> Framing:
         return IDENTITY_FRAMING
 
-    # -- calls ------------------------------------------------------------------------
-    def _headers(
+    # -- the call-flow hooks ----------------------------------------------------------
+    def request_headers(
         self,
         base: list[tuple[bytes, bytes]],
         method: MethodDescriptor,
         timeout: float | None,
         metadata: Metadata | None,
     ) -> list[tuple[bytes, bytes]]:
-        out = [*base, (b":path", method.path.encode()), self._ct, *self.protocol_headers()]
+        out = [*base, (b":path", method.path_bytes), self._ct, *self.protocol_headers()]
         out += [_USER_AGENT, _ACCEPT_ENCODING_HEADER]
         if self.compressor is not None:
             out.append((b"grpc-encoding", self.compressor.name.encode()))
@@ -604,7 +604,7 @@ class GrpcClient(ClientProtocol):
             out += encode_grpc_metadata(metadata)
         return out
 
-    def _frame(self, message: Any) -> bytes:
+    def frame(self, message: Any) -> bytes:
         payload = self.codec.encode(message)
         if self.compressor is not None:
             frame = encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
@@ -612,130 +612,52 @@ class GrpcClient(ClientProtocol):
             frame = encode_envelope(payload)
         return self.framing().encode(frame)
 
-    async def unary(
+    async def open_response(
         self,
-        open_stream: OpenStream,
-        base_headers: list[tuple[bytes, bytes]],
-        method: MethodDescriptor,
-        request: Any,
-        timeout: float | None,
-        metadata: Metadata | None,
+        stream: Stream,
+        headers: list[tuple[bytes, bytes]],
         response_md: ResponseMetadata | None,
         max_size: int,
-    ) -> Any:
-        responses = self.stream(
-            open_stream,
-            base_headers,
-            method,
-            None,
-            request,
-            timeout,
-            metadata,
-            response_md,
-            max_size,
-        )
-        result: Any = None
-        count = 0
-        try:
-            async for message in responses:
-                result = message
-                count += 1
-        finally:
-            await responses.aclose()  # type: ignore[attr-defined]
-        if count != 1:
-            raise RpcError(Code.UNIMPLEMENTED, f"unary call got {count} response messages")
-        return result
-
-    async def stream(
-        self,
-        open_stream: OpenStream,
-        base_headers: list[tuple[bytes, bytes]],
-        method: MethodDescriptor,
-        requests: AsyncIterable[Any] | None,
-        request: Any,
-        timeout: float | None,
-        metadata: Metadata | None,
-        response_md: ResponseMetadata | None,
-        max_size: int,
-    ) -> AsyncIterator[Any]:
-        headers = self._headers(base_headers, method, timeout, metadata)
-        sender = RequestSender()
-        stream: Stream | None = None
-        finished = False
-        try:
-            stream = await open_stream(headers, False)
-            await sender.start(stream, requests, request, self._frame)
-            resp_headers = await stream.wait_response()
-            fields = dict(resp_headers)
-            if response_md is not None:
-                _metadata_into(resp_headers, response_md.headers)
-            status = fields.get(b":status", b"")
-            if status != b"200":
-                finished = True
-                raise _http_error(status)
-            if b"grpc-status" in fields:
-                # Trailers-only response.
-                finished = True
-                error = _error_from_fields(fields)
-                if error is not None:
-                    error.metadata = dict(response_md.headers) if response_md else {}
-                    raise error
-                return
-            decompressor: Compressor | None = None
-            enc = fields.get(b"grpc-encoding")
-            if enc is not None and enc != b"identity":
-                decompressor = compressor_for(enc.decode("latin-1"))
-                if decompressor is None:
-                    raise RpcError(Code.INTERNAL, f"server used unknown grpc-encoding {enc!r}")
-            decode = method.response_decoder(self.codec)
-            reader = EnvelopeReader(max_size)
-            framing = self.framing()
-            body_trailers: list[tuple[bytes, bytes]] | None = None
-            while True:
-                env = reader.next()
-                if env is None:
-                    chunk = await stream.read()
-                    if not chunk:
-                        tail = framing.decode_end()
-                        if tail:
-                            reader.feed(tail)
-                            continue
-                        if reader.pending:
-                            raise RpcError(Code.INTERNAL, "response ends inside a message")
-                        break
-                    reader.feed(framing.decode(chunk))
-                    continue
-                flags, payload = env
-                if flags & FLAG_TRAILERS:
-                    body_trailers = parse_trailer_block(payload)
-                    continue
-                if flags & FLAG_COMPRESSED:
-                    if decompressor is None:
-                        raise RpcError(
-                            Code.INTERNAL, "compressed message with no grpc-encoding negotiated"
-                        )
-                    payload = decompressor.decompress(payload, max_size)
-                yield decode(payload)
-            trailers = body_trailers if body_trailers is not None else (stream.trailers or [])
-            finished = True
-            if response_md is not None:
-                _metadata_into(trailers, response_md.trailers)
-            error = _error_from_fields(dict(trailers))
+    ) -> MessageReader | None:
+        fields = dict(headers)
+        if response_md is not None:
+            _metadata_into(headers, response_md.headers)
+        status = fields.get(b":status", b"")
+        if status != b"200":
+            raise _http_error(status)
+        if b"grpc-status" in fields:
+            # Trailers-only response.
+            error = _error_from_fields(fields)
             if error is not None:
-                if response_md is not None:
-                    error.metadata = {**response_md.headers, **response_md.trailers}
+                error.metadata = dict(response_md.headers) if response_md else {}
                 raise error
-        except MessageTooLarge as exc:
-            raise RpcError(Code.RESOURCE_EXHAUSTED, str(exc)) from None
-        except TransportError as exc:
-            cause = sender.failure()
-            if cause is not None:
-                raise cause from None
-            raise error_from_transport(exc) from None
-        finally:
-            sender.stop()
-            if stream is not None and not finished:
-                stream.reset(ErrorCode.CANCEL)
+            return None
+        decompressor: Compressor | None = None
+        enc = fields.get(b"grpc-encoding")
+        if enc is not None and enc != b"identity":
+            decompressor = compressor_for(enc.decode("latin-1"))
+            if decompressor is None:
+                raise RpcError(Code.INTERNAL, f"server used unknown grpc-encoding {enc!r}")
+        framing = self.framing()
+        return MessageReader(
+            stream,
+            max_size,
+            decompressor,
+            None if framing is IDENTITY_FRAMING else framing,
+            side="response",
+        )
+
+    def finish(
+        self, stream: Stream, end: bytes | None, response_md: ResponseMetadata | None
+    ) -> None:
+        trailers = parse_trailer_block(end) if end is not None else (stream.trailers or [])
+        if response_md is not None:
+            _metadata_into(trailers, response_md.trailers)
+        error = _error_from_fields(dict(trailers))
+        if error is not None:
+            if response_md is not None:
+                error.metadata = {**response_md.headers, **response_md.trailers}
+            raise error
 
 
 def parse_trailer_block(payload: bytes) -> list[tuple[bytes, bytes]]:

@@ -194,16 +194,29 @@ class H2Stream(Stream):
         chunks = self._chunks
         if self._eof and len(chunks) == 1 and len(chunks[0]) <= limit:
             return chunks.pop()  # the common unary case: the body arrived in one frame
+        # Whatever has arrived is taken at once (one window update for it, none once the
+        # peer has ended the stream), not chunk by chunk.
         parts: list[bytes] = []
         size = 0
         while True:
-            chunk = await self.read()
-            if not chunk:
+            if chunks:
+                n = sum(map(len, chunks))
+                size += n
+                if size > limit:
+                    raise MessageTooLarge(limit)
+                parts += chunks
+                chunks.clear()
+                if not self._eof:
+                    self._ack(n)
+            if self._eof:
                 break
-            size += len(chunk)
-            if size > limit:
-                raise MessageTooLarge(limit)
-            parts.append(chunk)
+            if self._error is not None:
+                raise self._error
+            self._read_waiter = self._conn.loop.create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
         if len(parts) == 1:
             return parts[0]
         return b"".join(parts)
@@ -797,7 +810,13 @@ class H2Connection(asyncio.Protocol):
             stream.headers = headers
             if ev.end_stream:
                 stream._eof = True
-            stream._wake(stream._headers_waiter)
+            # Woken and forgotten at once: the stream's close (often in the same read)
+            # then finds no waiter left to wake.
+            waiter = stream._headers_waiter
+            if waiter is not None:
+                stream._headers_waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
             stream._wake(stream._read_waiter)
 
     def _on_data(self, ev: ngh2.DataReceived) -> None:
@@ -927,15 +946,27 @@ class H2Connection(asyncio.Protocol):
             self._settings_waiter = self.loop.create_future()
         await asyncio.shield(self._settings_waiter)
 
-    def open_stream(self, headers: Sequence[tuple[bytes, bytes]], end_stream: bool) -> H2Stream:
-        """(client) Send request headers on a new stream."""
+    def open_stream(
+        self, headers: Sequence[tuple[bytes, bytes]], end_stream: bool, body: bytes | None = None
+    ) -> H2Stream:
+        """(client) Send request headers on a new stream; with ``body``, the whole request
+        body too (the stream ends with it), queued in the engine without waiting."""
         if not self.is_available():
             raise ConnectionRefused("connection is closing")
+        engine = self.engine
         try:
-            sid = self.engine.send_request(headers, end_stream=end_stream)
+            sid = engine.send_request(headers, end_stream=end_stream and body is None)
         except (ngh2.ConnectionClosingError, ngh2.NoAvailableStreamIDError) as exc:
             self.closing = True
             raise ConnectionRefused(str(exc)) from None
+        if body is not None:
+            try:
+                engine.send_data(sid, body, end_stream=True)
+            except ngh2.NGH2Error as exc:
+                with contextlib.suppress(ngh2.NGH2Error):
+                    engine.reset_stream(sid, _CANCEL)
+                raise ConnectionRefused(str(exc)) from None
+            end_stream = True
         stream = H2Stream(self, sid, None)
         stream.ended_local = end_stream
         self.streams[sid] = stream

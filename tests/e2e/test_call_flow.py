@@ -1,0 +1,189 @@
+"""The client's one call flow, seen from outside: the same outcome whatever the protocol.
+
+A server that answers a call with a number of messages other than the one the client
+expects (a cardinality violation) is ``UNIMPLEMENTED`` on every path: unary calls over
+the enveloped protocols, client streams on the async and the sync stubs. The sync stub
+takes the async stub's arguments (``key=`` included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from h2mesh import Channel, Code, Context, RpcError, Service, SyncChannel, rpc
+from tests.conftest import LiveServer
+
+
+class Item(msgspec.Struct):
+    n: int
+
+
+class Loose(Service, name="flow.v1.Loose"):
+    """Answers with as many messages as asked for, whatever the client expects."""
+
+    @rpc
+    async def many(self, req: Item, ctx: Context) -> AsyncIterator[Item]:
+        for i in range(req.n):
+            yield Item(i)
+
+    @rpc
+    async def gather(self, reqs: AsyncIterator[Item], ctx: Context) -> AsyncIterator[Item]:
+        async for req in reqs:
+            for i in range(req.n):
+                yield Item(i)
+
+
+class Strict(Service, name="flow.v1.Loose"):
+    """The same paths, declared as the client expects them: one response each."""
+
+    @rpc
+    async def many(self, req: Item, ctx: Context) -> Item:
+        raise NotImplementedError
+
+    @rpc
+    async def gather(self, reqs: AsyncIterator[Item], ctx: Context) -> Item:
+        raise NotImplementedError
+
+
+class Named(Service, name="flow.v1.Named"):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @rpc
+    async def who(self, req: Item, ctx: Context) -> Item:
+        return Item(int(self.name))
+
+
+@pytest.fixture
+def server_services() -> list[Service]:
+    return [Loose()]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "grpc-web", "grpc-web-text"])
+@pytest.mark.parametrize("count", [0, 2])
+def test_unary_call_with_other_than_one_message_is_unimplemented(
+    run: Callable[..., Any], server_url: str, protocol: str, count: int
+) -> None:
+    async def main() -> None:
+        async with Channel(server_url, protocol=protocol, codec="json") as ch:
+            with pytest.raises(RpcError) as info:
+                await ch.stub(Strict).many(Item(count), timeout=5)
+            assert info.value.code is Code.UNIMPLEMENTED
+            assert f"returned {count} response messages, expected 1" in info.value.message
+            # The connection is fine afterwards: a well-formed call still works.
+            got = [m.n async for m in ch.stub(Loose).many(Item(2), timeout=5)]
+            assert got == [0, 1]
+
+    run(main())
+
+
+@pytest.mark.parametrize("protocol", ["connect", "grpc"])
+@pytest.mark.parametrize("count", [0, 3])
+def test_client_stream_with_other_than_one_message_is_unimplemented(
+    run: Callable[..., Any], server_url: str, protocol: str, count: int
+) -> None:
+    async def requests() -> AsyncIterator[Item]:
+        yield Item(count)
+
+    async def main() -> None:
+        async with Channel(server_url, protocol=protocol, codec="json") as ch:
+            with pytest.raises(RpcError) as info:
+                await ch.stub(Strict).gather(requests(), timeout=5)
+            assert info.value.code is Code.UNIMPLEMENTED
+
+    run(main())
+
+
+def test_sync_client_stream_cardinality_is_unimplemented_too(server_url: str) -> None:
+    with SyncChannel(server_url, codec="json") as ch:
+        with pytest.raises(RpcError) as info:
+            ch.stub(Strict).gather([Item(2)], timeout=5)
+        assert info.value.code is Code.UNIMPLEMENTED
+        assert ch.stub(Strict).gather([Item(1)], timeout=5) == Item(0)
+
+
+@pytest.fixture
+def replicas(loop_kind: str) -> Iterator[list[LiveServer]]:
+    servers = [LiveServer([Named(str(i))], loop_kind) for i in range(3)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.close()
+
+
+def test_sync_stub_takes_the_ring_hash_key(replicas: list[LiveServer]) -> None:
+    target = "static://" + ",".join(f"127.0.0.1:{s.port}" for s in replicas)
+    with SyncChannel(target, codec="json", policy="ring_hash") as ch:
+        stub = ch.stub(Named)
+        for key in ("alpha", "beta", "gamma", "delta"):
+            seen = {stub.who(Item(0), key=key, timeout=5).n for _ in range(5)}
+            assert len(seen) == 1, (key, seen)  # one key, one replica
+        spread = {stub.who(Item(0), key=f"k{i}", timeout=5).n for i in range(40)}
+        assert len(spread) > 1  # and the keys do spread over the replicas
+
+
+# -- deadlines the client enforces itself ---------------------------------------------------
+# An empty SETTINGS frame: the server's half of the HTTP/2 connection preface.
+_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+async def _silent_peer(preface: bool) -> tuple[asyncio.Server, str]:
+    """A TCP peer that reads everything and answers nothing (with ``preface``, only its
+    SETTINGS, so the client's streams are opened): only the client's own deadline can end
+    a call to it, while it connects or on the open stream."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if preface:
+            writer.write(_SETTINGS)
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def _collect(responses: AsyncIterator[Any]) -> list[Any]:
+    return [message async for message in responses]
+
+
+@pytest.mark.parametrize("preface", [True, False], ids=["streams-open", "connecting"])
+@pytest.mark.parametrize("protocol", ["connect", "grpc"])
+def test_client_deadline_ends_calls_to_a_silent_peer(
+    run: Callable[..., Any], protocol: str, preface: bool
+) -> None:
+    async def requests() -> AsyncIterator[Item]:
+        yield Item(1)
+        await asyncio.Event().wait()  # never ends on its own
+
+    async def main() -> None:
+        server, url = await _silent_peer(preface)
+        try:
+            async with Channel(url, protocol=protocol, codec="json") as ch:
+                stub = ch.stub(Loose)
+                calls = {
+                    "unary": ch.stub(Named).who(Item(0), timeout=0.2),
+                    "server stream": _collect(stub.many(Item(3), timeout=0.2)),
+                    "bidi": _collect(stub.gather(requests(), timeout=0.2)),
+                }
+                for name, call in calls.items():
+                    started = time.monotonic()
+                    with pytest.raises(RpcError) as info:
+                        await call
+                    assert info.value.code is Code.DEADLINE_EXCEEDED, name
+                    assert time.monotonic() - started < 3.0, name
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())
