@@ -53,6 +53,10 @@ WORKLOADS: dict[str, tuple[str, str]] = {
     "grpc-proto": ("h2mesh-proto", "h2mesh-grpc-proto"),
     "grpc-msgpack": ("h2mesh", "h2mesh-grpc-msgpack"),
     "grpc-json": ("h2mesh", "h2mesh-grpc-json"),
+    # What observability costs: connect-json with call metrics and/or the access log on.
+    "connect-json-metrics": ("h2mesh-metrics", "h2mesh-json"),
+    "connect-json-access-log": ("h2mesh-access-log", "h2mesh-json"),
+    "connect-json-metrics-access-log": ("h2mesh-metrics-access-log", "h2mesh-json"),
 }
 DEFAULT_WORKLOADS = ("connect-json", "grpc-proto")
 
