@@ -52,6 +52,11 @@ WORKLOADS: dict[str, tuple[str, str]] = {
     "connect-msgpack": ("h2mesh", "h2mesh-msgpack"),
     "grpc-proto": ("h2mesh-proto", "h2mesh-grpc-proto"),
     "grpc-msgpack": ("h2mesh", "h2mesh-grpc-msgpack"),
+    "grpc-json": ("h2mesh", "h2mesh-grpc-json"),
+    # What observability costs: connect-json with call metrics and/or the access log on.
+    "connect-json-metrics": ("h2mesh-metrics", "h2mesh-json"),
+    "connect-json-access-log": ("h2mesh-access-log", "h2mesh-json"),
+    "connect-json-metrics-access-log": ("h2mesh-metrics-access-log", "h2mesh-json"),
 }
 DEFAULT_WORKLOADS = ("connect-json", "grpc-proto")
 
@@ -297,11 +302,12 @@ def measure_layers(
             snaps.append(_read_counts(done))
     finally:
         _stop(proc)
-    # Snapshots are cumulative-since-reset: [reset, N calls, 2N calls].
+    # Snapshots count from the first one on: [0, N calls, N + 2N calls]; the last two
+    # differ by 2N calls (and one connection's set-up less one).
     n1, n2 = snaps[1], snaps[2]
     keys = set(n1) | set(n2)
-    per_fn = {k: (n2.get(k, (0, 0))[0] - n1.get(k, (0, 0))[0]) / calls for k in keys}
-    entered = {k: (n2.get(k, (0, 0))[1] - n1.get(k, (0, 0))[1]) / calls for k in keys}
+    per_fn = {k: (n2.get(k, (0, 0))[0] - 2 * n1.get(k, (0, 0))[0]) / calls for k in keys}
+    entered = {k: (n2.get(k, (0, 0))[1] - 2 * n1.get(k, (0, 0))[1]) / calls for k in keys}
     return {"functions": per_fn, "calls": entered}
 
 

@@ -339,8 +339,10 @@ def start_server(system: System, port: int, workdir: Path, limit: float) -> subp
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["GOMAXPROCS"] = "1"  # grpc-go on the server's one core, as the Python servers
+    # H2MESH_BENCH_SRC: measure the h2mesh package of another tree (benchmarks/ab.py).
+    first = env.get("H2MESH_BENCH_SRC", "")
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
+        p for p in (first, str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
     )
     return env
 

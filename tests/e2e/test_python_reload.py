@@ -93,3 +93,12 @@ def test_sighup_with_the_python_api(tmp_path: Path, load: str | None, after: str
         assert not re.search(r"Traceback", sup.output()), sup.output()
     finally:
         sup.stop()
+
+
+def test_load_must_be_an_import_string() -> None:
+    from h2mesh import Server
+
+    server = Server([])
+    with pytest.raises(ValueError, match="MODULE:ATTRIBUTE"):
+        asyncio.run(server.serve("127.0.0.1", 0, workers=2, load="reloadable.server"))
+    assert server.sockets == []  # refused before anything was bound

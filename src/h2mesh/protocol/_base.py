@@ -194,6 +194,9 @@ class EnvelopedServerCall(ServerCall):
 
     async def receive(self) -> Any:
         reader = self._reader
+        payload = reader.take_single()  # the whole body already here: no waiting
+        if payload is not None:
+            return self.method.request_decoder(self.codec)(payload)
         payload = await reader.next()
         if payload is None:
             raise RpcError(self.request_error_code, "request has no message")

@@ -90,13 +90,14 @@ class EnvelopeReader:
             self._spill()
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < 5:
+        size = len(buf)
+        if size - pos < 5:
             return None
         flags, length = _unpack_from(buf, pos)
         if length > self.max_size:
             raise MessageTooLarge(self.max_size)
         end = pos + 5 + length
-        if len(buf) < end:
+        if size < end:
             return None
         payload = bytes(memoryview(buf)[pos + 5 : end])
         if end == len(buf):
@@ -161,6 +162,23 @@ class MessageReader:
         self._side = side
         self.flags = 0
         self.max_size = max_size
+
+    def take_single(self) -> bytes | None:
+        """The request's one message, if the whole body is already here and holds exactly
+        one envelope; None otherwise (then ``next()``, which also reports what is wrong)."""
+        reader = self._reader
+        if self._framing is not None or reader.pending:
+            return None
+        body = self._stream.take_body(self.max_size + 5)
+        if body is None:
+            return None
+        if len(body) >= 5:
+            flags, length = _unpack_from(body, 0)
+            if length + 5 == len(body) and not flags & FLAG_COMPRESSED:
+                self.flags = flags
+                return body[5:]
+        reader.feed(body)  # compressed, none or several: next() takes it from here
+        return None
 
     async def next(self) -> bytes | None:
         reader = self._reader

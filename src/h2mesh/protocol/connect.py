@@ -180,7 +180,9 @@ class _UnaryCall(ServerCall):
     async def receive(self) -> Any:
         body = self._body
         if body is None:
-            body = await self.stream.read_all(self.max_size)
+            body = self.stream.take_body(self.max_size)
+            if body is None:
+                body = await self.stream.read_all(self.max_size)
         if self._decompress is not None:
             body = self._decompress.decompress(body, self.max_size)
         return self.method.request_decoder(self.codec)(body)

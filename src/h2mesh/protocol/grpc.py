@@ -22,6 +22,7 @@ import base64
 import binascii
 import math
 from collections.abc import Iterable
+from operator import methodcaller
 from typing import Any
 
 from .._errors import Code, RpcError
@@ -265,6 +266,9 @@ def encode_grpc_metadata(md: Metadata | None) -> list[tuple[bytes, bytes]]:
     return out
 
 
+_IS_BINARY = methodcaller("endswith", b"-bin")  # (map/any over it run in C)
+
+
 def _decode_bin_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Headers with every ``-bin`` value base64-decoded (padded or not)."""
     out = []
@@ -421,7 +425,10 @@ class GrpcCall(EnvelopedServerCall):
         super().__init__(stream, method, codec, timeout, max_size)
         self._proto = proto
         self._framing = framing
-        self._reader = MessageReader(stream, max_size, decompressor, framing)
+        # (Identity framing is no framing: the reader then takes a whole body at once.)
+        self._reader = MessageReader(
+            stream, max_size, decompressor, None if framing is IDENTITY_FRAMING else framing
+        )
         self._response_comp = response_comp
         self._extra = extra
         self._sent = False
@@ -436,6 +443,10 @@ class GrpcCall(EnvelopedServerCall):
         return out
 
     async def send_message(self, message: Any, headers: Metadata | None) -> None:
+        await self.stream.send_data(self._message_frame(message, headers))
+
+    def _message_frame(self, message: Any, headers: Metadata | None) -> bytes:
+        """The body bytes of one response message (the response headers go first)."""
         if not self._sent:
             self._sent = True
             self.stream.send_headers(self._head(headers))
@@ -449,13 +460,18 @@ class GrpcCall(EnvelopedServerCall):
             frame = encode_envelope(comp.compress(payload), FLAG_COMPRESSED)
         else:
             frame = encode_envelope(payload)
-        await self.stream.send_data(self._framing.encode(frame))
+        return self._framing.encode(frame)
 
     async def send_unary(
         self, message: Any, headers: Metadata | None, trailers: Metadata | None
     ) -> None:
-        await self.send_message(message, headers)
-        await self.finish(None, headers, trailers)
+        # send_message and finish in one: this runs for every unary call.
+        stream = self.stream
+        await stream.send_data(self._message_frame(message, headers))
+        fields = _status_fields(None)
+        if trailers:
+            fields += encode_grpc_metadata(trailers)
+        await self._proto.send_trailers(stream, self._framing, fields)
 
     async def finish(
         self, error: RpcError | None, headers: Metadata | None, trailers: Metadata | None
@@ -527,7 +543,7 @@ class GrpcServer(ServerProtocol):
         timeout = parse_timeout(raw_timeout) if raw_timeout is not None else None
         decompressor, response_comp = _pick_compressors(request)
         headers = stream.headers
-        if headers is not None and any(name.endswith(b"-bin") for name, _ in headers):
+        if headers is not None and any(map(_IS_BINARY, request)):
             # Handlers see binary metadata decoded (as latin-1 text, one char per byte).
             headers[:] = _decode_bin_headers(headers)
         return GrpcCall(

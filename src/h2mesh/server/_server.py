@@ -9,8 +9,9 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._deadline import current_deadline
@@ -40,6 +41,7 @@ from ..transport import (
 )
 from ._app import HostedApp, host_app
 from ._context import Context
+from ._eager import start as start_eagerly
 from ._forwarded import ProxyTrust
 from ._health import HealthService, ServingStatus
 from ._interceptors import Handler, ServerInterceptor
@@ -585,9 +587,31 @@ class Server:
         loop = self._loop
         assert loop is not None
         obs = self.observer
-        stream.task = loop.create_task(
-            self._serve_stream(stream) if obs is None else obs.observe(self._serve_stream, stream)
-        )
+        try:
+            accepted: Any = self._accept(stream)
+        except _Refused as refused:
+            accepted = refused
+        except Exception:
+            accepted = _UNROUTED
+        serve: Callable[[Stream], Coroutine[Any, Any, Any]]
+        if accepted is _UNROUTED:
+            serve = self._serve_stream  # a bug in routing: a task meets it again, and logs it
+        elif accepted is None:
+            serve = self._serve_app
+        elif obs is None and stream.inline_start:
+            # The common case: the call starts at once (in the transport's event
+            # callback) and gets a task only if it has to wait.
+            stream.task = start_eagerly(loop, self._serve(stream, accepted))
+            return
+        else:
+            serve = partial(self._serve_accepted, accepted)
+        coro = serve(stream) if obs is None else obs.observe(serve, stream)
+        if stream.inline_start and accepted is not None and accepted is not _UNROUTED:
+            stream.task = start_eagerly(loop, coro)
+        else:
+            # The hosted application, a failed routing, and the requests that the
+            # HTTP/1.1 transport hands on from inside its parser: a task each.
+            stream.task = loop.create_task(coro)
 
     def _methods_for(self, path: bytes) -> list[str]:
         """The HTTP methods served at ``path`` (for preflights)."""
@@ -602,9 +626,7 @@ class Server:
         return self._rest
 
     # -- one request --------------------------------------------------------------
-    def _accept(
-        self, stream: Stream
-    ) -> tuple[_Route, ServerCall, ServerProtocol, dict[str, str] | None] | None:
+    def _accept(self, stream: Stream) -> _Accepted | None:
         """Route a request to a method and a protocol, or raise ``_Refused``; None hands
         it to the hosted application.
 
@@ -612,7 +634,7 @@ class Server:
         application, then the 415 / ``unimplemented`` answers. Also returns the CORS
         headers of the response.
         """
-        request = dict(stream.headers or ())
+        request = stream.fields
         method = request.get(b":method")
         path = request.get(b":path", b"")
         route = self._routes.get(path)
@@ -670,30 +692,44 @@ class Server:
         return self.cors.response_headers(request.get(b"origin"))
 
     async def _serve_stream(self, stream: Stream) -> Context | _Refused | _Hosted:
-        # One coroutine per request, from routing to the last byte: every extra await
-        # layer on this path costs each call. Returns what an observer reports: the
-        # call's context (method, protocol, code) or the refusal.
+        """A request routed in its own task."""
+        accepted: _Accepted | _Refused | None
         try:
             accepted = self._accept(stream)
         except _Refused as refused:
-            with contextlib.suppress(TransportError):  # the peer may have gone away
-                await refused.answer(stream)
-            return refused
+            accepted = refused
         if accepted is None:
-            assert self.app is not None
-            await self.app.serve(stream)
-            return _HOSTED
+            return await self._serve_app(stream)
+        return await self._serve(stream, accepted)
+
+    async def _serve_app(self, stream: Stream) -> _Hosted:
+        assert self.app is not None
+        await self.app.serve(stream)
+        return _HOSTED
+
+    def _serve_accepted(self, accepted: _Accepted | _Refused, stream: Stream) -> Any:
+        return self._serve(stream, accepted)
+
+    async def _serve(self, stream: Stream, accepted: _Accepted | _Refused) -> Context | _Refused:
+        # One coroutine per call, from routing to the last byte: every extra await
+        # layer on this path costs each call. Returns what an observer reports: the
+        # call's context (method, protocol, code) or the refusal.
+        if isinstance(accepted, _Refused):
+            with contextlib.suppress(TransportError):  # the peer may have gone away
+                await accepted.answer(stream)
+            return accepted
         route, call, proto, cors = accepted
         method = route.method
         timer: asyncio.TimerHandle | None = None
-        task = stream.task
         timeout = call.timeout
-        if timeout is not None and task is not None:
-            loop = task.get_loop()
+        if timeout is not None:
+            loop = self._loop
+            assert loop is not None
             deadline = loop.time() + timeout
             current_deadline.set(deadline)
             ctx = Context(stream, method, proto.name, deadline)
-            timer = loop.call_at(deadline, _expire, ctx, task)
+            # (It can only fire once the call waits, when the call has its task.)
+            timer = loop.call_at(deadline, _expire, ctx, stream)
         else:
             ctx = Context(stream, method, proto.name, None)
         if cors is not None:
@@ -718,6 +754,7 @@ class Server:
             if not ctx.timed_out and not self._cutting:
                 ctx.code = Code.CANCELED
                 raise  # the caller reset the stream
+            task = stream.task
             if task is not None:
                 task.uncancel()
             if ctx.timed_out:
@@ -783,9 +820,14 @@ def _have_protobuf() -> bool:
         return False
 
 
-def _expire(ctx: Context, task: asyncio.Task[Any]) -> None:
+def _expire(ctx: Context, stream: Stream) -> None:
     ctx.timed_out = True
-    task.cancel()
+    if stream.task is not None:
+        stream.task.cancel()
+
+
+_Accepted = tuple[_Route, ServerCall, ServerProtocol, dict[str, str] | None]
+_UNROUTED: Any = object()  # routing raised: the request's task routes it again
 
 
 class _Refused(Exception):

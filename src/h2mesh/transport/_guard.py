@@ -65,21 +65,32 @@ _VALUE_STAND_IN = b"/" + b"x" * 4096
 _NAME_STAND_IN = b"x" * 4097
 
 
+_NO_IDS: frozenset[int] = frozenset()
+
+
 class _RecentIds:
-    """A set of the last ``_CLOSED_KEPT`` stream ids added."""
+    """A set of the last ``_CLOSED_KEPT`` stream ids added (made on the first: most
+    connections never need one, and an idle connection should cost little memory)."""
 
     __slots__ = ("_order", "ids")
 
     def __init__(self) -> None:
-        self.ids: set[int] = set()
-        self._order: deque[int] = deque()
+        self.ids: set[int] | frozenset[int] = _NO_IDS
+        self._order: deque[int] | None = None
 
     def add(self, sid: int) -> None:
-        if sid not in self.ids:
-            self.ids.add(sid)
-            self._order.append(sid)
-            if len(self._order) > _CLOSED_KEPT:
-                self.ids.discard(self._order.popleft())
+        ids = self.ids
+        if sid in ids:
+            return
+        order = self._order
+        if order is None:
+            ids = self.ids = set()
+            order = self._order = deque()
+        assert isinstance(ids, set)
+        ids.add(sid)
+        order.append(sid)
+        if len(order) > _CLOSED_KEPT:
+            ids.discard(order.popleft())
 
     def __contains__(self, sid: object) -> bool:
         return sid in self.ids
@@ -167,6 +178,11 @@ class InboundGuard:
             # This loop runs for every frame a client sends: keep it to a few lookups.
             word, flags, sid = unpack(data, pos)
             kind = word & 0xFF
+            if not kind and not reset_ids and (sid > known or sid in open_streams):
+                # DATA on a stream opened by this read or being served, none reset:
+                # the commonest frame, and nothing to check (the loop below says why).
+                pos += 9 + (word >> 8)
+                continue
             if kind <= _HEADERS:  # DATA or HEADERS
                 sid &= 0x7FFFFFFF
                 if (sid <= known and sid & 1 and sid not in open_streams) or (
@@ -211,6 +227,7 @@ class InboundGuard:
                 if not self._take_reset():
                     return self._stop(data, released, pos, parts, 0, ENHANCE_YOUR_CALM)
                 peer_reset.add(sid & 0x7FFFFFFF)
+                reset_ids = peer_reset.ids  # (made by the first add)
             elif (kind == _PRIORITY and word >> 8 == 5) or (
                 kind == _WINDOW_UPDATE and word >> 8 == 4
             ):  # (other lengths: the engine's FRAME_SIZE_ERROR)

@@ -144,6 +144,7 @@ class H1Stream(Stream):
         expect_continue: bool,
     ) -> None:
         self._conn = conn
+        self._fields = None
         self.headers: Headers | None = headers
         # Trailer fields of a chunked request body, if it had any.
         self.trailers: Headers | None = None

@@ -22,7 +22,7 @@ class Stream:
     wants to tell the application in another way sets it to None).
     """
 
-    __slots__ = ("task",)
+    __slots__ = ("_fields", "task")
 
     http_version: str
     supports_trailers: bool
@@ -36,10 +36,24 @@ class Stream:
     #: The protocol a request asks to switch to (``b"websocket"``), where the connection
     #: may switch; ``switch()`` then answers and hands over the raw bytes.
     upgrade: bytes | None = None
+    #: True if the transport hands the stream on from a point where the call may run
+    #: at once, to its end (HTTP/2: after the whole read is dispatched); False if the
+    #: server must start it in a task of its own (HTTP/1.1: from inside the parser).
+    inline_start = False
 
     #: The connection the stream belongs to (each subclass holds it in a slot of its own);
     #: it has ``peer``, ``sockname`` and ``transport``.
     _conn: Any
+
+    _fields: dict[bytes, bytes] | None
+
+    @property
+    def fields(self) -> dict[bytes, bytes]:
+        """The request headers as a dict (a repeated name keeps its last value), made once."""
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = dict(self.headers or ())
+        return fields
 
     @property
     def peer(self) -> Any:
@@ -71,6 +85,12 @@ class Stream:
 
     async def read_all(self, limit: int) -> bytes:
         raise NotImplementedError
+
+    def take_body(self, limit: int) -> bytes | None:
+        """The whole body at once, if the peer has ended it and all of it (at most
+        ``limit`` bytes) is here; None otherwise (then ``read``/``read_all`` as usual).
+        Taken: later reads see the end of the body."""
+        return None
 
     def send_headers(
         self, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
