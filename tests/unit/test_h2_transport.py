@@ -9,6 +9,7 @@ playing a misbehaving peer).
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 import random
@@ -772,5 +773,47 @@ def test_peer_reset_fails_reads_and_cancels_the_handler(run: Run) -> None:
                 await stream.read()
             with pytest.raises(TransportError):
                 await stream.send_data(b"more")
+
+    run(main())
+
+
+def test_a_settings_wait_given_up_leaves_no_unretrieved_error_when_the_peer_leaves(
+    run: Run,
+) -> None:
+    # A caller gives up waiting for SETTINGS (its deadline); the peer then drops the
+    # connection: the error that ends the wait must not be logged as never retrieved.
+    dropped = asyncio.Event()
+
+    async def silent_then_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await dropped.wait()
+        writer.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        server = await asyncio.start_server(silent_then_gone, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, client = await loop.create_connection(
+            lambda: H2Connection(client=True, config=TransportConfig(keepalive_interval=None)),
+            "127.0.0.1",
+            port,
+        )
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.wait_peer_settings(), 0.05)
+            dropped.set()
+            await asyncio.wait_for(client.wait_closed(), 5)
+            with pytest.raises(ConnectionLost):
+                await client.wait_peer_settings()
+        finally:
+            client.abort()
+            server.close()
+            await server.wait_closed()
+        del client  # the connection held the ended wait: let it go, as a pool does
+        gc.collect()
+        await asyncio.sleep(0)
+        assert [c for c in reported if "never retrieved" in str(c.get("message"))] == []
 
     run(main())

@@ -699,6 +699,9 @@ class H2Connection(asyncio.Protocol):
         waiter = self._settings_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(err)
+            # Its waiter may have been cancelled (the call's deadline) while the shielded
+            # future lived on: mark the exception seen so asyncio does not log it.
+            waiter.exception()
         if self.on_close is not None:
             self.on_close(self)
 
