@@ -60,9 +60,25 @@ class Named(Service, name="flow.v1.Named"):
         return Item(int(self.name))
 
 
+class One(Service, name="flow.v1.One"):
+    """A unary method on the server."""
+
+    @rpc
+    async def one(self, req: Item, ctx: Context) -> Item:
+        return Item(req.n + 1)
+
+
+class SendsMany(Service, name="flow.v1.One"):
+    """The same path as the client sees it: it sends a stream of requests."""
+
+    @rpc
+    async def one(self, reqs: AsyncIterator[Item], ctx: Context) -> Item:
+        raise NotImplementedError
+
+
 @pytest.fixture
 def server_services() -> list[Service]:
-    return [Loose()]
+    return [Loose(), One()]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "grpc-web", "grpc-web-text"])
@@ -96,6 +112,29 @@ def test_client_stream_with_other_than_one_message_is_unimplemented(
             with pytest.raises(RpcError) as info:
                 await ch.stub(Strict).gather(requests(), timeout=5)
             assert info.value.code is Code.UNIMPLEMENTED
+
+    run(main())
+
+
+@pytest.mark.parametrize("protocol", ["connect", "grpc", "grpc-web"])
+@pytest.mark.parametrize("count", [0, 2])
+def test_a_unary_method_sent_other_than_one_request_message_answers_unimplemented(
+    run: Callable[..., Any], server_url: str, protocol: str, count: int
+) -> None:
+    async def requests() -> AsyncIterator[Item]:
+        for i in range(count):
+            yield Item(i)
+
+    async def main() -> None:
+        async with Channel(server_url, protocol=protocol, codec="json") as ch:
+            with pytest.raises(RpcError) as info:
+                await ch.stub(SendsMany).one(requests(), timeout=5)
+            assert info.value.code is Code.UNIMPLEMENTED
+            # Connect turns a stream away at its content type (a unary method takes
+            # application/json); gRPC reads the envelopes and counts them.
+            hint = "is unary" if protocol == "connect" else "expected 1"
+            assert hint in info.value.message
+            assert await ch.stub(One).one(Item(1), timeout=5) == Item(2)
 
     run(main())
 

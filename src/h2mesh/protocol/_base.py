@@ -178,13 +178,13 @@ class ServerCall:
 class EnvelopedServerCall(ServerCall):
     """A call whose request is a stream of enveloped messages (Connect streams, gRPC).
 
-    Subclasses set ``_reader`` and ``_sent`` and say which code a malformed request
-    stream earns (``request_error_code``).
+    Subclasses set ``_reader`` and ``_sent``. A unary request stream that holds no
+    message or more than one is a cardinality violation: ``UNIMPLEMENTED``, on the
+    server as on the client (the gRPC status-code table says so for both sides).
     """
 
     __slots__ = ("_reader", "_sent")
 
-    request_error_code = Code.INTERNAL
     _reader: MessageReader
     _sent: bool
 
@@ -199,9 +199,9 @@ class EnvelopedServerCall(ServerCall):
             return self.method.request_decoder(self.codec)(payload)
         payload = await reader.next()
         if payload is None:
-            raise RpcError(self.request_error_code, "request has no message")
+            raise RpcError(Code.UNIMPLEMENTED, "request has no message, expected 1")
         if await reader.next() is not None:
-            raise RpcError(self.request_error_code, "request has more than one message")
+            raise RpcError(Code.UNIMPLEMENTED, "request has more than one message, expected 1")
         return self.method.request_decoder(self.codec)(payload)
 
     async def receive_stream(self) -> AsyncIterator[Any]:

@@ -222,8 +222,6 @@ class _UnaryCall(ServerCall):
 class _StreamCall(EnvelopedServerCall):
     __slots__ = ("_compress",)
 
-    request_error_code = Code.INVALID_ARGUMENT
-
     def __init__(
         self,
         stream: Stream,
