@@ -9,18 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(h2o nghttp2-client)
-missing=()
-for pkg in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    || echo "warning: could not install ${missing[*]}; those rows will read 'unavailable'" >&2
-fi
+source scripts/apt_install.sh
+apt_install h2o nghttp2-client \
+    || echo "warning: could not install h2o or nghttp2-client; those rows will read 'unavailable'" >&2
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

@@ -6,17 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(curl nghttp2-client openssl grpc-proto etcd-server nginx haproxy prometheus chromium)
-missing=()
-for pkg in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source scripts/apt_install.sh
+apt_install curl nghttp2-client openssl grpc-proto etcd-server nginx haproxy prometheus chromium
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

@@ -6,17 +6,8 @@
 set -euo pipefail
 out=${1:?usage: build.sh OUT}
 here=$(cd "$(dirname "$0")" && pwd)
-apt_packages=(golang-go golang-google-grpc-dev)
-missing=()
-for pkg in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source "$here/../../scripts/apt_install.sh"
+apt_install golang-go golang-google-grpc-dev
 gopath=$(dirname "$out")/gopath
 mkdir -p "$gopath"
 cd "$here"
