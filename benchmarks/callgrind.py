@@ -36,14 +36,13 @@ from typing import Any
 
 from .harness import (
     CLIENT_CPU,
-    ROOT,
-    SERVER_CPU,
     SYSTEMS,
     _child_env,
     _h2load_request,
     _pin,
     _wait_listening,
     free_port,
+    spawn_server,
 )
 
 # workload -> (benchmark server, h2load request of harness.SYSTEMS)
@@ -194,18 +193,7 @@ def _env() -> dict[str, str]:
 
 
 def _start(cmd: list[str], work: Path, name: str, port: int, env: dict[str, str]) -> Any:
-    log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_pin(SERVER_CPU),
-        env=env,
-    )
-    log.close()
+    proc = spawn_server(cmd, work / f"{name}.log", env)
     try:
         _wait_listening(port, proc, 600.0)
     except Exception:

@@ -314,18 +314,7 @@ def start_server(system: System, port: int, workdir: Path, limit: float) -> subp
         cmd = [py, "-m", "benchmarks.bare_ngh2", str(port)]
     else:
         cmd = [py, "-m", "benchmarks.servers", system.server, str(port)]
-    log = open(workdir / f"{system.name}-server.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_pin(SERVER_CPU),
-        env=_child_env(),
-    )
-    log.close()
+    proc = spawn_server(cmd, workdir / f"{system.name}-server.log", _child_env())
     _LIVE.append(proc)
     try:
         _wait_listening(port, proc, limit)
@@ -334,6 +323,21 @@ def start_server(system: System, port: int, workdir: Path, limit: float) -> subp
         tail = (workdir / f"{system.name}-server.log").read_text(errors="replace")[-400:]
         raise RuntimeError(f"server did not start: {tail.strip() or 'no output'}") from None
     return proc
+
+
+def spawn_server(cmd: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group, pinned to the server's CPU, output to a log."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_pin(SERVER_CPU),
+            env=env,
+        )
 
 
 def _child_env() -> dict[str, str]:
