@@ -77,7 +77,7 @@ async def run(proto, n, path, app_spec):
         app = getattr(importlib.import_module(mod), name)
     server = Server([], app=app)
     server._loop = asyncio.get_running_loop()
-    await server.app.startup()
+    await server._begin(b"http")  # as start() does: the app's startup, the routes settled
     import os
     if os.environ.get("RAW"):
         head = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"13")]
