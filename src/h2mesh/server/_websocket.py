@@ -32,10 +32,7 @@ __all__ = ["serve_websocket"]
 
 log = logging.getLogger("h2mesh.asgi")
 
-DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 _CLOSE_TIMEOUT = 1.0
-DEFAULT_PING_INTERVAL = 20.0
-DEFAULT_PING_TIMEOUT = 20.0
 _MESSAGE_TOO_BIG = 1009
 _INTERNAL_ERROR = 1011
 _SERVICE_RESTART = 1012
@@ -87,8 +84,8 @@ class _Session:
         stream: Stream,
         headers: list[tuple[bytes, bytes]],
         max_size: int,
-        ping_interval: float | None = DEFAULT_PING_INTERVAL,
-        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        ping_interval: float | None,
+        ping_timeout: float | None,
     ) -> None:
         self.stream = stream
         self.headers = headers
