@@ -13,10 +13,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import msgspec
 import pytest
 
 from h2mesh import Channel, Code, Context, RpcError, Service, SyncChannel, rpc
+from h2mesh.transport import ErrorCode
 from tests.conftest import LiveServer
 
 
@@ -221,6 +225,64 @@ def test_client_deadline_ends_calls_to_a_silent_peer(
                         await call
                     assert info.value.code is Code.DEADLINE_EXCEEDED, name
                     assert time.monotonic() - started < 3.0, name
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+
+
+# -- a stream the server resets -------------------------------------------------------------
+async def _resetting_peer(code: int) -> tuple[asyncio.Server, str]:
+    """An HTTP/2 server (python-hyper ``h2``) that resets every stream it is sent with
+    ``code`` once the request has arrived, before any response."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if isinstance(event, h2.events.StreamEnded):
+                    conn.reset_stream(event.stream_id, error_code=code)
+            writer.write(conn.data_to_send())
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+# The mapping of gRPC's PROTOCOL-HTTP2.md ("RST_STREAM error codes to gRPC error codes").
+_RESET_CODES = {
+    ErrorCode.PROTOCOL_ERROR: Code.INTERNAL,
+    ErrorCode.INTERNAL_ERROR: Code.INTERNAL,
+    ErrorCode.FLOW_CONTROL_ERROR: Code.INTERNAL,
+    ErrorCode.FRAME_SIZE_ERROR: Code.INTERNAL,
+    ErrorCode.COMPRESSION_ERROR: Code.INTERNAL,
+    ErrorCode.CONNECT_ERROR: Code.INTERNAL,
+    ErrorCode.CANCEL: Code.CANCELED,
+    ErrorCode.ENHANCE_YOUR_CALM: Code.RESOURCE_EXHAUSTED,
+    ErrorCode.INADEQUATE_SECURITY: Code.PERMISSION_DENIED,
+    ErrorCode.REFUSED_STREAM: Code.UNAVAILABLE,
+}
+
+
+@pytest.mark.parametrize("protocol", ["connect", "grpc"])
+@pytest.mark.parametrize("reset", list(_RESET_CODES), ids=lambda c: c.name)
+def test_a_stream_reset_by_the_server_ends_the_call_with_grpcs_status_for_its_code(
+    run: Callable[..., Any], protocol: str, reset: ErrorCode
+) -> None:
+    async def main() -> None:
+        server, url = await _resetting_peer(int(reset))
+        try:
+            async with Channel(url, protocol=protocol, codec="json", timeout=5.0) as ch:
+                with pytest.raises(RpcError) as info:
+                    await ch.stub(Named).who(Item(0))
+                assert info.value.code is _RESET_CODES[reset]
+                assert "Traceback" not in info.value.message
         finally:
             server.close()
             await server.wait_closed()

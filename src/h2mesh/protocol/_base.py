@@ -115,7 +115,10 @@ def error_from_transport(exc: BaseException) -> RpcError:
             return RpcError(Code.PERMISSION_DENIED, "insufficient transport security")
         if exc.refused:
             return UnprocessedError(str(exc))
-        return RpcError(Code.UNAVAILABLE, str(exc))
+        # Every other code (PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR, ...) means
+        # the stream broke after the server took it: INTERNAL, as gRPC's HTTP/2 mapping
+        # says, and not retried as UNAVAILABLE would be.
+        return RpcError(Code.INTERNAL, str(exc))
     if isinstance(exc, ConnectionRefused):
         return UnprocessedError(str(exc))
     if isinstance(exc, TransportError):
