@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -308,6 +309,39 @@ def test_a_silent_client_is_failed_not_waited_for_over_http11(run: Run) -> None:
             assert await asyncio.to_thread(ws_apps.CLOSED.wait, 10.0)
             assert ws_apps.CLOSES == [1006]
         finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_a_client_that_reads_nothing_fails_an_app_blocked_in_send(run: Run) -> None:
+    """The app's send waits for a client that takes nothing (the socket buffers are
+    full): no ping can go, the close frame cannot either, and the connection is dropped
+    all the same; the blocked send then fails instead of waiting for good."""
+
+    async def main() -> None:
+        server = await _serve(
+            ws_apps.fastapi_app, ws_ping_interval=_INTERVAL, ws_ping_timeout=_TIMEOUT
+        )
+        ws_apps.FLOOD_ENDED.clear()
+        ws_apps.FLOOD_DONE.clear()
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            writer.transport.pause_reading()  # nothing is read, not even the 101
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            writer.write(
+                b"GET /flood HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
+                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            bound = _INTERVAL + _TIMEOUT + 1.0 + _SLACK  # (+ the close frame's second)
+            assert await asyncio.to_thread(ws_apps.FLOOD_DONE.wait, bound)
+            # h2mesh's send raised ClientDisconnected (an OSError), which Starlette
+            # gives the endpoint as WebSocketDisconnect(1006).
+            assert ws_apps.FLOOD_ENDED == ["WebSocketDisconnect 1006"]
+        finally:
+            writer.transport.abort()
             await server.stop(1.0)
 
     run(main())
