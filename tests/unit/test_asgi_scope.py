@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from h2mesh.server._app import detect_interface
-from h2mesh.server._asgi import AsgiHost, http_scope
+from h2mesh.server._app import detect_interface, host_app
+from h2mesh.server._asgi import http_scope
 
 
 def _h2_headers(*extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
@@ -76,7 +76,7 @@ def test_interfaces_are_told_apart() -> None:
 
 
 def test_response_head_lowercases_drops_and_keeps_the_apps_own_fields() -> None:
-    host = AsgiHost(_asgi_function)
+    host = host_app(_asgi_function)
     head = host.response_head(200, [(b"content-type", b"text/plain"), (b"x-n", b"1")])
     assert head[:3] == [(b":status", b"200"), (b"content-type", b"text/plain"), (b"x-n", b"1")]
     assert head[3] == (b"server", b"h2mesh")
@@ -88,7 +88,7 @@ def test_response_head_lowercases_drops_and_keeps_the_apps_own_fields() -> None:
         (b"server", b"app"),
     ]
     assert host.response_head(200, [(bytearray(b"x"), bytearray(b"y"))])[1] == (b"x", b"y")
-    bare = AsgiHost(_asgi_function, server_header=False, date_header=False)
+    bare = host_app(_asgi_function, server_header=False, date_header=False)
     assert bare.response_head(204, ()) == [(b":status", b"204")]
     assert bare.response_head(200, [(b"date", b"then")]) == [
         (b":status", b"200"),
