@@ -20,6 +20,7 @@ __all__ = [
     "EnvelopeReader",
     "MessageReader",
     "encode_envelope",
+    "single_payload",
 ]
 
 FLAG_COMPRESSED = 0x01
@@ -33,6 +34,15 @@ _unpack_from = _HEADER.unpack_from
 def encode_envelope(payload: bytes, flags: int = 0) -> bytes:
     """One envelope holding ``payload``."""
     return _pack(flags, len(payload)) + payload
+
+
+def single_payload(body: bytes) -> bytes | None:
+    """The payload of ``body`` if it is exactly one uncompressed envelope, else None."""
+    if len(body) >= 5:
+        flags, length = _unpack_from(body, 0)
+        if length + 5 == len(body) and not flags & FLAG_COMPRESSED:
+            return body[5:]
+    return None
 
 
 class EnvelopeReader:
@@ -163,22 +173,9 @@ class MessageReader:
         self.flags = 0
         self.max_size = max_size
 
-    def take_single(self) -> bytes | None:
-        """The request's one message, if the whole body is already here and holds exactly
-        one envelope; None otherwise (then ``next()``, which also reports what is wrong)."""
-        reader = self._reader
-        if self._framing is not None or reader.pending:
-            return None
-        body = self._stream.take_body(self.max_size + 5)
-        if body is None:
-            return None
-        if len(body) >= 5:
-            flags, length = _unpack_from(body, 0)
-            if length + 5 == len(body) and not flags & FLAG_COMPRESSED:
-                self.flags = flags
-                return body[5:]
-        reader.feed(body)  # compressed, none or several: next() takes it from here
-        return None
+    def feed_body(self, body: bytes) -> None:
+        """Take envelopes the caller already read off the stream (no framing around them)."""
+        self._reader.feed(body)
 
     async def next(self) -> bytes | None:
         reader = self._reader

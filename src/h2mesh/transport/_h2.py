@@ -311,12 +311,15 @@ class H2Stream(Stream):
     def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         if self._error is not None:
             raise self._error
+        conn = self._conn
         try:
-            self._conn.engine.send_trailers(self.id, headers)
+            conn.engine.send_trailers(self.id, headers)
         except ngh2.NGH2Error as exc:
             raise self._closed_error(exc) from None
         self.ended_local = True
-        self._conn.schedule_flush()
+        if not conn._flush_pending:  # (schedule_flush inline: once per gRPC response)
+            conn._flush_pending = True
+            conn.loop.call_soon(conn._flush)
 
     def end(self) -> None:
         if self.ended_local or self._error is not None:
