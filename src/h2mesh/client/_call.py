@@ -294,6 +294,12 @@ class CallFlow:
             finished = reader is None
             if reader is not None:
                 decode = method.response_decoder(protocol.codec)
+                payload = reader.take_single()  # the whole body already here, one message
+                if payload is not None:
+                    result = decode(payload)
+                    count = 1
+                    finished = True
+                    protocol.finish(stream, None, md)  # (the body has ended)
                 end_flags = protocol.end_flags
                 while not finished:
                     payload = await reader.next()

@@ -165,7 +165,7 @@ class MessageReader:
         side: str = "request",
     ) -> None:
         self._stream = stream
-        self._reader = EnvelopeReader(max_size)
+        self._reader: EnvelopeReader | None = None  # made when first needed
         self._decompress = decompress
         self._framing = framing
         self._truncated_code = truncated_code
@@ -175,10 +175,29 @@ class MessageReader:
 
     def feed_body(self, body: bytes) -> None:
         """Take envelopes the caller already read off the stream (no framing around them)."""
-        self._reader.feed(body)
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = EnvelopeReader(self.max_size)
+        reader.feed(body)
+
+    def take_single(self) -> bytes | None:
+        """The body's one message, if nothing was read yet, the whole body is already
+        here (no framing around it) and it is exactly one uncompressed envelope; None
+        otherwise, and then ``next()`` reads it (and says what is wrong with it)."""
+        if self._framing is not None or self._reader is not None:
+            return None
+        body = self._stream.take_body(self.max_size + 5)
+        if body is None:
+            return None
+        payload = single_payload(body)
+        if payload is None:
+            self.feed_body(body)
+        return payload
 
     async def next(self) -> bytes | None:
         reader = self._reader
+        if reader is None:
+            reader = self._reader = EnvelopeReader(self.max_size)
         framing = self._framing
         while True:
             env = reader.next()

@@ -109,6 +109,7 @@ class H2Stream(Stream):
     """One HTTP/2 stream: request or response headers, a body, and trailers."""
 
     __slots__ = (
+        "_acked",
         "_chunks",
         "_closed_waiter",
         "_conn",
@@ -117,7 +118,6 @@ class H2Stream(Stream):
         "_head",
         "_read_waiter",
         "_send_waiter",
-        "_unacked",
         "closed",
         "ended_local",
         "headers",
@@ -150,7 +150,9 @@ class H2Stream(Stream):
         self._chunks: list[bytes] = []
         self._eof = eof
         self.closed = self.ended_local = False
-        self._head = self._unacked = self.received = self.sent = 0  # (body bytes: metrics)
+        # Body bytes: received (and sent) for metrics; of those received, how many were
+        # acknowledged (the rest are the stream's share of the peer's window, held).
+        self._head = self._acked = self.received = self.sent = 0
         # The reader waits for the response headers (client) and for body bytes on
         # _read_waiter, never for both at once.
         self.trailers: Headers | None = None
@@ -161,6 +163,11 @@ class H2Stream(Stream):
         self.task: asyncio.Task[Any] | None = None
 
     # -- reading ------------------------------------------------------------------
+    @property
+    def _unacked(self) -> int:
+        """Body bytes received and not yet acknowledged to the peer."""
+        return self.received - self._acked
+
     @property
     def at_eof(self) -> bool:
         return self._eof and self._head == len(self._chunks)
@@ -254,7 +261,7 @@ class H2Stream(Stream):
 
     def _ack(self, n: int) -> None:
         if n:
-            self._unacked -= n
+            self._acked += n
             conn = self._conn
             if not self.closed:
                 conn.engine.acknowledge_received_data(n, self.id)
@@ -915,10 +922,8 @@ class H2Connection(asyncio.Protocol):
                 self.engine.acknowledge_received_data(len(data), ev.stream_id)
             return
         if data:
-            n = len(data)
             stream._chunks.append(data)
-            stream._unacked += n
-            stream.received += n
+            stream.received += len(data)  # (unacknowledged until read: see _unacked)
         if ev.end_stream:
             stream._eof = True
         waiter = stream._read_waiter
@@ -954,7 +959,7 @@ class H2Connection(asyncio.Protocol):
                 # the client may still be sending on it.
                 self._guard.tolerate(ev.stream_id)
             return
-        unacked = stream._unacked
+        unacked = stream.received - stream._acked
         if unacked:
             # Return the unread bytes to the connection window (pointless, and refused by
             # the engine, once a GOAWAY exchange has left nothing more to read). A plain
@@ -963,7 +968,7 @@ class H2Connection(asyncio.Protocol):
                 self.engine.acknowledge_received_data(unacked, ev.stream_id)
             except ngh2.ConnectionStateError:
                 pass
-            stream._unacked = 0
+            stream._acked = stream.received
         stream.closed = True
         code = ev.error_code
         if code or not stream._eof:  # (code != NO_ERROR, which is 0)
