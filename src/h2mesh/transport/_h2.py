@@ -24,7 +24,6 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
 from typing import Any
 
 import ngh2
@@ -65,10 +64,13 @@ def _frame(kind: int, sid: int, payload: bytes) -> bytes:
 
 
 def _header_list_size(headers: list[tuple[bytes, bytes]]) -> int:
-    # RFC 9113 section 6.5.2: name and value lengths plus 32 bytes per field.
-    # (map/chain run in C: this runs for every request and a Python loop costs 10x.)
-    # _on_request has its own copy of this line.
-    return 32 * len(headers) + sum(map(len, chain.from_iterable(headers)))
+    # RFC 9113 section 6.5.2: name and value lengths plus 32 bytes per field. (A plain
+    # loop: measured cheaper than sum(map(len, chain.from_iterable(...))), which makes an
+    # iterator per field.)
+    size = 32 * len(headers)
+    for name, value in headers:
+        size += len(name) + len(value)
+    return size
 
 
 def _authority_problem(headers: list[tuple[bytes, bytes]], host: bytes) -> str | None:
@@ -846,10 +848,9 @@ class H2Connection(asyncio.Protocol):
         self.last_activity = _monotonic()
         headers = list(ev.headers)
         oversized = self._oversized
-        # The header list size of RFC 9113 section 6.5.2: name and value lengths plus 32
-        # bytes per field (inline, and map/chain in C: this runs for every request).
-        size = 32 * len(headers) + sum(map(len, chain.from_iterable(headers)))
-        if size > self.config.max_header_list_size or (oversized and sid in oversized):
+        if _header_list_size(headers) > self.config.max_header_list_size or (
+            oversized and sid in oversized
+        ):
             oversized.discard(sid)
             self._refuse(sid, ev.end_stream, _HEADERS_TOO_LARGE)
             return
@@ -897,9 +898,7 @@ class H2Connection(asyncio.Protocol):
         stream = self.streams.get(ev.stream_id)
         if stream is not None:
             headers = list(ev.headers)
-            if 32 * len(headers) + sum(map(len, chain.from_iterable(headers))) > (
-                self.config.max_header_list_size  # (_header_list_size inline)
-            ):
+            if _header_list_size(headers) > self.config.max_header_list_size:
                 stream._refuse_headers("response")
                 return
             stream.headers = headers
