@@ -41,7 +41,6 @@ class Context:
         protocol: str,
         deadline: float | None,
         response_headers: Metadata | None = None,
-        trust: ProxyTrust | None = None,
     ) -> None:
         self._stream = stream
         self.method = method
@@ -55,7 +54,7 @@ class Context:
         # (The server passes the CORS headers of the response, if any.)
         self._response_headers = response_headers
         self._response_trailers: Metadata | None = None
-        self._trust = trust  # set by the server when it trusts proxies
+        self._trust: ProxyTrust | None = None  # set by the server when it trusts proxies
 
     @property
     def request_headers(self) -> Metadata:

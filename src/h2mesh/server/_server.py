@@ -731,11 +731,13 @@ class Server:
             assert loop is not None
             deadline = loop.time() + timeout
             current_deadline.set(deadline)
-            ctx = Context(stream, method, proto.name, deadline, cors, self._trust)
+            ctx = Context(stream, method, proto.name, deadline, cors)
             # (It can only fire once the call waits, when the call has its task.)
             timer = loop.call_at(deadline, _expire, ctx, stream)
         else:
-            ctx = Context(stream, method, proto.name, None, cors, self._trust)
+            ctx = Context(stream, method, proto.name, None, cors)
+        if self._trust is not None:
+            ctx._trust = self._trust
         try:
             kind = method.kind
             if kind is _UNARY:
