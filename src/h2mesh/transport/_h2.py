@@ -496,6 +496,12 @@ class H2Tunnel:
             with contextlib.suppress(StreamReset, ConnectionLost):
                 stream.end()
 
+    def abort(self) -> None:
+        # What the peer's window lets go leaves first: the engine drops the stream's
+        # queued DATA once it is reset.
+        self._stream._conn._flush()
+        self._stream.reset(_CANCEL)
+
 
 class H2Connection(asyncio.Protocol):
     """An asyncio protocol that runs one HTTP/2 connection (server or client role)."""
