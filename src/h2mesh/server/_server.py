@@ -57,6 +57,10 @@ __all__ = ["Server"]
 
 log = logging.getLogger("h2mesh.server")
 
+# Enum members as module constants: one looked up on its class costs about 0.3 µs (3.11).
+_UNARY = MethodKind.UNARY
+_SERVER_STREAM = MethodKind.SERVER_STREAM
+_CLIENT_STREAM = MethodKind.CLIENT_STREAM
 _UNSUPPORTED_MEDIA = [(b":status", b"415"), (b"content-type", b"text/plain; charset=utf-8")]
 
 
@@ -715,23 +719,21 @@ class Server:
             assert loop is not None
             deadline = loop.time() + timeout
             current_deadline.set(deadline)
-            ctx = Context(stream, method, proto.name, deadline)
+            ctx = Context(stream, method, proto.name, deadline, cors)
             # (It can only fire once the call waits, when the call has its task.)
             timer = loop.call_at(deadline, _expire, ctx, stream)
         else:
-            ctx = Context(stream, method, proto.name, None)
-        if cors is not None:
-            ctx._response_headers = cors
+            ctx = Context(stream, method, proto.name, None, cors)
         if self._trust is not None:
             ctx._trust = self._trust
         try:
             kind = method.kind
-            if kind is MethodKind.UNARY:
+            if kind is _UNARY:
                 response = await route.handler(await call.receive(), ctx)
                 await call.send_unary(response, ctx._response_headers, ctx._response_trailers)
-            elif kind is MethodKind.SERVER_STREAM:
+            elif kind is _SERVER_STREAM:
                 await self._stream_out(route.handler(await call.receive(), ctx), call, ctx)
-            elif kind is MethodKind.CLIENT_STREAM:
+            elif kind is _CLIENT_STREAM:
                 response = await route.handler(call.receive_stream(), ctx)
                 await call.send_unary(response, ctx._response_headers, ctx._response_trailers)
             else:
