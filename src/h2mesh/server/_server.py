@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Unpack
 
+from .. import _malloc
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
 from .._http2 import ErrorCode
@@ -330,6 +331,7 @@ class Server:
     ) -> None:
         """Start listening (port 0 picks a free port; see ``port``), or serve on ``sock``,
         an already bound socket (TCP or Unix; ``h2mesh.server._sockets`` makes them)."""
+        _malloc.tune()  # large messages without page faults (see _malloc.py)
         loop = self._loop = asyncio.get_running_loop()
         ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
         factory = await self._begin(b"https" if ctx is not None else b"http")
