@@ -98,6 +98,17 @@ def test_field_block_drops_pseudo_and_framing_fields_and_reports_them() -> None:
     assert block == b"content-type: text/plain\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n"
 
 
+def test_field_block_drops_any_pseudo_header_and_takes_an_iterator() -> None:
+    fields = iter([(b":status", b"200"), (b":protocol", b"ws"), (b"x", b"1"), (b":x", b"2")])
+    assert field_block(fields) == (200, -1, b"x: 1\r\n")
+
+
+def test_a_declared_length_is_replaced_by_the_length_of_a_whole_body() -> None:
+    data, framing, _, _ = frame(404, [(b"content-length", b"99")], b"gone", True)
+    assert data.endswith(b"\r\ncontent-length: 4\r\n\r\ngone") and framing == DONE
+    assert data.count(b"content-length") == 1
+
+
 @pytest.mark.parametrize(
     "field",
     [(b"x", b"a\r\nset-cookie: evil=1"), (b"x", b"a\nb"), (b"x\r\ny", b"v"), (b"", b"v")],

@@ -304,10 +304,10 @@ class H1Connection(asyncio.Protocol):
         stream = H1Stream(
             self,
             head,
-            keep_alive=parser.should_keep_alive(),
-            http10=http10,
-            head_request=method == b"HEAD",
-            expect_continue=self._expect and not http10,
+            parser.should_keep_alive(),
+            http10,
+            method == b"HEAD",
+            self._expect and not http10,
         )
         if upgrade is not None:
             stream.upgrade = upgrade

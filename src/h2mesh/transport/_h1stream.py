@@ -142,7 +142,6 @@ class H1Stream(Stream):
         self,
         conn: H1Connection,
         headers: Headers,
-        *,
         keep_alive: bool,
         http10: bool,
         head_request: bool,

@@ -57,6 +57,10 @@ _HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+# What the quick loop of field_block leaves out of the block: the fields above, and the
+# pseudo-headers of HTTP/2 that an RPC layer may hand over (any other one, or an empty
+# name, is seen in the block and sent the careful way).
+_SKIPPED = _HOP_BY_HOP | {b":status", b":method", b":path", b":scheme", b":authority"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 _CHUNK_END = b"\r\n"
@@ -110,6 +114,35 @@ def field_block(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, int, bytes
     block is checked once, by counting its line ends, rather than field by field (on
     Python 3.11 each ``b"x" in value`` costs as much as building the whole block).
     """
+    if headers.__class__ is not list:
+        headers = list(headers)  # (gone through twice if it needs the careful way)
+    status = 0
+    length = -1
+    lines: list[bytes] = []
+    for name, value in headers:
+        if name in _SKIPPED:
+            if name == b":status":
+                status = int(value)
+            elif name == b"content-length" and value.isdigit():
+                length = int(value)
+            continue
+        lines += (name, b": ", value, b"\r\n")
+    block = b"".join(lines)
+    count = len(lines) >> 2
+    if (
+        block.count(b"\n") != count
+        or block.count(b"\r") != count
+        or block[:1] == b":"
+        or block.find(b"\n:") >= 0
+    ):
+        # A line end in a field, or a line starting with ":" (an empty name, or a
+        # pseudo-header other than :status): the careful way, which names it.
+        return _careful_block(headers)
+    return status, length, block
+
+
+def _careful_block(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, int, bytes]:
+    """``field_block`` field by field, for a block that is not what it should be."""
     status = 0
     length = -1
     lines: list[bytes] = []
@@ -125,11 +158,8 @@ def field_block(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, int, bytes
         if not name:
             raise ValueError(f"invalid header field {name!r}: {value!r}")
         lines += (name, b": ", value, b"\r\n")
-    block = b"".join(lines)
-    count = len(lines) >> 2
-    if block.count(b"\n") != count or block.count(b"\r") != count:
-        _smuggled(lines)
-    return status, length, block
+    _smuggled(lines)
+    return status, length, b"".join(lines)
 
 
 def _smuggled(lines: list[bytes]) -> None:
@@ -161,8 +191,9 @@ def frame_response(
     the bytes, the framing (``DONE``, ``NO_BODY``, ``LENGTH``, ``RAW`` or ``CHUNKED``), the
     declared bytes still due (``LENGTH``), and whether the connection stays open.
     """
-    if end and length < 0 and not head_request and 200 <= status < 300 and status != 204:
-        # The common case first: a whole body, its length known only now.
+    if end and not head_request and status != 204 and status != 304:
+        # The common case first: a whole body, its length known now (a declared one
+        # is replaced by the length of what is sent).
         framing = b"content-length: %d\r\n\r\n" % len(body)
         if not keep:
             framing = b"content-length: %d\r\n" % len(body) + _close(http10) + b"\r\n"
