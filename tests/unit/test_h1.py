@@ -45,13 +45,31 @@ RUN_TIME_LIMIT = 20.0
 
 
 class CountingConnection(H1Connection):
-    """An H1Connection that counts its socket writes."""
+    """An H1Connection that counts its writes (``writes``) and those that reach the
+    socket (``socket_writes``)."""
 
     writes = 0
+    socket_writes = 0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(_CountingTransport(transport, self))
 
     def _write(self, data: bytes) -> None:
         self.writes += 1
         super()._write(data)
+
+
+class _CountingTransport:
+    def __init__(self, transport: Any, conn: CountingConnection) -> None:
+        self._transport = transport
+        self._conn = conn
+
+    def write(self, data: bytes) -> None:
+        self._conn.socket_writes += 1
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class Server:
@@ -459,6 +477,32 @@ def test_pipelined_requests_are_served_in_order(run: Any) -> None:
             assert bodies == [b"/1!", b"/2!", b"/3!"]
             assert events == ["start /1", "end /1", "start /2", "end /2", "start /3", "end /3"]
             assert len(server.connections) == 1
+            writer.close()
+
+    run(main())
+
+
+def test_responses_to_pipelined_requests_leave_together_in_order(run: Any) -> None:
+    async def app(stream: H1Stream) -> None:
+        name = stream.headers[1][1] if stream.headers else b"?"
+        if name == b"/4":
+            for _ in range(3):
+                await asyncio.sleep(0)  # one that does not answer at once
+        stream.send_headers([(b":status", b"200")])
+        await stream.send_data(name, end_stream=True)
+
+    async def main() -> None:
+        async with Server(app) as server:
+            reader, writer = await connect(server)
+            writer.write(b"".join(request("GET", f"/{i}") for i in range(8)))
+            bodies = [(await read_response(reader)).body for _ in range(8)]
+            assert bodies == [b"/%d" % i for i in range(8)]
+            conn = server.connections[0]
+            assert conn.writes >= 8 and conn.socket_writes <= 3, conn.socket_writes
+            # A lone request afterwards is written at once, as always.
+            writer.write(request("GET", "/9"))
+            assert (await read_response(reader)).body == b"/9"
+            assert conn.socket_writes <= 4
             writer.close()
 
     run(main())

@@ -52,6 +52,9 @@ __all__ = ["H1Connection", "H1Stream", "H1Tunnel"]
 
 # Requests read ahead of the one being answered before reading pauses.
 _MAX_PIPELINED = 16
+# Responses to pipelined requests are written together (see _write), up to this many
+# bytes at a time.
+_HOLD_LIMIT = 64 * 1024
 # Seconds to keep reading (and dropping) a request body that the response did not wait
 # for. Closing a socket with unread input makes the kernel send a reset, which can
 # destroy the response before the client has read it.
@@ -121,6 +124,11 @@ class H1Connection(asyncio.Protocol):
         self._peer_eof = False
         self._lingering = False
         self._fatal: bytes | None = None  # error response due after the ones in flight
+        # Response bytes held back to go out with the next pipelined responses, their
+        # size, and how many requests had been handed on when _release_held last looked.
+        self._held: list[bytes] | None = None
+        self._held_size = 0
+        self._handed = self._seen = 0
         self._idle_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
@@ -192,6 +200,7 @@ class H1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self._held = None
         self._stopped = True
         for timer in (self._timer, self._linger_timer, self._head_timer):
             if timer is not None:
@@ -433,9 +442,41 @@ class H1Connection(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
-        if transport is not None and not self.lost:
-            transport.write(data)
-            self.bytes_sent += len(data)
+        if transport is None or self.lost:
+            return
+        self.bytes_sent += len(data)
+        held = self._held
+        if held is None:
+            if len(self.streams) < 2:
+                transport.write(data)
+                return
+            # More requests are waiting behind this one (pipelined): their responses
+            # join these bytes and leave in one write once none is left to run.
+            held = self._held = []
+            self._held_size = 0
+            self._seen = self._handed
+            self.loop.call_soon(self._release_held)
+        held.append(data)
+        self._held_size += len(data)
+        if self._held_size >= _HOLD_LIMIT:
+            self._write_held()
+
+    def _release_held(self) -> None:
+        if self._held is None:
+            return
+        if self._handed != self._seen and self.streams and not self.lost:
+            # A request was handed on since the last look: its response (if it does not
+            # have to wait) joins the held bytes, in the loop's next turn.
+            self._seen = self._handed
+            self.loop.call_soon(self._release_held)
+            return
+        self._write_held()
+
+    def _write_held(self) -> None:
+        held = self._held
+        self._held = None
+        if held and self.transport is not None and not self.lost:
+            self.transport.write(b"".join(held))
 
     def _send_continue(self, stream: H1Stream) -> None:
         if stream._framing == NOT_STARTED and stream._response is None and not self._stopped:
@@ -458,6 +499,7 @@ class H1Connection(asyncio.Protocol):
         if streams:
             if self._reading_paused:
                 self._maybe_resume_reading()
+            self._handed += 1
             self.on_stream(streams[0])
             return
         if self._fatal is not None:
@@ -492,6 +534,8 @@ class H1Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.lost or transport.is_closing():
             return
+        if self._held is not None:
+            self._write_held()
         if self._peer_eof:
             self._close()  # the client has sent all it will
             return
@@ -559,6 +603,8 @@ class H1Connection(asyncio.Protocol):
     def _close(self) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
+            if self._held is not None:
+                self._write_held()
             transport.close()
 
     def _tick(self) -> None:
