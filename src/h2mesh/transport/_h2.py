@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any
@@ -56,6 +56,18 @@ _RESET_LIMIT = (1000, 33)
 _HEADERS_TOO_LARGE = [(b":status", b"431")]
 _BAD_REQUEST = [(b":status", b"400"), (b"content-type", b"text/plain; charset=utf-8")]
 _DEFAULT_PORTS = {b"http": b":80", b"https": b":443"}
+
+
+@functools.cache
+def _engine_config(max_header_list_size: int) -> ngh2.Configuration:
+    """The engine's options (one object shared by the connections with the same limits)."""
+    return ngh2.Configuration(
+        auto_window_update=False,
+        max_inbound_header_list_size=max_header_list_size * _HEADER_LIMIT_FACTOR,
+        # The guard enforces _RESET_LIMIT first, and answers ENHANCE_YOUR_CALM where the
+        # engine's own limiter would say INTERNAL_ERROR.
+        stream_reset_rate_limit=(2 * _RESET_LIMIT[0], 2 * _RESET_LIMIT[1]),
+    )
 
 
 def _frame(kind: int, sid: int, payload: bytes) -> bytes:
@@ -472,6 +484,49 @@ class H2Tunnel:
 class H2Connection(asyncio.Protocol):
     """An asyncio protocol that runs one HTTP/2 connection (server or client role)."""
 
+    # A server holds thousands of these, mostly idle: slots rather than an instance dict
+    # (about 1.5 KiB each), and what only some connections need is made when first needed.
+    __slots__ = (
+        "_arrived",
+        "_closed",
+        "_flush_pending",
+        "_guard",
+        "_oversized",
+        "_ping_sent_at",
+        "_received",
+        "_settings_waiter",
+        "_silent_since",
+        "_stalled",
+        "_timer",
+        "budget",
+        "bytes_received",
+        "bytes_sent",
+        "closing",
+        "config",
+        "connect_protocol",
+        "engine",
+        "goaway_last_stream_id",
+        "high_water",
+        "is_client",
+        "last_activity",
+        "last_stream_id",
+        "loop",
+        "lost",
+        "on_close",
+        "on_stream",
+        "peer",
+        "peer_max_concurrent_streams",
+        "peer_settings_received",
+        "queued",
+        "room_waiters",
+        "send_limit",
+        "send_waiters",
+        "sockname",
+        "streams",
+        "transport",
+        "writing_paused",
+    )
+
     # Engine event -> handler, one table per class (not per connection: with 2,000
     # connections, a dict of bound methods each is megabytes). Subclasses may override
     # the handlers; __init_subclass__ builds their own table.
@@ -511,13 +566,7 @@ class H2Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.engine = ngh2.Connection(
             ngh2.Role.CLIENT if client else ngh2.Role.SERVER,
-            ngh2.Configuration(
-                auto_window_update=False,
-                max_inbound_header_list_size=cfg.max_header_list_size * _HEADER_LIMIT_FACTOR,
-                # The guard enforces _RESET_LIMIT first, and answers ENHANCE_YOUR_CALM
-                # where the engine's own limiter would say INTERNAL_ERROR.
-                stream_reset_rate_limit=(2 * _RESET_LIMIT[0], 2 * _RESET_LIMIT[1]),
-            ),
+            _engine_config(cfg.max_header_list_size),
         )
         self.high_water = cfg.send_high_water
         # Body bytes handed to the engine and not yet framed (also counted in the budget;
@@ -526,7 +575,9 @@ class H2Connection(asyncio.Protocol):
         self.queued = 0
         self.send_limit = cfg.connection_send_buffer
         self.budget = send_budget or SendBudget(cfg.server_send_buffer)
-        self.room_waiters: deque[H2Stream] = deque()
+        # (A list, not a deque: an empty deque takes 760 bytes, and senders leave this
+        # queue from anywhere in it, not only its front.)
+        self.room_waiters: list[H2Stream] = []
         # (server) Streams with queued bytes: how many, and since when (see _reset_stalled).
         self._stalled: dict[int, tuple[int, float]] = {}
         self.streams: dict[int, H2Stream] = {}
@@ -568,8 +619,7 @@ class H2Connection(asyncio.Protocol):
         self._ping_sent_at: float | None = None
         self._received = False
         self._silent_since = self.last_activity
-        self._drained: asyncio.Future[None] | None = None
-        self.closed = self.loop.create_future()
+        self._closed: asyncio.Future[None] | None = None  # made by the first ``closed``
 
     # -- asyncio.Protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -692,10 +742,8 @@ class H2Connection(asyncio.Protocol):
         budget.forget(self)
         if budget.waiting:
             budget.release()
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
         waiter = self._settings_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(err)
@@ -1052,6 +1100,16 @@ class H2Connection(asyncio.Protocol):
         except ngh2.NGH2Error:
             pass
         self._flush()
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """A future done once the connection is closed."""
+        closed = self._closed
+        if closed is None:
+            closed = self._closed = self.loop.create_future()
+            if self.lost:
+                closed.set_result(None)
+        return closed
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self.closed)
