@@ -35,6 +35,7 @@ from ._config import TransportConfig
 from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamReset
 from ._guard import InboundGuard
 from ._stream import Headers, Stream
+from ._timers import wheel_of
 
 # Module constants rather than ErrorCode.X in the hot path: an enum member lookup
 # costs about 0.3 µs on Python 3.11.
@@ -615,7 +616,7 @@ class H2Connection(asyncio.Protocol):
         self._flush_pending = False
         # Bytes read from and written to the socket (frames, headers and bodies).
         self.bytes_received = self.bytes_sent = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: dict[Any, None] | None = None  # the slot of the next check (_timers.py)
         self._ping_sent_at: float | None = None
         self._received = False
         self._silent_since = self.last_activity
@@ -726,7 +727,7 @@ class H2Connection(asyncio.Protocol):
         self.lost = True
         self.closing = True
         if self._timer is not None:
-            self._timer.cancel()
+            self._timer.pop(self, None)
             self._timer = None
         err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed")
         streams = list(self.streams.values())
@@ -1170,9 +1171,11 @@ class H2Connection(asyncio.Protocol):
         periods = [p for p in (cfg.idle_timeout, cfg.keepalive_interval, send_timeout) if p]
         if not periods:
             return
-        self._timer = self.loop.call_later(min(min(periods), cfg.keepalive_timeout), self._tick)
+        loop = self.loop
+        self._timer = wheel_of(loop).schedule(loop, self, min(min(periods), cfg.keepalive_timeout))
 
-    def _tick(self) -> None:
+    def on_timer(self) -> None:
+        """The periodic check: idle timeout, keepalive, stalled streams."""
         self._timer = None
         if self.lost:
             return
