@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
+from types import MappingProxyType
 from typing import Any
 
 import ngh2
@@ -57,6 +58,23 @@ _RESET_LIMIT = (1000, 33)
 _HEADERS_TOO_LARGE = [(b":status", b"431")]
 _BAD_REQUEST = [(b":status", b"400"), (b"content-type", b"text/plain; charset=utf-8")]
 _DEFAULT_PORTS = {b"http": b":80", b"https": b":443"}
+# What a connection with no stalled stream holds (never changed: replaced when needed).
+_NO_MARKS: Mapping[int, tuple[int, float]] = MappingProxyType({})
+_ADDRESSES: dict[Any, Any] = {}
+_ADDRESSES_KEPT = 64
+
+
+def _shared_address(address: Any) -> Any:
+    """One object for equal local addresses (a server's connections have a few)."""
+    try:
+        shared = _ADDRESSES.get(address)
+    except TypeError:  # (not hashable: kept as it is)
+        return address
+    if shared is None:
+        if len(_ADDRESSES) >= _ADDRESSES_KEPT:
+            _ADDRESSES.clear()
+        shared = _ADDRESSES[address] = address
+    return shared
 
 
 @functools.cache
@@ -360,12 +378,12 @@ class H2Stream(Stream):
             if self._error is not None:
                 raise self._error
             self._send_waiter = conn.loop.create_future()
-            conn.send_waiters.add(self)
+            conn.send_waiters[self] = None
             try:
                 await self._send_waiter
             finally:
                 self._send_waiter = None
-                conn.send_waiters.discard(self)
+                conn.send_waiters.pop(self, None)
         if self._error is not None:
             raise self._error
 
@@ -580,7 +598,7 @@ class H2Connection(asyncio.Protocol):
         # queue from anywhere in it, not only its front.)
         self.room_waiters: list[H2Stream] = []
         # (server) Streams with queued bytes: how many, and since when (see _reset_stalled).
-        self._stalled: dict[int, tuple[int, float]] = {}
+        self._stalled: Mapping[int, tuple[int, float]] = _NO_MARKS
         self.streams: dict[int, H2Stream] = {}
         # Server side: frame checks the engine leaves out (see _guard.py).
         self._guard = (
@@ -594,8 +612,10 @@ class H2Connection(asyncio.Protocol):
             )
         )
         # Streams whose headers held a field too long for the engine: they get a 431.
-        self._oversized = set() if self._guard is None else self._guard.oversized
-        self.send_waiters: set[H2Stream] = set()
+        self._oversized: dict[int, None] = {} if self._guard is None else self._guard.oversized
+        # Streams waiting for their queue to drain (a dict as an ordered set: an empty one
+        # takes 64 bytes, an empty set 216).
+        self.send_waiters: dict[H2Stream, None] = {}
         self._arrived: list[H2Stream] | None = None  # requests of this read, not yet handed on
         self.on_stream = on_stream
         self.on_close = on_close
@@ -626,7 +646,9 @@ class H2Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername")
-        self.sockname = transport.get_extra_info("sockname")
+        sockname = transport.get_extra_info("sockname")
+        # A server's connections share the few addresses it listens on (one tuple each).
+        self.sockname = sockname if self.is_client else _shared_address(sockname)
         cfg = self.config
         self.engine.initiate_connection(
             {
@@ -863,7 +885,7 @@ class H2Connection(asyncio.Protocol):
         if _header_list_size(headers) > self.config.max_header_list_size or (
             oversized and sid in oversized
         ):
-            oversized.discard(sid)
+            oversized.pop(sid, None)
             self._refuse(sid, ev.end_stream, _HEADERS_TOO_LARGE)
             return
         fields = dict(headers)
@@ -956,7 +978,7 @@ class H2Connection(asyncio.Protocol):
             if _header_list_size(trailers) > self.config.max_header_list_size or (
                 oversized and ev.stream_id in oversized
             ):
-                oversized.discard(ev.stream_id)
+                oversized.pop(ev.stream_id, None)
                 stream._refuse_headers("trailer")
                 return
             stream.trailers = trailers
@@ -1192,7 +1214,7 @@ class H2Connection(asyncio.Protocol):
         if self.queued and cfg.send_timeout is not None and not self.is_client:
             self._reset_stalled(now, cfg.send_timeout)
         elif self._stalled:
-            self._stalled = {}
+            self._stalled = _NO_MARKS
         idle = now - self.last_activity
         if cfg.idle_timeout is not None and not self.streams and idle > cfg.idle_timeout:
             self.shutdown()
