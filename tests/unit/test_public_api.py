@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 import pkgutil
 import types
@@ -96,6 +97,10 @@ def test_documented_entry_points_are_exported() -> None:
 def test_version_is_a_string() -> None:
     assert isinstance(h2mesh.__version__, str)
     assert h2mesh.__version__.count(".") >= 1
+
+
+def test_installed_metadata_carries_the_package_version() -> None:
+    assert importlib.metadata.version("h2mesh") == h2mesh.__version__
 
 
 def _public_modules() -> list[str]:
