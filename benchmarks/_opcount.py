@@ -38,23 +38,31 @@ def _name(code: CodeType) -> str:
     return f"{code.co_filename}:{code.co_firstlineno}({code.co_qualname})"
 
 
+trace = _global  # what sys.settrace takes (benchmarks/client_callgrind.py)
+
+
+def write_counts(path: str) -> None:
+    """The counts so far, one ``bytecodes calls function`` line per function."""
+    snapshot, entered = dict(counts), dict(calls)  # C calls: the tracer counts this frame
+    merged: collections.Counter[str] = collections.Counter()
+    merged_calls: collections.Counter[str] = collections.Counter()
+    for code, n in snapshot.items():
+        merged[_name(code)] += n
+        merged_calls[_name(code)] += entered.get(code, 0)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        for name, n in merged.most_common():
+            f.write(f"{n} {merged_calls[name]} {name}\n")
+    os.replace(tmp, path)
+
+
 def main() -> None:
     out = os.environ["H2MESH_OPCOUNT_OUT"]
     snapshots = 0
 
     def dump(signum: int, frame: Any) -> None:
         nonlocal snapshots
-        snapshot, entered = dict(counts), dict(calls)  # C calls: the tracer counts this frame
-        merged: collections.Counter[str] = collections.Counter()
-        merged_calls: collections.Counter[str] = collections.Counter()
-        for code, n in snapshot.items():
-            merged[_name(code)] += n
-            merged_calls[_name(code)] += entered.get(code, 0)
-        tmp = f"{out}.tmp"
-        with open(tmp, "w") as f:
-            for name, n in merged.most_common():
-                f.write(f"{n} {merged_calls[name]} {name}\n")
-        os.replace(tmp, f"{out}.{snapshots}")
+        write_counts(f"{out}.{snapshots}")
         if snapshots == 0:
             counts.clear()
             calls.clear()

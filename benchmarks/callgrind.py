@@ -87,6 +87,7 @@ LAYERS = (
     ("h2mesh/protocol/", "protocol"),
     ("h2mesh/codec/", "codec"),
     ("h2mesh/compression/", "codec"),
+    ("h2mesh/client/", "client"),
     ("h2mesh/server/", "server"),
     ("h2mesh/observability/", "server"),
     ("h2mesh/", "server"),
@@ -94,7 +95,9 @@ LAYERS = (
     ("asyncio/", "asyncio"),
     ("contextlib", "asyncio"),
 )
-LAYER_ORDER = ("transport", "guard", "protocol", "server", "codec", "handler", "asyncio", "other")
+LAYER_ORDER = (
+    "transport", "guard", "protocol", "server", "client", "codec", "handler", "asyncio", "other",
+)  # fmt: skip
 
 
 def progress(text: str) -> None:

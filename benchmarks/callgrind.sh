@@ -2,6 +2,7 @@
 # Instructions per server unary call under callgrind, and their breakdown by layer.
 #
 #   bash benchmarks/callgrind.sh [--calls N] [--workloads connect-json,grpc-proto,...] [--keep DIR]
+#   bash benchmarks/callgrind.sh --client [--calls N] ...   # the client's side instead
 #
 # Installs valgrind and h2load from Debian if missing. See benchmarks/callgrind.py.
 set -euo pipefail
@@ -14,5 +15,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import grpc_tools, google.protobuf" 2>/dev/null; then
   .venv/bin/pip install -q -e ".[bench]"
+fi
+if [ "${1:-}" = "--client" ]; then
+  shift
+  exec .venv/bin/python -m benchmarks.client_callgrind "$@"
 fi
 exec .venv/bin/python -m benchmarks.callgrind "$@"

@@ -4,10 +4,12 @@
 
 Apps (benchmarks/web_apps.py): a bare ASGI hello app, a FastAPI app, a Flask app (WSGI).
 Servers: h2mesh (``h2mesh serve``), granian, h2corn, hypercorn, uvicorn (httptools, HTTP/1.1
-only) and gunicorn (WSGI, HTTP/1.1 only), each one process with one worker, pinned to CPU
-0; h2load pinned to CPU 1. HTTP/2 (cleartext, prior knowledge): ``h2load -c 10 -m 10``;
-HTTP/1.1: ``h2load --h1 -c 50 -m 1`` (no pipelining). Each run is a warm-up then a timed
-run (``--warm-up-time 1 -D S``). Writes ``web.json``, ``web.md`` and ``web.png``.
+only) and gunicorn (WSGI, HTTP/1.1 only; the gthread worker with 40 threads, as h2mesh's
+WSGI pool), each one process with one worker, pinned to CPU 0; h2load pinned to CPU 1.
+HTTP/2 (cleartext, prior knowledge): ``h2load -c 10 -m 10``; HTTP/1.1: ``h2load --h1 -c 50
+-m 1`` (no pipelining). Each run is a warm-up then a timed run (``--warm-up-time 1 -D S``).
+Writes ``web.json``, ``web.md`` and ``web.png``; the conditions line gives the 1-minute load
+average before the run (what other work was doing; the run's own processes raise it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SERVER_CPU, CLIENT_CPU = "0", "1"
+WSGI_THREADS = 40  # h2mesh's default wsgi_threads, given to gunicorn's gthread worker too
 
 APPS = {
     "hello": ("benchmarks.web_apps:hello", "asgi", "bare ASGI hello"),
@@ -73,7 +76,12 @@ def _command(server: str, target: str, interface: str, port: int, proto: str) ->
                 "httptools", "--loop", "uvloop", "--no-access-log", "--log-level",
                 "warning", target]  # fmt: skip
     if server == "gunicorn":
-        return [str(BIN / "gunicorn"), "-w", "1", "-b", f"{host}:{port}",
+        # The threaded worker, as Flask is deployed behind gunicorn for keep-alive
+        # clients: the default sync worker serves one connection at a time and closes it
+        # after each response, so 50 keep-alive connections never finish. As many
+        # threads as h2mesh's WSGI pool has (wsgi_threads), in one worker.
+        return [str(BIN / "gunicorn"), "-w", "1", "--worker-class", "gthread",
+                "--threads", str(WSGI_THREADS), "-b", f"{host}:{port}",
                 "--log-level", "warning", target]  # fmt: skip
     raise ValueError(server)
 
@@ -84,16 +92,35 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+# What is sent to see whether a worker serves: an HTTP/1.1 request, or the HTTP/2 preface
+# with an empty SETTINGS frame (any byte back means a worker took the connection).
+_PROBES = {
+    "h1": b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
+    "h2": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+}
+
+
+def _wait_serving(
+    port: int, proto: str, proc: subprocess.Popen[bytes], timeout: float = 30.0
+) -> None:
+    """Until a worker answers: a supervisor (gunicorn's master) accepts connections into
+    its listening socket before its worker has imported the app, and that start-up must
+    not count in the timed run."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with status {proc.returncode}")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(_PROBES[proto])
+                if sock.recv(1):
+                    return
+            except OSError:
+                pass
         time.sleep(0.05)
-    raise RuntimeError("server did not start listening")
+    raise RuntimeError("server did not start serving")
 
 
 def _h2load(port: int, proto: str, duration: float, smoke: bool) -> dict[str, Any]:
@@ -131,7 +158,7 @@ def run_one(server: str, app: str, proto: str, duration: float, smoke: bool) -> 
         cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     try:
-        _wait_listening(port, proc)
+        _wait_serving(port, proto, proc)
         result = _h2load(port, proto, duration, smoke)
     except RuntimeError as exc:
         result = {"error": str(exc)}
@@ -220,15 +247,33 @@ def _chart(doc: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _load_words(load: float) -> str:
+    """What the load average before a run says of the machine, in words."""
+    if load < 0.5:
+        return "the machine was otherwise idle"
+    return f"other work was using the machine, about {load:.1f} cores' worth"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="h2mesh only, 200 requests")
+    parser.add_argument(
+        "--smoke", action="store_true", help="200 requests a row; h2mesh only unless --servers"
+    )
     parser.add_argument("--duration", type=int, default=5, help="seconds per run")
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--servers", default=None)
     parser.add_argument("--apps", default=",".join(APPS))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
-    servers = ["h2mesh"] if args.smoke else [s for s in args.servers.split(",") if s]
+    if args.servers is None:
+        servers = ["h2mesh"] if args.smoke else list(SERVERS)
+    else:
+        servers = [s for s in args.servers.split(",") if s]
+        unknown = sorted(set(servers) - SERVERS.keys())
+        if unknown:
+            parser.error(f"unknown servers {', '.join(unknown)}; known: {', '.join(SERVERS)}")
+    # The load before the benchmark starts says whether other work shares the machine
+    # (its own processes raise the load average while it runs).
+    load_before = os.getloadavg()[0]
     apps = [a for a in args.apps.split(",") if a]
     results = []
     # Servers compared on one app and protocol run back to back, so that a change in the
@@ -248,7 +293,6 @@ def main(argv: list[str] | None = None) -> int:
                 shown = f"{result['rps']:,.0f} req/s" if "rps" in result else result["error"]
                 print(f"{app:8} {proto} {server:10} {shown}", file=sys.stderr, flush=True)
                 results.append(result)
-    load = os.getloadavg()
     doc = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "conditions": (
@@ -260,8 +304,11 @@ def main(argv: list[str] | None = None) -> int:
                 if args.smoke
                 else f"{args.duration:g} s per run after 1 s warm-up"
             )
-            + f"; load average at the end {load[0]:.1f} (a shared machine)."
+            + f"; 1-minute load average before the run {load_before:.1f}: "
+            + _load_words(load_before)
+            + "."
         ),
+        "load_average_before": load_before,
         "servers": [s for s in SERVERS if s in servers],
         "apps": apps,
         "results": results,

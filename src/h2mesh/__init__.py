@@ -24,6 +24,7 @@ from .protocol import Metadata, ResponseMetadata
 from .protocol._cors import CorsPolicy
 from .resilience import HedgingPolicy, RetryPolicy, RetryThrottle
 from .server import (
+    AppOptions,
     Context,
     Handler,
     HealthService,
@@ -38,6 +39,7 @@ from .service import HttpRule, MethodDescriptor, MethodKind, Service, rpc
 from .transport import TransportConfig
 
 __all__ = [
+    "AppOptions",
     "Channel",
     "ClientCall",
     "ClientInterceptor",

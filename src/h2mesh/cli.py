@@ -25,7 +25,7 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from ._version import __version__
 from .server import Server, server_ssl_context
+from .server._app import DEFAULTS, check_app_options
 from .server._asgi import LifespanFailed
 from .server._limits import ConnectionLimits
 from .server._supervisor import worker_count
@@ -375,6 +376,7 @@ def _configure_server(server: Server, args: argparse.Namespace) -> None:
             server.forwarded_allow_ips = args.forwarded_allow_ips
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    _configure_app(server, args)
     if args.max_connections is not None or args.max_connections_per_address is not None:
         try:
             server.connection_limits = ConnectionLimits(
@@ -382,6 +384,22 @@ def _configure_server(server: Server, args: argparse.Namespace) -> None:
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+
+
+def _configure_app(server: Server, args: argparse.Namespace) -> None:
+    """The ``--ws-*`` flags: they override what the mounted application was given."""
+    given = {name: getattr(args, name) for name in _APP_FLAGS if getattr(args, name) is not None}
+    if not given:
+        return
+    flags = ", ".join("--" + name.replace("_", "-") for name in given)
+    if server.app is None:
+        raise UsageError(f"{flags}: no application is served")
+    try:
+        checked: Mapping[str, object] = check_app_options(given)
+    except ValueError as exc:
+        raise UsageError(f"{flags}: {exc}") from None
+    for name in given:
+        setattr(server.app, name, checked[name])
 
 
 def _enable_registration(server: Server, args: argparse.Namespace) -> None:
@@ -393,6 +411,47 @@ def _enable_registration(server: Server, args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+# The options of a mounted application that have a flag (names of AppOptions).
+_APP_FLAGS = ("ws_max_size", "ws_ping_interval", "ws_ping_timeout")
+
+
+def _seconds_or_off(text: str) -> float:
+    """A number of seconds; ``none``, ``off`` and ``0`` are 0 (off)."""
+    if text.strip().lower() in ("none", "off"):
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+
+
+def _add_app_flags(serve: argparse.ArgumentParser) -> None:
+    """How the application is served: WebSocket limits and keepalive (as uvicorn's)."""
+    group = serve.add_argument_group("the application's WebSockets")
+    group.add_argument(
+        "--ws-max-size",
+        type=int,
+        metavar="BYTES",
+        help="largest WebSocket message taken; a larger one closes with 1009 "
+        f"(default {DEFAULTS['ws_max_size']})",
+    )
+    group.add_argument(
+        "--ws-ping-interval",
+        type=_seconds_or_off,
+        metavar="SECONDS",
+        help="ping each WebSocket this often; 0 or none: no pings "
+        f"(default {DEFAULTS['ws_ping_interval']:g})",
+    )
+    group.add_argument(
+        "--ws-ping-timeout",
+        type=_seconds_or_off,
+        metavar="SECONDS",
+        help="fail a WebSocket (close 1011, drop the connection) whose client stays silent "
+        "this long after a ping; 0 or none: never "
+        f"(default {DEFAULTS['ws_ping_timeout']:g})",
+    )
 
 
 def _add_production_flags(serve: argparse.ArgumentParser) -> None:
@@ -613,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="close new connections from a client IP address that holds N (default: no cap)",
     )
+    _add_app_flags(serve)
     _add_production_flags(serve)
     serve.set_defaults(func=_serve)
 

@@ -4,6 +4,8 @@ small ``fetch`` interface."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -107,3 +109,12 @@ def fetchers(base_url: str) -> Iterator[dict[str, Fetcher]]:
     finally:
         for fetcher in made.values():
             fetcher.close()
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A file of several MiB (not a multiple of any block size) and its sha256."""
+    path = tmp_path_factory.mktemp("files") / "blob.bin"
+    data = os.urandom(6 * 1024 * 1024 + 12345)
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()

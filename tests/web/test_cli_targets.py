@@ -3,6 +3,7 @@ application, told apart automatically; run as real processes, called by curl and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -10,8 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from h2mesh.cli import _configure_server, build_parser, load_server
 from tests.e2e.test_cli import H2MESH, REPO, _serve
+from tests.web.silent_ws import stay_silent_h1
+from tests.web.test_websocket import _client_logger, _Pings
+
+WS_APP = "tests.web.apps.ws_apps:fastapi_app"
 
 
 def test_service_and_fastapi_app_on_one_port(tmp_path: Path, curl: str) -> None:
@@ -89,3 +97,77 @@ def test_a_failed_lifespan_startup_exits_1_with_the_apps_message() -> None:
     assert "no database" in out.stderr
     assert "Traceback" not in out.stderr
     assert "serving on" not in out.stdout
+
+
+def test_ws_flags_set_keepalive_and_the_message_size_limit(tmp_path: Path) -> None:
+    """``--ws-ping-interval 0.3 --ws-ping-timeout 0.5``: a client that answers no ping
+    is closed with 1011 and dropped 0.8 s after the handshake (plus what a loaded
+    machine adds), one that answers stays; ``--ws-max-size`` closes a larger message
+    with 1009."""
+    interval, timeout = 0.3, 0.5
+    server = _serve(
+        tmp_path, WS_APP,
+        "--ws-ping-interval", str(interval), "--ws-ping-timeout", str(timeout),
+        "--ws-max-size", "4096",
+    )  # fmt: skip
+    url = f"ws://127.0.0.1:{server.port}/echo"
+
+    async def main() -> None:
+        silent = await stay_silent_h1("127.0.0.1", server.port, "/echo", deadline=15.0)
+        assert silent.pings >= 1, silent.log
+        assert (silent.close_code, silent.close_reason) == (1011, "keepalive ping timeout")
+        assert silent.how in ("eof", "reset")
+        assert interval + timeout - 0.1 <= silent.lasted <= interval + timeout + 3.0
+        # A client that answers (websockets' own pongs) outlives three pings, that is
+        # more than twice the time the silent one got.
+        pings = _Pings(target=3)
+        async with connect(url, ping_interval=None, logger=_client_logger(pings)) as ws:
+            await asyncio.wait_for(pings.reached.wait(), 20.0)
+            await ws.send("x" * 4096)
+            assert await ws.recv() == "x" * 4096
+            await ws.send("y" * 4097)
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 1009
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("off", ["none", "0", "OFF"])
+def test_ws_ping_flags_turn_off_with_0_or_none(off: str) -> None:
+    args = build_parser().parse_args(
+        ["serve", WS_APP, "--ws-ping-interval", off, "--ws-ping-timeout", off]
+    )
+    server = load_server(args.targets, args.interface)
+    _configure_server(server, args)
+    assert server.app is not None
+    assert (server.app.ws_ping_interval, server.app.ws_ping_timeout) == (None, None)
+    assert server.app.ws_max_size == 16 * 1024 * 1024  # not given: the default
+    # A flag not given leaves what the server was built with.
+    args = build_parser().parse_args(["serve", WS_APP, "--ws-ping-timeout", "7"])
+    server = load_server(args.targets, args.interface)
+    _configure_server(server, args)
+    assert server.app is not None
+    assert (server.app.ws_ping_interval, server.app.ws_ping_timeout) == (20.0, 7.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([WS_APP, "--ws-max-size", "0"], "ws_max_size must be a positive number of bytes"),
+        ([WS_APP, "--ws-ping-interval", "-1"], "ws_ping_interval must be a number of seconds"),
+        ([WS_APP, "--ws-ping-timeout", "soon"], "not a number of seconds: 'soon'"),
+        (["examples.greeter:Greeter", "--ws-ping-interval", "5"], "no application is served"),
+    ],
+)
+def test_bad_ws_flags_exit_2(args: list[str], message: str) -> None:
+    out = subprocess.run(
+        [str(H2MESH), "serve", *args, "--port", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr

@@ -12,6 +12,7 @@ import hashlib
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -181,3 +182,43 @@ def test_lifespan_startup_and_shutdown_ran(hosted: Hosted) -> None:
     finally:
         live.close()
     assert [f"{framework.name}:startup", f"{framework.name}:shutdown"] == EVENTS
+
+
+@pytest.mark.parametrize("h2", [True, False], ids=["h2", "h1"])
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
+def test_django_file_response(big_file: tuple[Path, str], interface: str, h2: bool) -> None:
+    """``FileResponse``: through ``wsgi.file_wrapper`` under WSGI, a streamed response
+    under ASGI (which Django 5.2 reads whole into a list first, with a warning, as a
+    synchronous iterator); either way the whole file with its ``content-length``, then
+    the file closed."""
+    from tests.web.apps import DOWNLOAD, OPENED, django_app
+
+    path, digest = big_file
+    DOWNLOAD["path"] = path
+    OPENED.clear()
+    live = start_hosting(getattr(django_app, f"{interface}_app"))
+    try:
+        with httpx.Client(base_url=live.url, http2=h2, http1=not h2, timeout=30) as client:
+            sha = hashlib.sha256()
+            size = 0
+            with client.stream("GET", "/file") as reply:
+                assert reply.status_code == 200
+                assert reply.http_version == ("HTTP/2" if h2 else "HTTP/1.1")
+                assert reply.headers["content-type"] == "application/octet-stream"
+                assert reply.headers["content-length"] == str(path.stat().st_size)
+                assert "transfer-encoding" not in reply.headers
+                for part in reply.iter_raw():
+                    sha.update(part)
+                    size += len(part)
+            assert (size, sha.hexdigest()) == (path.stat().st_size, digest)
+            assert len(OPENED) == 1
+            assert OPENED[0].closed_event.wait(5.0), "the file was not closed"
+            assert OPENED[0].read_bytes == size
+            if interface == "wsgi":
+                # Read by h2mesh's wsgi.file_wrapper (blocks of 256 KiB or more), not
+                # by iterating Django's response (4 KiB blocks).
+                assert OPENED[0].largest_read >= 256 * 1024
+            # The connection goes on serving.
+            assert client.get("/items/x").status_code == 200
+    finally:
+        live.close()

@@ -1,12 +1,14 @@
 """WebSockets over HTTP/1.1 Upgrade, with real FastAPI and Starlette endpoints and the
 ``websockets`` client over real sockets: echo, subprotocols, permessage-deflate,
 ping/pong, close codes both ways, the message size limit, refusal, shutdown, and the
-server's keepalive pings."""
+server's keepalive pings (and the failing of a client that answers none, over HTTP/1.1
+and HTTP/2)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -15,7 +17,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from h2mesh import Server
+from h2mesh._http2 import ErrorCode
 from tests.web.apps import ws_apps
+from tests.web.silent_ws import stay_silent_h1, stay_silent_h2
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -268,13 +272,127 @@ def test_a_client_that_stops_answering_pings_is_closed_with_1011(run: Run) -> No
                 # A stalled client: it reads nothing, so it answers no ping.
                 ws.transport.pause_reading()
                 assert await asyncio.to_thread(ws_apps.CLOSED.wait, 20.0)
-                assert ws_apps.CLOSES == [1011]  # the app heard why
+                # No close frame came back: the connection's close code is 1006.
+                assert ws_apps.CLOSES == [1006]
                 ws.transport.resume_reading()
                 with pytest.raises(ConnectionClosed):
                     await ws.recv()
                 assert ws.close_code == 1011
                 assert ws.close_reason == "keepalive ping timeout"
         finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+# The keepalive below: a ping 0.3 s after the handshake, failure 0.5 s after it; what a
+# loaded machine may add on top.
+_INTERVAL, _TIMEOUT, _SLACK = 0.3, 0.5, 3.0
+
+
+def test_a_silent_client_is_failed_not_waited_for_over_http11(run: Run) -> None:
+    """RFC 6455 7.1.7: the close frame (1011) goes out, then the server drops the TCP
+    connection itself, without the client's close frame; the app hears 1006."""
+
+    async def main() -> None:
+        server = await _serve(
+            ws_apps.fastapi_app, ws_ping_interval=_INTERVAL, ws_ping_timeout=_TIMEOUT
+        )
+        ws_apps.CLOSES.clear()
+        ws_apps.CLOSED.clear()
+        try:
+            silent = await stay_silent_h1("127.0.0.1", server.port, "/echo", deadline=15.0)
+            assert silent.pings == 1, silent.log
+            assert (silent.close_code, silent.close_reason) == (1011, "keepalive ping timeout")
+            assert silent.how in ("eof", "reset")
+            assert _INTERVAL + _TIMEOUT - 0.1 <= silent.lasted <= _INTERVAL + _TIMEOUT + _SLACK
+            assert await asyncio.to_thread(ws_apps.CLOSED.wait, 10.0)
+            assert ws_apps.CLOSES == [1006]
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_a_client_that_reads_nothing_fails_an_app_blocked_in_send(run: Run) -> None:
+    """The app's send waits for a client that takes nothing (the socket buffers are
+    full): no ping can go, the close frame cannot either, and the connection is dropped
+    all the same; the blocked send then fails instead of waiting for good."""
+
+    async def main() -> None:
+        server = await _serve(
+            ws_apps.fastapi_app, ws_ping_interval=_INTERVAL, ws_ping_timeout=_TIMEOUT
+        )
+        ws_apps.FLOOD_ENDED.clear()
+        ws_apps.FLOOD_DONE.clear()
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            writer.transport.pause_reading()  # nothing is read, not even the 101
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            writer.write(
+                b"GET /flood HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
+                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            bound = _INTERVAL + _TIMEOUT + 1.0 + _SLACK  # (+ the close frame's second)
+            assert await asyncio.to_thread(ws_apps.FLOOD_DONE.wait, bound)
+            # h2mesh's send raised ClientDisconnected (an OSError), which Starlette
+            # gives the endpoint as WebSocketDisconnect(1006).
+            assert ws_apps.FLOOD_ENDED == ["WebSocketDisconnect 1006"]
+        finally:
+            writer.transport.abort()
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_a_silent_client_is_failed_over_http2_by_resetting_its_stream(run: Run) -> None:
+    """Over extended CONNECT the stream is the connection: the close frame, then
+    RST_STREAM CANCEL (RFC 8441's TCP reset); the HTTP/2 connection itself stays up."""
+    from h2mesh.transport import H2Connection, TransportConfig
+
+    async def main() -> None:
+        server = await _serve(
+            ws_apps.fastapi_app, ws_ping_interval=_INTERVAL, ws_ping_timeout=_TIMEOUT
+        )
+        ws_apps.CLOSES.clear()
+        ws_apps.CLOSED.clear()
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(
+            lambda: H2Connection(client=True, config=TransportConfig(idle_timeout=None)),
+            "127.0.0.1",
+            server.port,
+        )
+        authority = b"127.0.0.1:%d" % server.port
+
+        async def get(path: bytes) -> bytes:
+            stream = conn.open_stream(
+                [(b":method", b"GET"), (b":scheme", b"http"), (b":path", path),
+                 (b":authority", authority)],
+                end_stream=True,
+            )  # fmt: skip
+            return dict(await stream.wait_response())[b":status"]
+
+        try:
+            assert await get(b"/items/x") == b"404"  # (after the server's SETTINGS)
+            stream = conn.open_stream(
+                [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+                 (b":path", b"/echo"), (b":authority", authority),
+                 (b"sec-websocket-version", b"13")],
+                end_stream=False,
+            )  # fmt: skip
+            assert dict(await stream.wait_response())[b":status"] == b"200"
+            silent = await stay_silent_h2(stream, deadline=15.0)
+            assert silent.pings == 1, silent.log
+            assert (silent.close_code, silent.close_reason) == (1011, "keepalive ping timeout")
+            assert (silent.how, silent.error_code) == ("stream reset", ErrorCode.CANCEL)
+            assert _INTERVAL + _TIMEOUT - 0.1 <= silent.lasted <= _INTERVAL + _TIMEOUT + _SLACK
+            assert await asyncio.to_thread(ws_apps.CLOSED.wait, 10.0)
+            assert ws_apps.CLOSES == [1006]
+            assert await get(b"/items/y") == b"404"  # the connection still serves
+        finally:
+            conn.abort()
             await server.stop(1.0)
 
     run(main())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import logging
 import os
 import socket
@@ -21,6 +20,7 @@ import pytest
 
 from h2mesh import Server
 from h2mesh.server._wsgi import FileWrapper
+from tests.web.apps import Opened, TrackedFile
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -182,37 +182,7 @@ def test_wsgi_errors_go_to_logging(run: Run, caplog: pytest.LogCaptureFixture) -
     assert lines == ["first line", "second line"]
 
 
-class _TrackedFile(io.FileIO):
-    """A file that counts the bytes read from it and says when it is closed."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, "rb")
-        self.read_bytes = 0
-        self.closed_event = threading.Event()
-
-    def read(self, size: int = -1) -> bytes:
-        data = super().read(size)
-        self.read_bytes += len(data or b"")
-        return data or b""
-
-    def close(self) -> None:
-        super().close()
-        self.closed_event.set()
-
-
-class _Opened(list[_TrackedFile]):
-    """The files a ``_file_app`` opened; ``first`` is set when there is one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.first = threading.Event()
-
-    def append(self, handle: _TrackedFile) -> None:
-        super().append(handle)
-        self.first.set()
-
-
-def _file_app(path: Path, opened: _Opened) -> Any:
+def _file_app(path: Path, opened: Opened) -> Any:
     from flask import Flask, request, send_file
 
     app = Flask(__name__)
@@ -221,19 +191,11 @@ def _file_app(path: Path, opened: _Opened) -> Any:
     def download() -> Any:
         # send_file wraps the file with the server's wsgi.file_wrapper.
         assert request.environ["wsgi.file_wrapper"] is FileWrapper
-        handle = _TrackedFile(path)
+        handle = TrackedFile(path)
         opened.append(handle)
         return send_file(handle, mimetype="application/octet-stream")
 
     return app
-
-
-@pytest.fixture(scope="module")
-def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = tmp_path_factory.mktemp("files") / "blob.bin"
-    data = os.urandom(6 * 1024 * 1024 + 12345)  # several MiB, not a multiple of a block
-    path.write_bytes(data)
-    return path, hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("h2", [True, False], ids=["h2", "h1"])
@@ -241,7 +203,7 @@ def test_flask_send_file_goes_through_the_file_wrapper(
     run: Run, big_file: tuple[Path, str], h2: bool
 ) -> None:
     path, digest = big_file
-    opened = _Opened()
+    opened = Opened()
 
     async def main() -> None:
         server = await _serve(_file_app(path, opened))
@@ -267,7 +229,7 @@ def test_a_file_download_waits_for_the_client_and_closes_the_file_when_it_leaves
 ) -> None:
     path = tmp_path / "huge.bin"
     path.write_bytes(os.urandom(32 * 1024 * 1024))
-    opened = _Opened()
+    opened = Opened()
 
     async def main() -> None:
         server = await _serve(_file_app(path, opened))

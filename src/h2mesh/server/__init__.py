@@ -1,5 +1,6 @@
 """The server side: listeners, routing, call context, interceptors, shutdown."""
 
+from ._app import AppOptions
 from ._context import Context
 from ._health import (
     HealthCheckRequest,
@@ -14,6 +15,7 @@ from ._listener import server_ssl_context
 from ._server import Server
 
 __all__ = [
+    "AppOptions",
     "Context",
     "Handler",
     "HealthCheckRequest",

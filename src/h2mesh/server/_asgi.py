@@ -168,7 +168,8 @@ class _DateHeader:
 
 
 class AsgiHost:
-    """Runs one ASGI 3 application for a ``Server``: requests, and the lifespan protocol.
+    """Runs one ASGI 3 application for a ``Server``: requests, and the lifespan protocol
+    (made by ``host_app``, with the options of ``server/_app.py``).
 
     ``lifespan``: ``"auto"`` runs it and carries on if the application does not support
     it, ``"on"`` requires it, ``"off"`` never sends it.
@@ -178,14 +179,14 @@ class AsgiHost:
         self,
         app: ASGIApp,
         *,
-        root_path: str = "",
-        lifespan: str = "auto",
-        server_header: bool = True,
-        date_header: bool = True,
+        root_path: str,
+        lifespan: str,
+        server_header: bool,
+        date_header: bool,
         kind: str = "ASGI",
-        ws_max_size: int = 16 * 1024 * 1024,
-        ws_ping_interval: float | None = 20.0,
-        ws_ping_timeout: float | None = 20.0,
+        ws_max_size: int,
+        ws_ping_interval: float | None,
+        ws_ping_timeout: float | None,
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {lifespan!r}")

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
@@ -39,7 +39,7 @@ from ..transport import (
     TransportError,
     listen_memory,
 )
-from ._app import HostedApp, host_app
+from ._app import AppOptions, HostedApp, check_app_options, host_app
 from ._context import Context
 from ._eager import start as start_eagerly
 from ._forwarded import ProxyTrust
@@ -89,7 +89,9 @@ class Server:
     ``app=`` mounts an ASGI 3 or WSGI application beside the services (told apart
     automatically; ``interface="asgi"|"wsgi"`` forces it): every request that no service
     method claims goes to it, so unknown paths get the application's 404. Its lifespan
-    startup runs before the port opens, its shutdown after the drain.
+    startup runs before the port opens, its shutdown after the drain. How it is served
+    (``root_path=``, ``lifespan=``, ``wsgi_threads=``, ``ws_ping_interval=``...) are the
+    keywords of ``AppOptions``, whose defaults are in ``server/_app.py``.
 
     Built in, unless turned off: ``grpc.health.v1.Health`` (``health=False``; statuses
     through ``server.health.set(name, status)``), gRPC server reflection, v1 and
@@ -126,20 +128,15 @@ class Server:
         docs: bool | None = None,
         app: Any = None,
         interface: str = "auto",
-        root_path: str = "",
-        lifespan: str = "auto",
-        server_header: bool = True,
-        date_header: bool = True,
-        wsgi_threads: int = 40,
-        ws_max_size: int = 16 * 1024 * 1024,
-        ws_ping_interval: float | None = 20.0,
-        ws_ping_timeout: float | None = 20.0,
         executor: Executor | None = None,
         forwarded_allow_ips: str | Sequence[str] | None = None,
         tracer_provider: Any = None,
         max_connections: int | None = None,
         max_connections_per_address: int | None = None,
+        **app_options: Unpack[AppOptions],
     ) -> None:
+        # (Checked even without an application, so that a misspelt keyword is an error.)
+        app_options = check_app_options(app_options)
         self.config = config or TransportConfig()
         # Connections past either cap are closed as soon as they are accepted (_limits.py).
         self.connection_limits = ConnectionLimits(max_connections, max_connections_per_address)
@@ -203,18 +200,7 @@ class Server:
         #: The hosted ASGI/WSGI application, if one is mounted.
         self.app: HostedApp | None = None
         if app is not None:
-            self.mount(
-                app,
-                interface=interface,
-                root_path=root_path,
-                lifespan=lifespan,
-                server_header=server_header,
-                date_header=date_header,
-                wsgi_threads=wsgi_threads,
-                ws_max_size=ws_max_size,
-                ws_ping_interval=ws_ping_interval,
-                ws_ping_timeout=ws_ping_timeout,
-            )
+            self.mount(app, interface=interface, **app_options)
 
     def add_service(self, service: Service | type[Service]) -> None:
         """Register a service (an instance, or a class to instantiate with no arguments)."""
@@ -236,7 +222,7 @@ class Server:
         if self.health is not None and service is not self.health:
             self.health.set(service.__service_name__, ServingStatus.SERVING)
 
-    def mount(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
+    def mount(self, app: Any, *, interface: str = "auto", **options: Unpack[AppOptions]) -> None:
         """Mount an ASGI or WSGI application (the ``app=`` of the constructor, with the
         same options), before the server starts."""
         if self.app is not None:

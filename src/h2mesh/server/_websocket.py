@@ -10,9 +10,13 @@ is not reading (the socket's buffer is full).
 
 Keepalive: every ``ping_interval`` seconds the server sends a ping; a client that has
 sent nothing in the ``ping_timeout`` seconds after it (no pong, nor anything else) is
-taken for gone, and the WebSocket is closed with 1011, as the ``websockets`` library and
-uvicorn do. Frames are only parsed when the application reads (that is the
-backpressure), so bytes that arrived and wait unread count as a sign of life too.
+taken for gone, and the WebSocket is failed (RFC 6455 7.1.7): a close frame with 1011 if
+it can still be sent, then the connection is dropped (over HTTP/2 the stream is reset)
+with no wait for a close frame a dead client would never send, nor (unlike the
+``websockets`` library) for the TCP connection to end; the application's ``receive()``
+gives ``websocket.disconnect`` with 1006, as under uvicorn. Frames
+are only parsed when the application reads (that is the backpressure), so bytes that
+arrived and wait unread count as a sign of life too.
 """
 
 from __future__ import annotations
@@ -32,10 +36,7 @@ __all__ = ["serve_websocket"]
 
 log = logging.getLogger("h2mesh.asgi")
 
-DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 _CLOSE_TIMEOUT = 1.0
-DEFAULT_PING_INTERVAL = 20.0
-DEFAULT_PING_TIMEOUT = 20.0
 _MESSAGE_TOO_BIG = 1009
 _INTERNAL_ERROR = 1011
 _SERVICE_RESTART = 1012
@@ -87,8 +88,8 @@ class _Session:
         stream: Stream,
         headers: list[tuple[bytes, bytes]],
         max_size: int,
-        ping_interval: float | None = DEFAULT_PING_INTERVAL,
-        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        ping_interval: float | None,
+        ping_timeout: float | None,
     ) -> None:
         self.stream = stream
         self.headers = headers
@@ -276,13 +277,21 @@ class _Session:
             # Frames are parsed when the application reads; bytes that wait unread are
             # a sign of life the application has not looked at yet, so not judged.
             if self.heard == heard and not tunnel.pending:
-                log.info("WebSocket client silent for %g s after a ping: closing", timeout)
-                self.close_code = _INTERNAL_ERROR
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_CLOSE_TIMEOUT):
-                        await self._close(_INTERNAL_ERROR, "keepalive ping timeout")
-                tunnel.close()
+                log.info("WebSocket client silent for %g s after a ping: failing it", timeout)
+                await self._fail(_INTERNAL_ERROR, "keepalive ping timeout")
                 return
+
+    async def _fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket (RFC 6455 7.1.7): send a close frame if the client lets it
+        go within ``_CLOSE_TIMEOUT``, then drop the connection (HTTP/2: reset the stream)
+        without waiting for the client's close frame. No close frame came back, so the
+        application hears 1006 (RFC 6455 7.1.5), as under uvicorn."""
+        assert self.tunnel is not None
+        self.close_code = _ABNORMAL
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._close(code, reason)
+        self.tunnel.abort()
 
     def _refuse(self, head: list[tuple[bytes, bytes]]) -> None:
         self.answered = True

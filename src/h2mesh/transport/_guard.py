@@ -178,13 +178,26 @@ class InboundGuard:
         known = self._max_sid  # streams up to this one were opened by earlier reads
         parts: list[bytes] | None = None
         released = 0
-        while pos + 9 <= n:
+        last = n - 9  # a frame header that starts past this one is split
+        while pos <= last:
             # This loop runs for every frame a client sends: keep it to a few lookups.
             word, flags, sid = unpack(data, pos)
             kind = word & 0xFF
-            if not kind and not reset_ids and (sid > known or sid in open_streams):
-                # DATA on a stream opened by this read or being served, none reset:
-                # the commonest frame, and nothing to check (the loop below says why).
+            if not kind:
+                if not reset_ids and (sid > known or sid in open_streams):
+                    # DATA on a stream opened by this read or being served, none reset:
+                    # the commonest frame, and nothing to check (the code below says why).
+                    pos += 9 + (word >> 8)
+                    continue
+            elif (
+                kind == _HEADERS
+                and flags & _END_HEADERS
+                and not reset_ids
+                and sid - self._max_sid in (1, 2)  # (max_sid < sid <= max_sid + 2)
+            ):
+                # A whole header block opening the next stream, none reset: the checks
+                # below would only record it as the highest one.
+                self._max_sid = sid
                 pos += 9 + (word >> 8)
                 continue
             if kind <= _HEADERS:  # DATA or HEADERS
@@ -244,6 +257,12 @@ class InboundGuard:
                 if error is not None:
                     return self._stop(data, released, pos, parts, *error)
             pos += 9 + (word >> 8)
+        if pos == n:  # the read ends with a whole frame: the common case
+            self._skip = 0
+            if parts is None:
+                return data
+            parts.append(data[released:])
+            return b"".join(parts)
         if pos > n:
             self._skip = pos - n
             tail = n

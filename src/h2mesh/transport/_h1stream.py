@@ -89,6 +89,11 @@ class H1Tunnel:
     def close(self) -> None:
         self._conn._close()
 
+    def abort(self) -> None:
+        transport = self._conn.transport
+        if transport is not None:
+            transport.abort()
+
     def _feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._wake()

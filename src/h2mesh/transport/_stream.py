@@ -134,4 +134,12 @@ class Tunnel(Protocol):
         """Whether bytes have arrived that ``read()`` has not returned yet."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """End the exchange in order (HTTP/1.1: close the connection once what is queued
+        has gone; HTTP/2: END_STREAM)."""
+        ...
+
+    def abort(self) -> None:
+        """End it now, dropping what is still queued (HTTP/1.1: drop the connection;
+        HTTP/2: RST_STREAM with CANCEL, RFC 8441's TCP reset)."""
+        ...

@@ -7,10 +7,16 @@ from collections.abc import AsyncIterator, Iterator
 
 import django
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.urls import path
 
-from . import CHUNKS, SECRET, chunk
+from . import CHUNKS, DOWNLOAD, OPENED, SECRET, TrackedFile, chunk
 
 if not settings.configured:
     settings.configure(
@@ -71,6 +77,13 @@ def cookies(request: HttpRequest) -> JsonResponse:
     return response
 
 
+def download(request: HttpRequest) -> FileResponse:
+    # Under WSGI, Django hands the file to wsgi.file_wrapper; under ASGI it streams it.
+    handle = TrackedFile(DOWNLOAD["path"])
+    OPENED.append(handle)
+    return FileResponse(handle, content_type="application/octet-stream")
+
+
 def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError(SECRET)
 
@@ -80,6 +93,7 @@ urlpatterns = [
     path("upload", upload),
     path("stream", stream),
     path("cookies", cookies),
+    path("file", download),
     path("boom", boom),
 ]
 

@@ -38,6 +38,26 @@ async def fastapi_echo(ws: WebSocket) -> None:
         CLOSED.set()
 
 
+#: What ``/flood`` saw end its sending (set once it did).
+FLOOD_ENDED: list[str] = []
+FLOOD_DONE = threading.Event()
+
+
+@fastapi_app.websocket("/flood")
+async def fastapi_flood(ws: WebSocket) -> None:
+    """Sends until sending fails: against a client that reads nothing, a send waits."""
+    await ws.accept()
+    try:
+        while True:
+            await ws.send_bytes(b"x" * 65536)
+    except WebSocketDisconnect as exc:  # (Starlette's name for the send's OSError)
+        FLOOD_ENDED.append(f"WebSocketDisconnect {exc.code}")
+    except (OSError, RuntimeError) as exc:
+        FLOOD_ENDED.append(type(exc).__name__)
+    finally:
+        FLOOD_DONE.set()
+
+
 @fastapi_app.websocket("/refuse")
 async def fastapi_refuse(ws: WebSocket) -> None:
     await ws.close()
