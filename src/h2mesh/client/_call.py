@@ -181,6 +181,18 @@ def _time_left(deadline: float | None) -> float | None:
     return left
 
 
+def _attempt_error(
+    exc: TransportError, timer: _Deadline | None, sender: RequestSender | None
+) -> BaseException:
+    """What an attempt that failed in the transport raises: DEADLINE_EXCEEDED if its timer
+    reset the stream, the request iterator's own error if that failed first, else the
+    transport failure as an ``RpcError``."""
+    if timer is not None and timer.expired:
+        return timer.error()
+    cause = sender.failure() if sender is not None else None
+    return cause if cause is not None else error_from_transport(exc)
+
+
 async def _open(
     opener: StreamOpener,
     headers: list[tuple[bytes, bytes]],
@@ -225,8 +237,7 @@ class CallFlow:
         """One attempt of a unary call: the response message, or ``RpcError``."""
         protocol = self.protocol
         if not protocol.bare_unary:
-            responses = self._messages(opener, call, request, None, deadline)
-            return await collect_one(responses, call.method)
+            return await self._enveloped_unary(opener, call, request, deadline)
         method = call.method
         timer: _Deadline | None = None
         timeout = _time_left(deadline)
@@ -248,13 +259,68 @@ class CallFlow:
                 stream.reset(_CANCEL)
                 raise
         except TransportError as exc:
-            if timer is not None and timer.expired:
-                raise timer.error() from None
-            raise error_from_transport(exc) from None
+            raise _attempt_error(exc, timer, None) from None
         finally:
             if timer is not None:
                 timer.handle.cancel()
         return protocol.unary_response(head, data, method, call.metadata, self.max_size)
+
+    async def _enveloped_unary(
+        self, opener: StreamOpener, call: CallOptions, request: Any, deadline: float | None
+    ) -> Any:
+        """One attempt of a unary call whose messages are enveloped (gRPC): the request
+        message leaves with the headers, and the response is read as ``_messages`` reads
+        a stream's, counting its messages (no generator between the call and its stream)."""
+        protocol = self.protocol
+        md = call.metadata
+        method = call.method
+        timer: _Deadline | None = None
+        timeout = _time_left(deadline)
+        headers = protocol.request_headers(self.base_headers, method, timeout, call.headers)
+        body = protocol.frame(request)
+        stream: Stream | None = None
+        finished = False
+        result: Any = None
+        count = 0
+        try:
+            stream = opener.open_stream_nowait(headers, False, body)
+            if stream is None:
+                stream = await _open(opener, headers, False, body, deadline)
+            if deadline is not None:
+                timer = _Deadline(stream, deadline)
+            head = await stream.wait_response()
+            reader = await protocol.open_response(stream, head, md, self.max_size)
+            # (None: the call ended well with its head, and had no message.)
+            finished = reader is None
+            if reader is not None:
+                decode = method.response_decoder(protocol.codec)
+                payload = reader.take_single()  # the whole body already here, one message
+                if payload is not None:
+                    result = decode(payload)
+                    count = 1
+                    finished = True
+                    protocol.finish(stream, None, md)  # (the body has ended)
+                end_flags = protocol.end_flags
+                while not finished:
+                    payload = await reader.next()
+                    if timer is not None and timer.expired:
+                        raise timer.error()
+                    if payload is None or reader.flags & end_flags:
+                        finished = True
+                        protocol.finish(stream, payload, md)  # (payload: the closing one)
+                    else:
+                        result = decode(payload)
+                        count += 1
+        except TransportError as exc:
+            raise _attempt_error(exc, timer, None) from None
+        finally:
+            if timer is not None:
+                timer.handle.cancel()
+            if stream is not None and not finished:
+                stream.reset(_CANCEL)
+        if count != 1:
+            raise cardinality_error(method, count)
+        return result
 
     async def _messages(
         self,
@@ -301,12 +367,7 @@ class CallFlow:
                     return
                 yield decode(payload)
         except TransportError as exc:
-            if timer is not None and timer.expired:
-                raise timer.error() from None
-            cause = sender.failure()
-            if cause is not None:
-                raise cause from None
-            raise error_from_transport(exc) from None
+            raise _attempt_error(exc, timer, sender) from None
         finally:
             if timer is not None:
                 timer.handle.cancel()

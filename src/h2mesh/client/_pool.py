@@ -140,11 +140,12 @@ class EndpointPool:
         """Open a stream on a connection that has room now; None if none has (no I/O).
         ``body``: the whole request body, sent with the headers."""
         for conn in self.connections:
-            if conn.is_available() and len(conn.streams) < conn.peer_max_concurrent_streams:
+            # (open_stream checks is_available() itself, and refuses if not.)
+            if len(conn.streams) < conn.peer_max_concurrent_streams:
                 try:
                     return conn.open_stream(headers, end, body)
                 except ConnectionRefused:
-                    return None  # closing under us: ``open_stream`` finds another
+                    continue  # closing: another may take it, or ``open_stream`` finds one
         return None
 
     async def open_stream(

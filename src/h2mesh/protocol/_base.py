@@ -21,7 +21,7 @@ from ..transport import (
     StreamReset,
     TransportError,
 )
-from ._envelope import MessageReader
+from ._envelope import MessageReader, single_payload
 
 Metadata = dict[str, str]
 
@@ -181,25 +181,41 @@ class ServerCall:
 class EnvelopedServerCall(ServerCall):
     """A call whose request is a stream of enveloped messages (Connect streams, gRPC).
 
-    Subclasses set ``_reader`` and ``_sent``. A unary request stream that holds no
-    message or more than one is a cardinality violation: ``UNIMPLEMENTED``, on the
-    server as on the client (the gRPC status-code table says so for both sides).
+    Subclasses set ``_reader`` (None: made by ``_new_reader`` when first needed) and
+    ``_sent``. A unary request stream that holds no message or more than one is a
+    cardinality violation: ``UNIMPLEMENTED``, on the server as on the client (the gRPC
+    status-code table says so for both sides).
     """
 
     __slots__ = ("_reader", "_sent")
 
-    _reader: MessageReader
+    _reader: MessageReader | None
     _sent: bool
 
     @property
     def headers_sent(self) -> bool:
         return self._sent
 
+    def _new_reader(self) -> MessageReader:
+        """The reader of the request's messages."""
+        raise NotImplementedError
+
+    def _whole_body(self) -> bytes | None:
+        """The request body, if all of it is here and its envelopes are not framed."""
+        return self.stream.take_body(self.max_size + 5)
+
     async def receive(self) -> Any:
         reader = self._reader
-        payload = reader.take_single()  # the whole body already here: no waiting
-        if payload is not None:
-            return self.method.request_decoder(self.codec)(payload)
+        if reader is None:
+            # The whole body already here, one envelope: no reader, no waiting.
+            body = self._whole_body()
+            if body is not None:
+                payload = single_payload(body)
+                if payload is not None:
+                    return self.method.request_decoder(self.codec)(payload)
+            reader = self._reader = self._new_reader()
+            if body is not None:
+                reader.feed_body(body)  # compressed, none or several: next() judges
         payload = await reader.next()
         if payload is None:
             raise RpcError(Code.UNIMPLEMENTED, "request has no message, expected 1")
@@ -210,6 +226,8 @@ class EnvelopedServerCall(ServerCall):
     async def receive_stream(self) -> AsyncIterator[Any]:
         decode = self.method.request_decoder(self.codec)
         reader = self._reader
+        if reader is None:
+            reader = self._reader = self._new_reader()
         while (payload := await reader.next()) is not None:
             yield decode(payload)
 

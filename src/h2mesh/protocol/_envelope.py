@@ -20,6 +20,7 @@ __all__ = [
     "EnvelopeReader",
     "MessageReader",
     "encode_envelope",
+    "single_payload",
 ]
 
 FLAG_COMPRESSED = 0x01
@@ -33,6 +34,15 @@ _unpack_from = _HEADER.unpack_from
 def encode_envelope(payload: bytes, flags: int = 0) -> bytes:
     """One envelope holding ``payload``."""
     return _pack(flags, len(payload)) + payload
+
+
+def single_payload(body: bytes) -> bytes | None:
+    """The payload of ``body`` if it is exactly one uncompressed envelope, else None."""
+    if len(body) >= 5:
+        flags, length = _unpack_from(body, 0)
+        if length + 5 == len(body) and not flags & FLAG_COMPRESSED:
+            return body[5:]
+    return None
 
 
 class EnvelopeReader:
@@ -155,7 +165,7 @@ class MessageReader:
         side: str = "request",
     ) -> None:
         self._stream = stream
-        self._reader = EnvelopeReader(max_size)
+        self._reader: EnvelopeReader | None = None  # made when first needed
         self._decompress = decompress
         self._framing = framing
         self._truncated_code = truncated_code
@@ -163,25 +173,31 @@ class MessageReader:
         self.flags = 0
         self.max_size = max_size
 
-    def take_single(self) -> bytes | None:
-        """The request's one message, if the whole body is already here and holds exactly
-        one envelope; None otherwise (then ``next()``, which also reports what is wrong)."""
+    def feed_body(self, body: bytes) -> None:
+        """Take envelopes the caller already read off the stream (no framing around them)."""
         reader = self._reader
-        if self._framing is not None or reader.pending:
+        if reader is None:
+            reader = self._reader = EnvelopeReader(self.max_size)
+        reader.feed(body)
+
+    def take_single(self) -> bytes | None:
+        """The body's one message, if nothing was read yet, the whole body is already
+        here (no framing around it) and it is exactly one uncompressed envelope; None
+        otherwise, and then ``next()`` reads it (and says what is wrong with it)."""
+        if self._framing is not None or self._reader is not None:
             return None
         body = self._stream.take_body(self.max_size + 5)
         if body is None:
             return None
-        if len(body) >= 5:
-            flags, length = _unpack_from(body, 0)
-            if length + 5 == len(body) and not flags & FLAG_COMPRESSED:
-                self.flags = flags
-                return body[5:]
-        reader.feed(body)  # compressed, none or several: next() takes it from here
-        return None
+        payload = single_payload(body)
+        if payload is None:
+            self.feed_body(body)
+        return payload
 
     async def next(self) -> bytes | None:
         reader = self._reader
+        if reader is None:
+            reader = self._reader = EnvelopeReader(self.max_size)
         framing = self._framing
         while True:
             env = reader.next()

@@ -63,6 +63,7 @@ _STREAM_CT = {
 _UNARY_CT_HEADER = {k: (b"content-type", v) for k, v in _UNARY_CT.items()}
 _STREAM_CT_HEADER = {k: (b"content-type", v) for k, v in _STREAM_CT.items()}
 
+_UNARY = MethodKind.UNARY  # (an enum member looked up on its class costs about 0.3 µs)
 _MAX_TIMEOUT_DIGITS = 10
 _PROTOCOL_VERSION = (b"connect-protocol-version", b"1")
 _USER_AGENT = (b"user-agent", b"h2mesh-python/0.1")
@@ -220,7 +221,7 @@ class _UnaryCall(ServerCall):
 
 
 class _StreamCall(EnvelopedServerCall):
-    __slots__ = ("_compress",)
+    __slots__ = ("_compress", "_decompress")
 
     def __init__(
         self,
@@ -233,11 +234,15 @@ class _StreamCall(EnvelopedServerCall):
         compress: Compressor | None = None,
     ) -> None:
         super().__init__(stream, method, codec, timeout, max_size)
-        self._reader = MessageReader(
-            stream, max_size, decompress, truncated_code=Code.INVALID_ARGUMENT
-        )
+        self._reader = None
+        self._decompress = decompress
         self._compress = compress
         self._sent = False
+
+    def _new_reader(self) -> MessageReader:
+        return MessageReader(
+            self.stream, self.max_size, self._decompress, truncated_code=Code.INVALID_ARGUMENT
+        )
 
     def _send_headers(self, headers: Metadata | None) -> None:
         out = [_STATUS_200, _STREAM_CT_HEADER[self.codec.name]]
@@ -303,12 +308,12 @@ class ConnectServer(ServerProtocol):
         timeout_ms = request.get(b"connect-timeout-ms")
         timeout = None if timeout_ms is None else _parse_timeout(timeout_ms)
         if is_stream:
-            if method.kind is MethodKind.UNARY:
+            if method.kind is _UNARY:
                 raise RpcError(Code.UNIMPLEMENTED, f"{method.path} is unary; use application/json")
             used = _request_compressor(request, b"connect-content-encoding")
             back = _response_compressor(request, b"connect-accept-encoding", used)
             return _StreamCall(stream, method, codec, timeout, max_size, used, back)
-        if method.kind is not MethodKind.UNARY:
+        if method.kind is not _UNARY:
             raise RpcError(
                 Code.UNIMPLEMENTED,
                 f"{method.path} is a stream; use application/connect+{codec.name}",

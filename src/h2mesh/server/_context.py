@@ -11,6 +11,8 @@ from ..service import MethodDescriptor
 from ..transport import Stream
 from ._forwarded import ProxyTrust, forwarded_client
 
+_OK = Code.OK  # (an enum member looked up on its class costs about 0.25 µs on 3.11)
+
 
 class Context:
     """What a handler knows about its call, and how it shapes the response metadata.
@@ -33,7 +35,12 @@ class Context:
     )
 
     def __init__(
-        self, stream: Stream, method: MethodDescriptor, protocol: str, deadline: float | None
+        self,
+        stream: Stream,
+        method: MethodDescriptor,
+        protocol: str,
+        deadline: float | None,
+        response_headers: Metadata | None = None,
     ) -> None:
         self._stream = stream
         self.method = method
@@ -42,9 +49,10 @@ class Context:
         self.deadline = deadline
         self.timed_out = False
         #: How the call ended (``Code.OK`` until it fails); observers read it afterwards.
-        self.code = Code.OK
+        self.code = _OK
         self._request_headers: Metadata | None = None
-        self._response_headers: Metadata | None = None
+        # (The server passes the CORS headers of the response, if any.)
+        self._response_headers = response_headers
         self._response_trailers: Metadata | None = None
         self._trust: ProxyTrust | None = None  # set by the server when it trusts proxies
 

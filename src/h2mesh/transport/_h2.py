@@ -24,7 +24,6 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
 from typing import Any
 
 import ngh2
@@ -65,10 +64,13 @@ def _frame(kind: int, sid: int, payload: bytes) -> bytes:
 
 
 def _header_list_size(headers: list[tuple[bytes, bytes]]) -> int:
-    # RFC 9113 section 6.5.2: name and value lengths plus 32 bytes per field.
-    # (map/chain run in C: this runs for every request and a Python loop costs 10x.)
-    # _on_request has its own copy of this line.
-    return 32 * len(headers) + sum(map(len, chain.from_iterable(headers)))
+    # RFC 9113 section 6.5.2: name and value lengths plus 32 bytes per field. (A plain
+    # loop: measured cheaper than sum(map(len, chain.from_iterable(...))), which makes an
+    # iterator per field.)
+    size = 32 * len(headers)
+    for name, value in headers:
+        size += len(name) + len(value)
+    return size
 
 
 def _authority_problem(headers: list[tuple[bytes, bytes]], host: bytes) -> str | None:
@@ -109,6 +111,7 @@ class H2Stream(Stream):
     """One HTTP/2 stream: request or response headers, a body, and trailers."""
 
     __slots__ = (
+        "_acked",
         "_chunks",
         "_closed_waiter",
         "_conn",
@@ -117,7 +120,6 @@ class H2Stream(Stream):
         "_head",
         "_read_waiter",
         "_send_waiter",
-        "_unacked",
         "closed",
         "ended_local",
         "headers",
@@ -150,7 +152,9 @@ class H2Stream(Stream):
         self._chunks: list[bytes] = []
         self._eof = eof
         self.closed = self.ended_local = False
-        self._head = self._unacked = self.received = self.sent = 0  # (body bytes: metrics)
+        # Body bytes: received (and sent) for metrics; of those received, how many were
+        # acknowledged (the rest are the stream's share of the peer's window, held).
+        self._head = self._acked = self.received = self.sent = 0
         # The reader waits for the response headers (client) and for body bytes on
         # _read_waiter, never for both at once.
         self.trailers: Headers | None = None
@@ -161,6 +165,11 @@ class H2Stream(Stream):
         self.task: asyncio.Task[Any] | None = None
 
     # -- reading ------------------------------------------------------------------
+    @property
+    def _unacked(self) -> int:
+        """Body bytes received and not yet acknowledged to the peer."""
+        return self.received - self._acked
+
     @property
     def at_eof(self) -> bool:
         return self._eof and self._head == len(self._chunks)
@@ -254,7 +263,7 @@ class H2Stream(Stream):
 
     def _ack(self, n: int) -> None:
         if n:
-            self._unacked -= n
+            self._acked += n
             conn = self._conn
             if not self.closed:
                 conn.engine.acknowledge_received_data(n, self.id)
@@ -311,12 +320,15 @@ class H2Stream(Stream):
     def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         if self._error is not None:
             raise self._error
+        conn = self._conn
         try:
-            self._conn.engine.send_trailers(self.id, headers)
+            conn.engine.send_trailers(self.id, headers)
         except ngh2.NGH2Error as exc:
             raise self._closed_error(exc) from None
         self.ended_local = True
-        self._conn.schedule_flush()
+        if not conn._flush_pending:  # (schedule_flush inline: once per gRPC response)
+            conn._flush_pending = True
+            conn.loop.call_soon(conn._flush)
 
     def end(self) -> None:
         if self.ended_local or self._error is not None:
@@ -842,10 +854,9 @@ class H2Connection(asyncio.Protocol):
         self.last_activity = _monotonic()
         headers = list(ev.headers)
         oversized = self._oversized
-        # The header list size of RFC 9113 section 6.5.2: name and value lengths plus 32
-        # bytes per field (inline, and map/chain in C: this runs for every request).
-        size = 32 * len(headers) + sum(map(len, chain.from_iterable(headers)))
-        if size > self.config.max_header_list_size or (oversized and sid in oversized):
+        if _header_list_size(headers) > self.config.max_header_list_size or (
+            oversized and sid in oversized
+        ):
             oversized.discard(sid)
             self._refuse(sid, ev.end_stream, _HEADERS_TOO_LARGE)
             return
@@ -893,9 +904,7 @@ class H2Connection(asyncio.Protocol):
         stream = self.streams.get(ev.stream_id)
         if stream is not None:
             headers = list(ev.headers)
-            if 32 * len(headers) + sum(map(len, chain.from_iterable(headers))) > (
-                self.config.max_header_list_size  # (_header_list_size inline)
-            ):
+            if _header_list_size(headers) > self.config.max_header_list_size:
                 stream._refuse_headers("response")
                 return
             stream.headers = headers
@@ -918,10 +927,8 @@ class H2Connection(asyncio.Protocol):
                 self.engine.acknowledge_received_data(len(data), ev.stream_id)
             return
         if data:
-            n = len(data)
             stream._chunks.append(data)
-            stream._unacked += n
-            stream.received += n
+            stream.received += len(data)  # (unacknowledged until read: see _unacked)
         if ev.end_stream:
             stream._eof = True
         waiter = stream._read_waiter
@@ -957,7 +964,7 @@ class H2Connection(asyncio.Protocol):
                 # the client may still be sending on it.
                 self._guard.tolerate(ev.stream_id)
             return
-        unacked = stream._unacked
+        unacked = stream.received - stream._acked
         if unacked:
             # Return the unread bytes to the connection window (pointless, and refused by
             # the engine, once a GOAWAY exchange has left nothing more to read). A plain
@@ -966,7 +973,7 @@ class H2Connection(asyncio.Protocol):
                 self.engine.acknowledge_received_data(unacked, ev.stream_id)
             except ngh2.ConnectionStateError:
                 pass
-            stream._unacked = 0
+            stream._acked = stream.received
         stream.closed = True
         code = ev.error_code
         if code or not stream._eof:  # (code != NO_ERROR, which is 0)
