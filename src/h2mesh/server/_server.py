@@ -585,6 +585,12 @@ class Server:
             accepted = refused
         except Exception:
             accepted = _UNROUTED
+        app = self.app
+        if accepted is None and obs is None and app is not None:
+            # The hosted application (a task each: see AsgiHost.serve), with no
+            # coroutine of the server's own around its own.
+            stream.task = loop.create_task(app.serve(stream))
+            return
         serve: Callable[[Stream], Coroutine[Any, Any, Any]]
         if accepted is _UNROUTED:
             serve = self._serve_stream  # a bug in routing: a task meets it again, and logs it
