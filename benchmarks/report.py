@@ -14,6 +14,7 @@ UNITS = {
     "p99_ms": "ms",
     "mean_ms": "ms",
     "rss_per_conn_kib": "KiB/conn",
+    "server_faults_per_call": "faults/call",
     "server_rss_before_mib": "MiB",
     "server_rss_open_mib": "MiB",
     "failed": "",

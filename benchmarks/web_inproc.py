@@ -77,7 +77,7 @@ async def run(proto, n, path, app_spec):
         app = getattr(importlib.import_module(mod), name)
     server = Server([], app=app)
     server._loop = asyncio.get_running_loop()
-    await server.app.startup()
+    await server._begin(b"http")  # as start() does: the app's startup, the routes settled
     import os
     if os.environ.get("RAW"):
         head = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"13")]
@@ -86,19 +86,19 @@ async def run(proto, n, path, app_spec):
             stream.send_headers(head)
             await stream.send_data(b"Hello, world!", end_stream=True)
         if os.environ["RAW"] == "scope":
-            from h2mesh.server._asgi import http_scope
+            from h2mesh.server._asgi import _scope
             host = server.app
             async def serve(stream):
                 stream.task = None
-                scope = http_scope(stream.headers or [], stream.http_version, stream.peer, stream.local, root_path=host.root_path, state=host.state, trailers=stream.supports_trailers)
+                scope = _scope(stream.headers or [], stream.fields, stream.http_version, stream.peer, stream.local, host.root_path, host.state, stream.supports_trailers)
                 stream.send_headers(head)
                 await stream.send_data(b"Hello, world!", end_stream=True)
         if os.environ["RAW"] == "head":
-            from h2mesh.server._asgi import http_scope
+            from h2mesh.server._asgi import _scope
             host = server.app
             async def serve(stream):
                 stream.task = None
-                scope = http_scope(stream.headers or [], stream.http_version, stream.peer, stream.local, root_path=host.root_path, state=host.state, trailers=stream.supports_trailers)
+                scope = _scope(stream.headers or [], stream.fields, stream.http_version, stream.peer, stream.local, host.root_path, host.state, stream.supports_trailers)
                 stream.send_headers(host.response_head(200, _HEAD["headers"]))
                 await stream.send_data(b"Hello, world!", end_stream=True)
         server.app.serve = serve

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from h2mesh.server._app import detect_interface
+from h2mesh.server._app import detect_interface, host_app
 from h2mesh.server._asgi import http_scope
 
 
@@ -73,3 +73,24 @@ def test_interfaces_are_told_apart() -> None:
     assert detect_interface(_wsgi_function) == "wsgi"
     with pytest.raises(TypeError):
         detect_interface(42)
+
+
+def test_response_head_lowercases_drops_and_keeps_the_apps_own_fields() -> None:
+    host = host_app(_asgi_function)
+    head = host.response_head(200, [(b"content-type", b"text/plain"), (b"x-n", b"1")])
+    assert head[:3] == [(b":status", b"200"), (b"content-type", b"text/plain"), (b"x-n", b"1")]
+    assert head[3] == (b"server", b"h2mesh")
+    assert head[4][0] == b"date" and head[4][1].endswith(b" GMT")
+    fields = iter([(b"X-Up", b"a"), (bytearray(b"connection"), b"close"), (b"Server", b"app")])
+    assert host.response_head(404, fields)[:3] == [
+        (b":status", b"404"),
+        (b"x-up", b"a"),
+        (b"server", b"app"),
+    ]
+    assert host.response_head(200, [(bytearray(b"x"), bytearray(b"y"))])[1] == (b"x", b"y")
+    bare = host_app(_asgi_function, server_header=False, date_header=False)
+    assert bare.response_head(204, ()) == [(b":status", b"204")]
+    assert bare.response_head(200, [(b"date", b"then")]) == [
+        (b":status", b"200"),
+        (b"date", b"then"),
+    ]

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from .. import _malloc
 from .._deadline import current_deadline, effective_timeout
 from .._errors import Code, RpcError, UnprocessedError
 from ..balancing import Balancer, OutlierDetection
@@ -118,6 +119,7 @@ class Channel:
         tracer_provider: Any = None,
         metrics: ClientMetrics | bool = False,
     ) -> None:
+        _malloc.tune()  # large messages without page faults (see _malloc.py)
         self.target = target
         scheme, sep, _ = target.partition("://")
         if not sep:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from email.utils import formatdate
+from time import time as _now
 from typing import Any
 from urllib.parse import unquote
 
@@ -90,26 +90,42 @@ def http_scope(
     ``:authority`` becomes a ``host`` header when the request has none (HTTP/2 clients
     send no ``host``), and HTTP/2's split ``cookie`` fields are joined (RFC 9113 8.2.3).
     """
+    return _scope(headers, dict(headers), http_version, client, server, root_path, state, trailers)
+
+
+def _scope(
+    headers: Headers,
+    by_name: dict[bytes, bytes],
+    http_version: str,
+    client: Any,
+    server: Any,
+    root_path: str,
+    state: dict[str, Any] | None,
+    trailers: bool,
+) -> dict[str, Any]:
+    """``http_scope``, given also the request's fields as a dict (``Stream.fields``,
+    which the router has built already)."""
     # Every request pays for this, so no Python loop over the fields in the common case:
-    # a dict (built in C) answers the lookups, and a field list with no repeated name
-    # (the dict as long as the list) has no cookies to join.
-    by_name = dict(headers)
+    # the dict answers the lookups, and a field list with no repeated name (the dict as
+    # long as the list) has no cookies to join.
     get = by_name.get
     method = get(b":method", b"")
     target = get(b":path", b"")
     scheme = get(b":scheme", b"http")
-    authority = get(b":authority")
-    first = len(_PSEUDO.intersection(by_name))
-    fields = headers[first:]
+    fields = headers[len(_PSEUDO.intersection(by_name)) :]
     if len(by_name) != len(headers):
         fields = _join_cookies(fields)
-    if authority is not None and b"host" not in by_name:
-        fields.insert(0, (b"host", authority))
-    te = get(b"te")
+    if b"host" not in by_name:
+        authority = get(b":authority")
+        if authority is not None:
+            fields.insert(0, (b"host", authority))
     raw_path, _, query = target.partition(b"?")
     path = raw_path.decode("utf-8", "replace")
     if "%" in path:
         path = unquote(path)
+    if not trailers:
+        te = get(b"te")
+        trailers = te is not None and te.lower().find(b"trailers") >= 0
     return {
         "type": "http",
         "asgi": _ASGI,
@@ -122,14 +138,10 @@ def http_scope(
         "root_path": root_path,
         "headers": fields,
         # Socket addresses (four items for IPv6) as ASGI's (host, port).
-        "client": client[:2] if client.__class__ is tuple and len(client) > 1 else None,
-        "server": server[:2] if server.__class__ is tuple and len(server) > 1 else None,
-        "state": {} if state is None else state.copy(),
-        "extensions": (
-            {"http.response.trailers": {}}
-            if trailers or (te is not None and te.lower().find(b"trailers") >= 0)
-            else {}
-        ),
+        "client": client[:2] if client.__class__ is tuple else None,
+        "server": server[:2] if server.__class__ is tuple else None,
+        "state": state.copy() if state else {},
+        "extensions": {"http.response.trailers": {}} if trailers else {},
     }
 
 
@@ -151,20 +163,6 @@ def _join_cookies(fields: Headers) -> Headers:
             joined.append(field)
     joined[at] = (b"cookie", b"; ".join(values))
     return joined
-
-
-class _DateHeader:
-    """The ``date`` field, formatted once per second."""
-
-    __slots__ = ("second", "value")
-
-    def __init__(self) -> None:
-        self.second = 0
-        self.value = b""
-
-    def update(self, now: int) -> None:
-        self.second = now
-        self.value = formatdate(now, usegmt=True).encode()
 
 
 class AsgiHost:
@@ -211,7 +209,12 @@ class AsgiHost:
         if server_header:
             extra.append((b"server", b"h2mesh"))
         self._extra = extra
-        self._date = _DateHeader() if date_header else None
+        self._date_header = date_header
+        # What every response ends with unless the application gave its own: ``server``
+        # and ``date``, the latter formatted again once a second (at _tail_until).
+        self._tail = extra
+        self._date = b""
+        self._tail_until = 0.0 if date_header else float("inf")
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Open WebSocket sessions (closed with 1012 when the server shuts down).
         self.websockets: set[Any] = set()
@@ -271,80 +274,109 @@ class AsgiHost:
         peer = stream.peer
         if self.trust is not None:
             peer = forwarded_client(stream.headers or (), peer, self.trust)
-        scope = http_scope(
+        scope = _scope(
             stream.headers or [],
+            stream.fields,
             stream.http_version,
             peer,
             stream.local,
-            root_path=self.root_path,
-            state=self.state,
-            trailers=stream.supports_trailers,
+            self.root_path,
+            self.state,
+            stream.supports_trailers,
         )
+        method = scope["method"]
         upgrade = stream.upgrade
-        if upgrade is None and scope["method"] == "CONNECT" and self.upgrades:
-            upgrade = _connect_protocol(stream)  # RFC 8441: CONNECT with :protocol
-        if upgrade == b"websocket":
-            from ._websocket import serve_websocket
-
-            try:
-                await serve_websocket(self, stream, scope)
-            except TransportError:
-                pass  # the client went away while the WebSocket was closing
-            finally:
-                if task is not None:
-                    self._tasks.discard(task)
-            return
-        exchange = _Exchange(self, stream, scope["method"])
+        if upgrade is not None or (method == "CONNECT" and self.upgrades):
+            if upgrade is None:
+                upgrade = _connect_protocol(stream)  # RFC 8441: CONNECT with :protocol
+            if upgrade == b"websocket":
+                await self._serve_websocket(stream, scope, task)
+                return
+        exchange = _Exchange(self, stream, method)
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except ClientDisconnected:
             pass
         except Exception:
-            log.exception("ASGI application failed on %s %s", scope["method"], scope["path"])
+            log.exception("ASGI application failed on %s %s", method, scope["path"])
             await exchange.fail()
         else:
             if exchange.state != _DONE:
                 if not exchange.disconnected:
                     log.error(
                         "ASGI application returned without completing the response to %s %s",
-                        scope["method"],
+                        method,
                         scope["path"],
                     )
                 await exchange.fail()
         finally:
             if task is not None:
                 self._tasks.discard(task)
-        if not stream.at_eof and stream.http_version == "2":
+        if stream.http_version == "2" and not stream.at_eof:
             await _drain(stream)
+
+    async def _serve_websocket(
+        self, stream: Stream, scope: dict[str, Any], task: asyncio.Task[Any] | None
+    ) -> None:
+        from ._websocket import serve_websocket
+
+        try:
+            await serve_websocket(self, stream, scope)
+        except TransportError:
+            pass  # the client went away while the WebSocket was closing
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
 
     def response_head(self, status: int, headers: Any) -> list[tuple[bytes, bytes]]:
         """The response header list: ``:status``, the application's fields (names
         lowercased, connection-specific ones dropped), then ``server`` and ``date``."""
+        if headers.__class__ is not list:
+            headers = list(headers)  # (an iterator could not be gone through twice)
         head = [(b":status", _STATUS.get(status) or b"%d" % status)]
         append = head.append
-        has_server = has_date = False
         try:
             for name, value in headers:
                 name = name.lower()
                 if name in _SPECIAL:
-                    if name in _H2_DROPPED:
-                        continue
-                    if name == b"server":
-                        has_server = True
-                    else:
-                        has_date = True
+                    return self._careful_head(status, headers)
                 append((name, value if value.__class__ is bytes else bytes(value)))
-        except TypeError:  # a bytearray name (unhashable), say: the careful way
-            return self.response_head(status, [(bytes(n), bytes(v)) for n, v in headers])
-        if not has_server and self._extra:
-            head += self._extra
-        date = self._date
-        if date is not None and not has_date:
-            now = int(time.time())
-            if now != date.second:
-                date.update(now)
-            append((b"date", date.value))
+        except (TypeError, AttributeError):  # a bytearray name (unhashable), say
+            return self._careful_head(status, headers)
+        if _now() >= self._tail_until:
+            self._next_second()
+        head += self._tail
         return head
+
+    def _careful_head(self, status: int, headers: Any) -> list[tuple[bytes, bytes]]:
+        """``response_head`` for fields that need more work: names to make bytes, fields
+        to drop, a ``server`` or ``date`` of the application's own."""
+        head = [(b":status", _STATUS.get(status) or b"%d" % status)]
+        append = head.append
+        has_server = has_date = False
+        for name, value in headers:
+            name = bytes(name).lower()
+            if name in _SPECIAL:
+                if name in _H2_DROPPED:
+                    continue
+                if name == b"server":
+                    has_server = True
+                else:
+                    has_date = True
+            append((name, value if value.__class__ is bytes else bytes(value)))
+        if not has_server:
+            head += self._extra
+        if self._date_header and not has_date:
+            if _now() >= self._tail_until:
+                self._next_second()
+            append((b"date", self._date))
+        return head
+
+    def _next_second(self) -> None:
+        second = int(_now())
+        self._tail_until = second + 1.0
+        self._date = formatdate(second, usegmt=True).encode()
+        self._tail = [*self._extra, (b"date", self._date)]
 
 
 def _connect_protocol(stream: Stream) -> bytes | None:
@@ -396,6 +428,10 @@ class _Exchange:
         "wants_trailers",
     )
 
+    wants_trailers: bool
+    drop_body: bool
+    trailers: list[tuple[bytes, bytes]]
+
     def __init__(self, host: AsgiHost, stream: Stream, method: str) -> None:
         self.host = host
         self.stream = stream
@@ -403,10 +439,9 @@ class _Exchange:
         self.state = _START
         self.body_done = False
         self.disconnected = False
-        self.drop_body = False
         self.head: list[tuple[bytes, bytes]] | None = None
-        self.wants_trailers = False
-        self.trailers: list[tuple[bytes, bytes]] | None = None
+        # (wants_trailers and trailers are set by http.response.start, drop_body by
+        # the first body message: nothing reads them before.)
 
     async def receive(self) -> Message:
         if not self.body_done:
@@ -427,8 +462,7 @@ class _Exchange:
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
-        state = self.state
-        if self.disconnected and state != _DONE:
+        if self.disconnected and self.state != _DONE:
             raise ClientDisconnected("the client has gone away")
         kind = message["type"]
         try:
@@ -440,41 +474,43 @@ class _Exchange:
                 if head is not None:
                     # The first body message: the head goes out with it.
                     self.head = None
-                    if self.method == "HEAD" and stream.http_version == "2":
-                        # (HTTP/1.1 drops a HEAD body itself, and says its length.)
-                        self.drop_body = True
+                    # (HTTP/1.1 drops a HEAD body itself, and says its length.)
+                    drop = self.method == "HEAD" and stream.http_version == "2"
+                    if drop:
                         body = b""
                     if not more and not self.wants_trailers:
+                        # The common response: the head and the whole body.
                         self.state = _DONE
                         if not body:
-                            stream.send_headers(head, end_stream=True)
+                            stream.send_headers(head, True)
                             return
                         stream.send_headers(head)
                         await stream.send_data(
-                            body if body.__class__ is bytes else bytes(body), end_stream=True
+                            body if body.__class__ is bytes else bytes(body), True
                         )
                         return
                     stream.send_headers(head)
-                elif state != _BODY:
+                    self.drop_body = drop
+                elif self.state != _BODY:
                     raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
                 elif self.drop_body:
                     body = b""
                 end = not more and not self.wants_trailers
                 self.state = _BODY if more else _DONE if end else _TRAILERS
                 if body or end:
-                    await stream.send_data(
-                        body if body.__class__ is bytes else bytes(body), end_stream=end
-                    )
-            elif kind == "http.response.start" and state == _START:
+                    await stream.send_data(body if body.__class__ is bytes else bytes(body), end)
+            elif kind == "http.response.start" and self.state == _START:
                 self.head = self.host.response_head(
                     int(message["status"]), message.get("headers", ())
                 )
-                self.wants_trailers = bool(message.get("trailers", False))
                 self.state = _HEAD
-            elif kind == "http.response.trailers" and state == _TRAILERS:
+                if message.get("trailers", False):
+                    self.wants_trailers = True
+                    self.trailers = []
+                else:
+                    self.wants_trailers = False
+            elif kind == "http.response.trailers" and self.state == _TRAILERS:
                 trailers = self.trailers
-                if trailers is None:
-                    trailers = self.trailers = []
                 for name, value in message.get("headers", ()):
                     trailers.append((bytes(name).lower(), bytes(value)))
                 if not message.get("more_trailers", False):

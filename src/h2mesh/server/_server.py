@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Unpack
 
+from .. import _malloc
 from .._deadline import current_deadline
 from .._errors import Code, RpcError
 from .._http2 import ErrorCode
@@ -185,6 +186,9 @@ class Server:
         self._rest.check()
         self._servers: list[asyncio.Server | MemoryListener] = []
         self._connections: set[H2Connection | H1Connection] = set()
+        # Bound once, not once per connection (each keeps them: 64 bytes a bound method).
+        self._stream_callback = self._on_stream
+        self._close_callback = self._on_close
         self._stopping: asyncio.Event | None = None
         self._cutting = False  # the shutdown grace is over: cancelled calls answer unavailable
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -330,6 +334,7 @@ class Server:
     ) -> None:
         """Start listening (port 0 picks a free port; see ``port``), or serve on ``sock``,
         an already bound socket (TCP or Unix; ``h2mesh.server._sockets`` makes them)."""
+        _malloc.tune()  # large messages without page faults (see _malloc.py)
         loop = self._loop = asyncio.get_running_loop()
         ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
         factory = await self._begin(b"https" if ctx is not None else b"http")
@@ -545,8 +550,8 @@ class Server:
         conn = H2Connection(
             client=False,
             config=self.config,
-            on_stream=self._on_stream,
-            on_close=self._on_close,
+            on_stream=self._stream_callback,
+            on_close=self._close_callback,
             connect_protocol=self.app is not None and bool(self.app.upgrades),
             send_budget=self.send_budget,
         )
@@ -557,8 +562,8 @@ class Server:
     def _make_h1(self, scheme: bytes) -> H1Connection:
         conn = H1Connection(
             config=self.config,
-            on_stream=self._on_stream,
-            on_close=self._on_close,
+            on_stream=self._stream_callback,
+            on_close=self._close_callback,
             scheme=scheme,
             upgrades=self.app.upgrades if self.app is not None else frozenset(),
         )
@@ -583,6 +588,12 @@ class Server:
             accepted = refused
         except Exception:
             accepted = _UNROUTED
+        app = self.app
+        if accepted is None and obs is None and app is not None:
+            # The hosted application (a task each: see AsgiHost.serve), with no
+            # coroutine of the server's own around its own.
+            stream.task = loop.create_task(app.serve(stream))
+            return
         serve: Callable[[Stream], Coroutine[Any, Any, Any]]
         if accepted is _UNROUTED:
             serve = self._serve_stream  # a bug in routing: a task meets it again, and logs it
