@@ -229,20 +229,24 @@ def _wait_for(path_glob: str, directory: Path, count: int, proc: Any) -> list[Pa
     raise RuntimeError(f"no dump {path_glob} in {directory}")
 
 
+def callgrind_cmd(out: Path) -> list[str]:
+    """valgrind running callgrind, counts to ``out`` (and ``out.<k>`` for each dump)."""
+    return [
+        shutil.which("valgrind") or "valgrind",
+        "--tool=callgrind",
+        "--dump-instr=no",
+        "--collect-jumps=no",
+        f"--callgrind-out-file={out}",
+    ]
+
+
 def measure_callgrind(
     workload: str, calls: int, clients: int, streams: int, work: Path
 ) -> dict[str, Any]:
     server, request = WORKLOADS[workload]
     port = free_port()
     out = work / f"{workload}.callgrind"
-    cmd = [
-        shutil.which("valgrind") or "valgrind",
-        "--tool=callgrind",
-        "--dump-instr=no",
-        "--collect-jumps=no",
-        f"--callgrind-out-file={out}",
-        sys.executable, "-m", "benchmarks.servers", server, str(port),
-    ]  # fmt: skip
+    cmd = [*callgrind_cmd(out), sys.executable, "-m", "benchmarks.servers", server, str(port)]
     env = _env()
     progress(f"  {workload}: starting the server under callgrind (slow)")
     proc = _start(cmd, work, f"{workload}-callgrind", port, env)
@@ -359,6 +363,24 @@ def report(workload: str, cg: dict[str, Any], layers: dict[str, Any] | None, top
     return "\n".join(lines)
 
 
+def pick_workloads(p: argparse.ArgumentParser, spec: str, known: Any) -> list[str]:
+    """The comma-separated workloads of ``spec``, each one of ``known`` (else a usage error)."""
+    workloads = [w for w in spec.split(",") if w]
+    for w in workloads:
+        if w not in known:
+            p.error(f"unknown workload {w!r} (have {', '.join(known)})")
+    return workloads
+
+
+def have_tools(*tools: str) -> bool:
+    """True if every tool is on PATH; otherwise say which is missing."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            progress(f"error: {tool} is not installed (benchmarks/callgrind.sh installs it)")
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000, help="N (runs N, then 2N calls)")
@@ -377,14 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     global SRC
     SRC = args.src.resolve() if args.src is not None else None
-    workloads = [w for w in args.workloads.split(",") if w]
-    for w in workloads:
-        if w not in WORKLOADS:
-            p.error(f"unknown workload {w!r} (have {', '.join(WORKLOADS)})")
-    for tool in ("valgrind", "callgrind_control", "h2load"):
-        if shutil.which(tool) is None:
-            progress(f"error: {tool} is not installed (benchmarks/callgrind.sh installs it)")
-            return 2
+    workloads = pick_workloads(p, args.workloads, WORKLOADS)
+    if not have_tools("valgrind", "callgrind_control", "h2load"):
+        return 2
     work = args.keep or Path(tempfile.mkdtemp(prefix="h2mesh-callgrind-"))
     work.mkdir(parents=True, exist_ok=True)
     sections = []

@@ -28,6 +28,7 @@ from .callgrind import (
     _env,
     _start,
     _stop,
+    callgrind_cmd,
     group_objects,
     object_costs,
     progress,
@@ -152,14 +153,7 @@ def measure_callgrind(workload: str, calls: int, work: Path) -> dict[str, Any]:
                 time.sleep(0.1)
             raise RuntimeError("no callgrind dump")
 
-    cmd = [
-        shutil.which("valgrind") or "valgrind",
-        "--tool=callgrind",
-        "--dump-instr=no",
-        "--collect-jumps=no",
-        f"--callgrind-out-file={out}",
-        *_drive_cmd(workload, port, calls),
-    ]
+    cmd = [*callgrind_cmd(out), *_drive_cmd(workload, port, calls)]
     progress(f"  {workload}: the client under callgrind (slow)")
     try:
         _run_client(cmd, work, f"{workload}-client-callgrind", on_ready)
@@ -212,14 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import callgrind
 
     callgrind.SRC = args.src.resolve() if args.src is not None else None
-    workloads = [w for w in args.workloads.split(",") if w]
-    for w in workloads:
-        if w not in WORKLOADS:
-            p.error(f"unknown workload {w!r} (have {', '.join(WORKLOADS)})")
-    for tool in ("valgrind", "callgrind_control"):
-        if shutil.which(tool) is None:
-            progress(f"error: {tool} is not installed (benchmarks/callgrind.sh installs it)")
-            return 2
+    workloads = callgrind.pick_workloads(p, args.workloads, WORKLOADS)
+    if not callgrind.have_tools("valgrind", "callgrind_control"):
+        return 2
     work = args.keep or Path(tempfile.mkdtemp(prefix="h2mesh-client-callgrind-"))
     work.mkdir(parents=True, exist_ok=True)
     totals = []

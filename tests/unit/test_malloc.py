@@ -11,8 +11,11 @@ import pytest
 
 from h2mesh import _malloc
 
-# Four 256 KiB buffers made and freed per round, as one large call's copies are, with a
-# small object kept alive above them each time: the page faults per round are printed.
+# Four large buffers made and freed per round, as one large call's copies are, with a
+# small object kept alive above them each time; the size grows a little each round (as
+# messages of varied sizes do), so glibc's adaptive threshold does not settle on it. The
+# page faults per round are printed (deterministic for a given glibc: 658 plain, 4.9 tuned
+# with glibc 2.36).
 _ROUNDS = """
 import resource, sys
 if sys.argv[1] == "tuned":
@@ -20,8 +23,8 @@ if sys.argv[1] == "tuned":
     assert _malloc.tune()
 keep = []
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(200):
-    buffers = [bytearray(262144) for _ in range(4)]
+for i in range(200):
+    buffers = [bytearray(262144 + 4096 * i) for _ in range(4)]
     keep.append(bytearray(1000))
     del buffers
 print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 200)
@@ -64,8 +67,8 @@ def _python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
 def test_tuned_heap_keeps_large_freed_buffers_instead_of_faulting_them_in_again() -> None:
     plain = float(_python(_ROUNDS, "plain"))
     tuned = float(_python(_ROUNDS, "tuned"))
-    assert tuned < 2.0, tuned
-    assert tuned * 5 < plain, (tuned, plain)
+    assert tuned < 16.0, tuned
+    assert tuned * 10 < plain, (tuned, plain)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

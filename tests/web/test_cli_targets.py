@@ -154,6 +154,16 @@ def test_ws_ping_flags_turn_off_with_0_or_none(off: str) -> None:
     assert (server.app.ws_ping_interval, server.app.ws_ping_timeout) == (20.0, 7.0)
 
 
+def test_ws_flags_override_a_served_servers_own_options() -> None:
+    target = "tests.web.apps.ws_server:server"  # ws_ping_interval=5, ws_max_size=1024
+    args = build_parser().parse_args(["serve", target, "--ws-ping-timeout", "3"])
+    server = load_server(args.targets, args.interface)
+    _configure_server(server, args)
+    assert server.app is not None
+    assert (server.app.ws_ping_interval, server.app.ws_ping_timeout) == (5.0, 3.0)
+    assert server.app.ws_max_size == 1024
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

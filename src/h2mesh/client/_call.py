@@ -171,6 +171,11 @@ class _Deadline:
         return RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
 
 
+def _timer(stream: Stream, deadline: float | None) -> _Deadline | None:
+    """The timer that resets ``stream`` at ``deadline`` (None: no deadline, no timer)."""
+    return None if deadline is None else _Deadline(stream, deadline)
+
+
 def _time_left(deadline: float | None) -> float | None:
     """Seconds left until ``deadline`` (None: no deadline); DEADLINE_EXCEEDED if none."""
     if deadline is None:
@@ -250,8 +255,7 @@ class CallFlow:
             stream = opener.open_stream_nowait(headers, end, body)
             if stream is None:
                 stream = await _open(opener, headers, end, body, deadline)
-            if deadline is not None:
-                timer = _Deadline(stream, deadline)
+            timer = _timer(stream, deadline)
             try:
                 head = await stream.wait_response()
                 data = await stream.read_all(self.max_size)
@@ -286,8 +290,7 @@ class CallFlow:
             stream = opener.open_stream_nowait(headers, False, body)
             if stream is None:
                 stream = await _open(opener, headers, False, body, deadline)
-            if deadline is not None:
-                timer = _Deadline(stream, deadline)
+            timer = _timer(stream, deadline)
             head = await stream.wait_response()
             reader = await protocol.open_response(stream, head, md, self.max_size)
             # (None: the call ended well with its head, and had no message.)
@@ -343,8 +346,7 @@ class CallFlow:
             stream = opener.open_stream_nowait(headers, False)
             if stream is None:
                 stream = await _open(opener, headers, False, None, deadline)
-            if deadline is not None:
-                timer = _Deadline(stream, deadline)
+            timer = _timer(stream, deadline)
             await sender.start(stream, requests, request, protocol.frame)
             head = await stream.wait_response()
             reader = await protocol.open_response(stream, head, md, self.max_size)

@@ -186,6 +186,9 @@ class Server:
         self._rest.check()
         self._servers: list[asyncio.Server | MemoryListener] = []
         self._connections: set[H2Connection | H1Connection] = set()
+        # Bound once, not once per connection (each keeps them: 64 bytes a bound method).
+        self._stream_callback = self._on_stream
+        self._close_callback = self._on_close
         self._stopping: asyncio.Event | None = None
         self._cutting = False  # the shutdown grace is over: cancelled calls answer unavailable
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -547,8 +550,8 @@ class Server:
         conn = H2Connection(
             client=False,
             config=self.config,
-            on_stream=self._on_stream,
-            on_close=self._on_close,
+            on_stream=self._stream_callback,
+            on_close=self._close_callback,
             connect_protocol=self.app is not None and bool(self.app.upgrades),
             send_budget=self.send_budget,
         )
@@ -559,8 +562,8 @@ class Server:
     def _make_h1(self, scheme: bytes) -> H1Connection:
         conn = H1Connection(
             config=self.config,
-            on_stream=self._on_stream,
-            on_close=self._on_close,
+            on_stream=self._stream_callback,
+            on_close=self._close_callback,
             scheme=scheme,
             upgrades=self.app.upgrades if self.app is not None else frozenset(),
         )

@@ -29,8 +29,9 @@ class SendBudget:
             raise ValueError(f"send buffer limit must be at least 1 byte, not {limit}")
         self.limit = limit
         self.queued = 0
-        #: Connections with a sender waiting for room in this budget, in order.
-        self.waiting: deque[_Waiting] = deque()
+        #: Connections with a sender waiting for room in this budget, in order (made for
+        #: the first: each client connection has a budget of its own, seldom waited for).
+        self.waiting: deque[_Waiting] | None = None
 
     @property
     def full(self) -> bool:
@@ -38,13 +39,17 @@ class SendBudget:
 
     def wait(self, conn: _Waiting) -> None:
         """Queue ``conn`` to be woken when room comes back (once, however often asked)."""
-        if conn not in self.waiting:
-            self.waiting.append(conn)
+        waiting = self.waiting
+        if waiting is None:
+            waiting = self.waiting = deque()
+        if conn not in waiting:
+            waiting.append(conn)
 
     def forget(self, conn: _Waiting) -> None:
         """``conn`` no longer waits (it closed, or its senders went away)."""
-        if conn in self.waiting:
-            self.waiting.remove(conn)
+        waiting = self.waiting
+        if waiting and conn in waiting:
+            waiting.remove(conn)
 
     def release(self) -> None:
         """Wake the waiting connections in the order they came, while there is room.

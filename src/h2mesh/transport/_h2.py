@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import ngh2
@@ -34,6 +35,7 @@ from ._config import TransportConfig
 from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamReset
 from ._guard import InboundGuard
 from ._stream import Headers, Stream
+from ._timers import wheel_of
 
 # Module constants rather than ErrorCode.X in the hot path: an enum member lookup
 # costs about 0.3 µs on Python 3.11.
@@ -56,6 +58,35 @@ _HEADERS_TOO_LARGE = [(b":status", b"431")]
 _BAD_REQUEST = [(b":status", b"400"), (b"content-type", b"text/plain; charset=utf-8")]
 _DEFAULT_PORTS = {b"http": b":80", b"https": b":443"}
 _monotonic = time.monotonic  # (one global lookup, not two, where it runs per call)
+# What a connection with no stalled stream holds (never changed: replaced when needed).
+_NO_MARKS: Mapping[int, tuple[int, float]] = MappingProxyType({})
+_ADDRESSES: dict[Any, Any] = {}
+_ADDRESSES_KEPT = 64
+
+
+def _shared_address(address: Any) -> Any:
+    """One object for equal local addresses (a server's connections have a few)."""
+    try:
+        shared = _ADDRESSES.get(address)
+    except TypeError:  # (not hashable: kept as it is)
+        return address
+    if shared is None:
+        if len(_ADDRESSES) >= _ADDRESSES_KEPT:
+            _ADDRESSES.clear()
+        shared = _ADDRESSES[address] = address
+    return shared
+
+
+@functools.cache
+def _engine_config(max_header_list_size: int) -> ngh2.Configuration:
+    """The engine's options (one object shared by the connections with the same limits)."""
+    return ngh2.Configuration(
+        auto_window_update=False,
+        max_inbound_header_list_size=max_header_list_size * _HEADER_LIMIT_FACTOR,
+        # The guard enforces _RESET_LIMIT first, and answers ENHANCE_YOUR_CALM where the
+        # engine's own limiter would say INTERNAL_ERROR.
+        stream_reset_rate_limit=(2 * _RESET_LIMIT[0], 2 * _RESET_LIMIT[1]),
+    )
 
 
 def _frame(kind: int, sid: int, payload: bytes) -> bytes:
@@ -376,12 +407,12 @@ class H2Stream(Stream):
             if self._error is not None:
                 raise self._error
             self._send_waiter = conn.loop.create_future()
-            conn.send_waiters.add(self)
+            conn.send_waiters[self] = None
             try:
                 await self._send_waiter
             finally:
                 self._send_waiter = None
-                conn.send_waiters.discard(self)
+                conn.send_waiters.pop(self, None)
         if self._error is not None:
             raise self._error
 
@@ -506,6 +537,49 @@ class H2Tunnel:
 class H2Connection(asyncio.Protocol):
     """An asyncio protocol that runs one HTTP/2 connection (server or client role)."""
 
+    # A server holds thousands of these, mostly idle: slots rather than an instance dict
+    # (about 1.5 KiB each), and what only some connections need is made when first needed.
+    __slots__ = (
+        "_arrived",
+        "_closed",
+        "_flush_pending",
+        "_guard",
+        "_oversized",
+        "_ping_sent_at",
+        "_received",
+        "_settings_waiter",
+        "_silent_since",
+        "_stalled",
+        "_timer",
+        "budget",
+        "bytes_received",
+        "bytes_sent",
+        "closing",
+        "config",
+        "connect_protocol",
+        "engine",
+        "goaway_last_stream_id",
+        "high_water",
+        "is_client",
+        "last_activity",
+        "last_stream_id",
+        "loop",
+        "lost",
+        "on_close",
+        "on_stream",
+        "peer",
+        "peer_max_concurrent_streams",
+        "peer_settings_received",
+        "queued",
+        "room_waiters",
+        "send_limit",
+        "send_waiters",
+        "sockname",
+        "streams",
+        "transport",
+        "writing_paused",
+    )
+
     # Engine event -> handler, one table per class (not per connection: with 2,000
     # connections, a dict of bound methods each is megabytes). Subclasses may override
     # the handlers; __init_subclass__ builds their own table.
@@ -545,13 +619,7 @@ class H2Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.engine = ngh2.Connection(
             ngh2.Role.CLIENT if client else ngh2.Role.SERVER,
-            ngh2.Configuration(
-                auto_window_update=False,
-                max_inbound_header_list_size=cfg.max_header_list_size * _HEADER_LIMIT_FACTOR,
-                # The guard enforces _RESET_LIMIT first, and answers ENHANCE_YOUR_CALM
-                # where the engine's own limiter would say INTERNAL_ERROR.
-                stream_reset_rate_limit=(2 * _RESET_LIMIT[0], 2 * _RESET_LIMIT[1]),
-            ),
+            _engine_config(cfg.max_header_list_size),
         )
         self.high_water = cfg.send_high_water
         # Body bytes handed to the engine and not yet framed (also counted in the budget;
@@ -560,9 +628,11 @@ class H2Connection(asyncio.Protocol):
         self.queued = 0
         self.send_limit = cfg.connection_send_buffer
         self.budget = send_budget or SendBudget(cfg.server_send_buffer)
-        self.room_waiters: deque[H2Stream] = deque()
+        # (A list, not a deque: an empty deque takes 760 bytes, and senders leave this
+        # queue from anywhere in it, not only its front.)
+        self.room_waiters: list[H2Stream] = []
         # (server) Streams with queued bytes: how many, and since when (see _reset_stalled).
-        self._stalled: dict[int, tuple[int, float]] = {}
+        self._stalled: Mapping[int, tuple[int, float]] = _NO_MARKS
         self.streams: dict[int, H2Stream] = {}
         # Server side: frame checks the engine leaves out (see _guard.py).
         self._guard = (
@@ -576,8 +646,10 @@ class H2Connection(asyncio.Protocol):
             )
         )
         # Streams whose headers held a field too long for the engine: they get a 431.
-        self._oversized = set() if self._guard is None else self._guard.oversized
-        self.send_waiters: set[H2Stream] = set()
+        self._oversized: dict[int, None] = {} if self._guard is None else self._guard.oversized
+        # Streams waiting for their queue to drain (a dict as an ordered set: an empty one
+        # takes 64 bytes, an empty set 216).
+        self.send_waiters: dict[H2Stream, None] = {}
         self._arrived: list[H2Stream] | None = None  # requests of this read, not yet handed on
         self.on_stream = on_stream
         self.on_close = on_close
@@ -598,18 +670,19 @@ class H2Connection(asyncio.Protocol):
         self._flush_pending = False
         # Bytes read from and written to the socket (frames, headers and bodies).
         self.bytes_received = self.bytes_sent = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: dict[Any, None] | None = None  # the slot of the next check (_timers.py)
         self._ping_sent_at: float | None = None
         self._received = False
         self._silent_since = self.last_activity
-        self._drained: asyncio.Future[None] | None = None
-        self.closed = self.loop.create_future()
+        self._closed: asyncio.Future[None] | None = None  # made by the first ``closed``
 
     # -- asyncio.Protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername")
-        self.sockname = transport.get_extra_info("sockname")
+        sockname = transport.get_extra_info("sockname")
+        # A server's connections share the few addresses it listens on (one tuple each).
+        self.sockname = sockname if self.is_client else _shared_address(sockname)
         cfg = self.config
         self.engine.initiate_connection(
             {
@@ -716,7 +789,7 @@ class H2Connection(asyncio.Protocol):
         self.lost = True
         self.closing = True
         if self._timer is not None:
-            self._timer.cancel()
+            self._timer.pop(self, None)
             self._timer = None
         err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed")
         streams = list(self.streams.values())
@@ -732,10 +805,8 @@ class H2Connection(asyncio.Protocol):
         budget.forget(self)
         if budget.waiting:
             budget.release()
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
         waiter = self._settings_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(err)
@@ -857,7 +928,7 @@ class H2Connection(asyncio.Protocol):
         if _header_list_size(headers) > self.config.max_header_list_size or (
             oversized and sid in oversized
         ):
-            oversized.discard(sid)
+            oversized.pop(sid, None)
             self._refuse(sid, ev.end_stream, _HEADERS_TOO_LARGE)
             return
         fields = dict(headers)
@@ -943,7 +1014,7 @@ class H2Connection(asyncio.Protocol):
             if _header_list_size(trailers) > self.config.max_header_list_size or (
                 oversized and ev.stream_id in oversized
             ):
-                oversized.discard(ev.stream_id)
+                oversized.pop(ev.stream_id, None)
                 stream._refuse_headers("trailer")
                 return
             stream.trailers = trailers
@@ -988,6 +1059,8 @@ class H2Connection(asyncio.Protocol):
             stream._wake_all()
         if not streams:
             self.last_activity = _monotonic()
+            # Frees the table the emptied dict keeps (160 bytes) while the connection idles.
+            streams.clear()
 
     def _on_settings(self, ev: ngh2.SettingsReceived) -> None:
         limit = ev.settings.get(ngh2.Setting.MAX_CONCURRENT_STREAMS)
@@ -1087,6 +1160,16 @@ class H2Connection(asyncio.Protocol):
             pass
         self._flush()
 
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """A future done once the connection is closed."""
+        closed = self._closed
+        if closed is None:
+            closed = self._closed = self.loop.create_future()
+            if self.lost:
+                closed.set_result(None)
+        return closed
+
     async def wait_closed(self) -> None:
         await asyncio.shield(self.closed)
 
@@ -1146,9 +1229,11 @@ class H2Connection(asyncio.Protocol):
         periods = [p for p in (cfg.idle_timeout, cfg.keepalive_interval, send_timeout) if p]
         if not periods:
             return
-        self._timer = self.loop.call_later(min(min(periods), cfg.keepalive_timeout), self._tick)
+        loop = self.loop
+        self._timer = wheel_of(loop).schedule(loop, self, min(min(periods), cfg.keepalive_timeout))
 
-    def _tick(self) -> None:
+    def on_timer(self) -> None:
+        """The periodic check: idle timeout, keepalive, stalled streams."""
         self._timer = None
         if self.lost:
             return
@@ -1165,7 +1250,7 @@ class H2Connection(asyncio.Protocol):
         if self.queued and cfg.send_timeout is not None and not self.is_client:
             self._reset_stalled(now, cfg.send_timeout)
         elif self._stalled:
-            self._stalled = {}
+            self._stalled = _NO_MARKS
         idle = now - self.last_activity
         if cfg.idle_timeout is not None and not self.streams and idle > cfg.idle_timeout:
             self.shutdown()
