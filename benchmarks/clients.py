@@ -15,7 +15,7 @@ import ssl
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 SERVICE = "bench.v1.Bench"
@@ -376,11 +376,19 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def tree_rss_kib(pid: int) -> int:
-    """VmRSS of a process and all its descendants, in KiB."""
-    total, todo = 0, [pid]
+def _tree(pid: int) -> Iterator[int]:
+    """A process and all its descendants (those still there)."""
+    todo = [pid]
     while todo:
         p = todo.pop()
+        yield p
+        todo.extend(_children(p))
+
+
+def tree_rss_kib(pid: int) -> int:
+    """VmRSS of a process and all its descendants, in KiB."""
+    total = 0
+    for p in _tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
@@ -389,22 +397,19 @@ def tree_rss_kib(pid: int) -> int:
                         break
         except OSError:
             continue
-        todo.extend(_children(p))
     return total
 
 
 def tree_minor_faults(pid: int) -> int:
     """Minor page faults so far of a process and all its descendants (``/proc/PID/stat``)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
+    total = 0
+    for p in _tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 # Fields after the command name (which may hold spaces): minflt is the 10th.
                 total += int(f.read().rpartition(")")[2].split()[7])
         except (OSError, IndexError, ValueError):
             continue
-        todo.extend(_children(p))
     return total
 
 
