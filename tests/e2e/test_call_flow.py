@@ -288,3 +288,54 @@ def test_a_stream_reset_by_the_server_ends_the_call_with_grpcs_status_for_its_co
             await server.wait_closed()
 
     run(main())
+
+
+# -- a gRPC-Web body that holds only the trailer envelope -----------------------------------
+async def _grpc_web_trailers_peer(trailers: bytes) -> tuple[asyncio.Server, str]:
+    """A gRPC-Web server (python-hyper ``h2``) that answers every call with status 200
+    and a body of one trailer envelope (flag 0x80) holding ``trailers``, no message."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if isinstance(event, h2.events.StreamEnded):
+                    head = [(":status", "200"), ("content-type", "application/grpc-web+json")]
+                    conn.send_headers(event.stream_id, head)
+                    frame = b"\x80" + len(trailers).to_bytes(4, "big") + trailers
+                    conn.send_data(event.stream_id, frame, end_stream=True)
+            writer.write(conn.data_to_send())
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("trailers", "code"),
+    [
+        (b"grpc-status: 5\r\ngrpc-message: no such item\r\n", Code.NOT_FOUND),
+        (b"grpc-status: 0\r\n", Code.UNIMPLEMENTED),  # OK, but no message for a unary call
+    ],
+    ids=["error", "ok-without-message"],
+)
+def test_a_grpc_web_body_of_only_trailers_is_read_as_trailers_not_as_a_message(
+    run: Callable[..., Any], trailers: bytes, code: Code
+) -> None:
+    async def main() -> None:
+        server, url = await _grpc_web_trailers_peer(trailers)
+        try:
+            async with Channel(url, protocol="grpc-web", codec="json", timeout=5.0) as ch:
+                with pytest.raises(RpcError) as info:
+                    await ch.stub(Named).who(Item(0))
+                assert info.value.code is code, info.value
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())

@@ -37,10 +37,11 @@ def encode_envelope(payload: bytes, flags: int = 0) -> bytes:
 
 
 def single_payload(body: bytes) -> bytes | None:
-    """The payload of ``body`` if it is exactly one uncompressed envelope, else None."""
+    """The payload of ``body`` if it is exactly one plain message envelope (no flag set:
+    not compressed, not an end-of-stream or trailer envelope), else None."""
     if len(body) >= 5:
         flags, length = _unpack_from(body, 0)
-        if length + 5 == len(body) and not flags & FLAG_COMPRESSED:
+        if not flags and length + 5 == len(body):
             return body[5:]
     return None
 
