@@ -414,7 +414,7 @@ def _enable_registration(server: Server, args: argparse.Namespace) -> None:
 
 
 # The options of a mounted application that have a flag (names of AppOptions).
-_APP_FLAGS = ("ws_max_size", "ws_ping_interval", "ws_ping_timeout")
+_APP_FLAGS = ("ws_max_size", "ws_ping_interval", "ws_ping_timeout", "ws_per_message_deflate")
 
 
 def _seconds_or_off(text: str) -> float:
@@ -425,6 +425,16 @@ def _seconds_or_off(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+
+
+def _boolean(text: str) -> bool:
+    """``true``/``false`` (also ``yes``/``no``, ``on``/``off``, ``1``/``0``)."""
+    word = text.strip().lower()
+    if word in ("true", "yes", "on", "1"):
+        return True
+    if word in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"not true or false: {text!r}")
 
 
 def _add_app_flags(serve: argparse.ArgumentParser) -> None:
@@ -451,6 +461,13 @@ def _add_app_flags(serve: argparse.ArgumentParser) -> None:
         help="fail a WebSocket (close 1011, drop the connection) whose client stays silent "
         "this long after a ping; 0 or none: never "
         f"(default {DEFAULTS['ws_ping_timeout']:g})",
+    )
+    group.add_argument(
+        "--ws-per-message-deflate",
+        type=_boolean,
+        metavar="BOOLEAN",
+        help="compress WebSocket messages (permessage-deflate) when the client offers it "
+        f"(default {str(DEFAULTS['ws_per_message_deflate']).lower()})",
     )
 
 

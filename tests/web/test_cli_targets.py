@@ -154,6 +154,15 @@ def test_ws_ping_flags_turn_off_with_0_or_none(off: str) -> None:
     assert (server.app.ws_ping_interval, server.app.ws_ping_timeout) == (20.0, 7.0)
 
 
+@pytest.mark.parametrize(("word", "on"), [("false", False), ("no", False), ("TRUE", True)])
+def test_ws_per_message_deflate_flag(word: str, on: bool) -> None:
+    args = build_parser().parse_args(["serve", WS_APP, "--ws-per-message-deflate", word])
+    server = load_server(args.targets, args.interface)
+    _configure_server(server, args)
+    assert server.app is not None
+    assert server.app.ws_per_message_deflate is on
+
+
 def test_ws_flags_override_a_served_servers_own_options() -> None:
     target = "tests.web.apps.ws_server:server"  # ws_ping_interval=5, ws_max_size=1024
     args = build_parser().parse_args(["serve", target, "--ws-ping-timeout", "3"])
@@ -170,6 +179,7 @@ def test_ws_flags_override_a_served_servers_own_options() -> None:
         ([WS_APP, "--ws-max-size", "0"], "ws_max_size must be a positive number of bytes"),
         ([WS_APP, "--ws-ping-interval", "-1"], "ws_ping_interval must be a number of seconds"),
         ([WS_APP, "--ws-ping-timeout", "soon"], "not a number of seconds: 'soon'"),
+        ([WS_APP, "--ws-per-message-deflate", "maybe"], "not true or false: 'maybe'"),
         (["examples.greeter:Greeter", "--ws-ping-interval", "5"], "no application is served"),
     ],
 )

@@ -52,6 +52,26 @@ def test_echo(run: Run, name: str) -> None:
     run(main())
 
 
+def test_per_message_deflate_turned_off_is_not_offered_back(run: Run) -> None:
+    """``ws_per_message_deflate=False``: the client's offer is declined (no extension in
+    the handshake answer), and messages still pass, uncompressed."""
+
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app, ws_per_message_deflate=False)
+        try:
+            async with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+                assert ws.request is not None
+                assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+                assert ws.response is not None
+                assert "Sec-WebSocket-Extensions" not in ws.response.headers
+                await ws.send("x" * 100_000)
+                assert await ws.recv() == "x" * 100_000
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
 def test_subprotocol_ping_and_close_codes_both_ways(run: Run) -> None:
     async def main() -> None:
         server = await _serve(ws_apps.fastapi_app)

@@ -43,6 +43,8 @@ class AppOptions(TypedDict, total=False):
     #: the client may then stay silent before the connection is failed (None or 0: forever).
     ws_ping_interval: float | None
     ws_ping_timeout: float | None
+    #: Compress WebSocket messages (permessage-deflate, RFC 7692) when the client offers it.
+    ws_per_message_deflate: bool
 
 
 DEFAULTS: Final[AppOptions] = {
@@ -54,6 +56,7 @@ DEFAULTS: Final[AppOptions] = {
     "ws_max_size": 16 * 1024 * 1024,
     "ws_ping_interval": 20.0,
     "ws_ping_timeout": 20.0,
+    "ws_per_message_deflate": True,
 }
 
 

@@ -185,6 +185,7 @@ class AsgiHost:
         ws_max_size: int,
         ws_ping_interval: float | None,
         ws_ping_timeout: float | None,
+        ws_per_message_deflate: bool,
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {lifespan!r}")
@@ -197,6 +198,8 @@ class AsgiHost:
         #: and how long the client may then stay silent before it is closed with 1011.
         self.ws_ping_interval = ws_ping_interval
         self.ws_ping_timeout = ws_ping_timeout
+        #: Whether a client's permessage-deflate offer is taken.
+        self.ws_per_message_deflate = ws_per_message_deflate
         #: Protocols an HTTP/1.1 request may switch to: ``websocket`` for an ASGI
         #: application, when wsproto (``h2mesh[websockets]``) is installed.
         self.upgrades: frozenset[bytes] = (

@@ -2,11 +2,11 @@
 HTTP/2 extended CONNECT with ``:protocol websocket`` (RFC 8441).
 
 The handshake answer is written here (``Sec-WebSocket-Accept``, the chosen subprotocol,
-permessage-deflate when the client offers it); framing, masking, fragmentation, control
-frames and compression are wsproto's (the sans-IO WebSocket library, ``h2mesh[websockets]``).
-Pings are answered with pongs. A message larger than ``max_size`` closes the connection
-with 1009; the server shutting down closes it with 1012. Sending waits while the client
-is not reading (the socket's buffer is full).
+permessage-deflate when the client offers it, unless turned off); framing, masking,
+fragmentation, control frames and compression are wsproto's (the sans-IO WebSocket
+library, ``h2mesh[websockets]``). Pings are answered with pongs. A message larger than
+``max_size`` closes the connection with 1009; the server shutting down closes it with
+1012. Sending waits while the client is not reading (the socket's buffer is full).
 
 Keepalive: every ``ping_interval`` seconds the server sends a ping; a client that has
 sent nothing in the ``ping_timeout`` seconds after it (no pong, nor anything else) is
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..transport import Stream, TransportError, Tunnel
@@ -63,9 +64,7 @@ def websocket_scope(http: dict[str, Any]) -> dict[str, Any]:
 async def serve_websocket(host: AsgiHost, stream: Stream, http: dict[str, Any]) -> None:
     """Run the application for one WebSocket request, from connect to close."""
     scope = websocket_scope(http)
-    session = _Session(
-        stream, http["headers"], host.ws_max_size, host.ws_ping_interval, host.ws_ping_timeout
-    )
+    session = _Session(stream, http["headers"], host)
     host.websockets.add(session)
     try:
         await host.app(scope, session.receive, session.send)
@@ -87,15 +86,14 @@ class _Session:
         self,
         stream: Stream,
         headers: list[tuple[bytes, bytes]],
-        max_size: int,
-        ping_interval: float | None,
-        ping_timeout: float | None,
+        host: AsgiHost,
     ) -> None:
         self.stream = stream
         self.headers = headers
-        self.max_size = max_size
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
+        self.max_size = host.ws_max_size
+        self.ping_interval = host.ws_ping_interval
+        self.ping_timeout = host.ws_ping_timeout
+        self.deflate = host.ws_per_message_deflate
         self.keepalive: asyncio.Task[None] | None = None
         self.writing = asyncio.Lock()
         # Frames taken from the client (parsed or not), for the keepalive to see.
@@ -108,7 +106,7 @@ class _Session:
         self.close_code: int | None = None  # set once the WebSocket is closed
         self.parts: list[Any] = []
         self.size = 0
-        self.events: list[Any] = []
+        self.events: deque[Any] = deque()
 
     # -- receive ---------------------------------------------------------------------
     async def receive(self) -> Message:
@@ -153,9 +151,9 @@ class _Session:
                 self.close_code = 1002
                 await self._close(1002, "protocol error")
                 return None
-            self.events = list(ws.events())
+            self.events.extend(ws.events())
             self.heard += 1
-        event = self.events.pop(0)
+        event = self.events.popleft()
         if isinstance(event, WsMessage):
             self.parts.append(event.data)
             self.size += len(event.data)
@@ -215,7 +213,7 @@ class _Session:
         for name, value in self.headers:
             if name == b"sec-websocket-key":
                 key = value.strip()
-            elif name == b"sec-websocket-extensions":
+            elif name == b"sec-websocket-extensions" and self.deflate:
                 offers += [o.strip() for o in value.decode("latin-1").split(",")]
         # HTTP/2 (RFC 8441) has no key and no accept token: the 200 is the answer.
         headers = [] if not key else [(b"sec-websocket-accept", generate_accept_token(key))]
