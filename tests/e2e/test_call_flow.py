@@ -257,6 +257,8 @@ async def _resetting_peer(code: int) -> tuple[asyncio.Server, str]:
 
 # The mapping of gRPC's PROTOCOL-HTTP2.md ("RST_STREAM error codes to gRPC error codes").
 _RESET_CODES = {
+    # NO_ERROR before the response ended: the response is cut short.
+    ErrorCode.NO_ERROR: Code.INTERNAL,
     ErrorCode.PROTOCOL_ERROR: Code.INTERNAL,
     ErrorCode.INTERNAL_ERROR: Code.INTERNAL,
     ErrorCode.FLOW_CONTROL_ERROR: Code.INTERNAL,
