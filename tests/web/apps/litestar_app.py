@@ -8,13 +8,16 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import Cookie, State
+from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from . import CHUNKS, EVENTS, SECRET, chunk
 
 
 @get("/items/{name:str}")
-async def item(name: str, request: Request[Any, Any, Any], q: str = "") -> dict[str, Any]:
+async def item(
+    name: FromPath[str], request: Request[Any, Any, Any], q: FromQuery[str] = ""
+) -> dict[str, Any]:
     return {"path": request.url.path, "name": name, "q": q, "http": request.scope["http_version"]}
 
 
