@@ -544,9 +544,9 @@ class H2Connection(asyncio.Protocol):
         "_closed",
         "_flush_pending",
         "_guard",
+        "_heard",
         "_oversized",
         "_ping_sent_at",
-        "_received",
         "_settings_waiter",
         "_silent_since",
         "_stalled",
@@ -672,7 +672,7 @@ class H2Connection(asyncio.Protocol):
         self.bytes_received = self.bytes_sent = 0
         self._timer: dict[Any, None] | None = None  # the slot of the next check (_timers.py)
         self._ping_sent_at: float | None = None
-        self._received = False
+        self._heard = 0  # bytes_received at the last check (keepalive: silence since then)
         self._silent_since = self.last_activity
         self._closed: asyncio.Future[None] | None = None  # made by the first ``closed``
 
@@ -706,7 +706,6 @@ class H2Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         engine = self.engine
-        self._received = True
         self.bytes_received += len(data)
         guard = self._guard
         if guard is not None:
@@ -725,7 +724,9 @@ class H2Connection(asyncio.Protocol):
             self._flush_pending = pending
             return
         self._flush()
-        if not engine.want_read and not engine.want_write:
+        # (The engine stops reading only once a GOAWAY went either way, which set
+        # ``closing``: the two engine calls are not made for every read.)
+        if self.closing and not engine.want_read and not engine.want_write:
             self._abort()
 
     def _receive(self, data: bytes) -> bool:
@@ -858,8 +859,9 @@ class H2Connection(asyncio.Protocol):
                 return
         counted = self.queued
         if counted:
-            # Inline: this runs after every response (usually all of it has left).
-            self.queued = left = engine.queued_body_size()
+            # Inline: this runs after every response (usually all of it has left). With no
+            # stream left, neither is any of their bytes: the engine need not be asked.
+            self.queued = left = engine.queued_body_size() if self.streams else 0
             budget = self.budget
             budget.queued -= counted - left
             if self.room_waiters or budget.waiting:
@@ -922,7 +924,6 @@ class H2Connection(asyncio.Protocol):
     def _on_request(self, ev: ngh2.RequestReceived) -> None:
         sid = ev.stream_id
         self.last_stream_id = sid
-        self.last_activity = _monotonic()
         headers = list(ev.headers)
         oversized = self._oversized
         if _header_list_size(headers) > self.config.max_header_list_size or (
@@ -954,6 +955,8 @@ class H2Connection(asyncio.Protocol):
         self, sid: int, request_ended: bool, head: list[tuple[bytes, bytes]], body: bytes = b""
     ) -> None:
         """Answer a request the transport will not pass on (431, 400), on that stream only."""
+        # (A request served is activity from when its stream closes; this one never opens.)
+        self.last_activity = _monotonic()
         if not request_ended and self._guard is not None:
             self._guard.tolerate(sid)  # its body may still be on the way
         with contextlib.suppress(ngh2.NGH2Error):
@@ -1244,8 +1247,8 @@ class H2Connection(asyncio.Protocol):
             self._flush()
             self._abort()
             return
-        if self._received:
-            self._received = False
+        if self._heard != self.bytes_received:
+            self._heard = self.bytes_received
             self._silent_since = now
         if self.queued and cfg.send_timeout is not None and not self.is_client:
             self._reset_stalled(now, cfg.send_timeout)
