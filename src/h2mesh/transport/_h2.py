@@ -104,6 +104,22 @@ def _header_list_size(headers: list[tuple[bytes, bytes]]) -> int:
     return size
 
 
+# What one header block in a single HEADERS frame can decode to, at most (RFC 7541): a
+# field taken from a table, name or all, counts at most the dynamic table's size (an entry
+# is its name and value plus 32 bytes, and the table holds SETTINGS_HEADER_TABLE_SIZE,
+# 4,096 bytes: never raised here); the literal strings of the block, within the frame's
+# 16,384 bytes (SETTINGS_MAX_FRAME_SIZE, never raised here either), decode to at most 8/5
+# as many bytes (the shortest Huffman code is 5 bits).
+_MAX_TABLE_FIELD = 4096
+_MAX_LITERALS = 16_384 * 8 // 5
+
+
+def _fields_that_fit(max_header_list_size: int) -> int:
+    """How many fields a request's header list may have and still be known to be within
+    ``max_header_list_size`` without adding it up, if it came in one HEADERS frame."""
+    return max(0, (max_header_list_size - _MAX_LITERALS) // _MAX_TABLE_FIELD)
+
+
 def _authority_problem(headers: list[tuple[bytes, bytes]], host: bytes) -> str | None:
     """Check a request's ``host`` against its ``:authority`` (RFC 9113 section 8.3.1).
 
@@ -643,6 +659,7 @@ class H2Connection(asyncio.Protocol):
                 reset_limit=_RESET_LIMIT,
                 open_streams=self.streams,
                 window=self._send_window,
+                fitting_fields=_fields_that_fit(cfg.max_header_list_size),
             )
         )
         # Streams whose headers held a field too long for the engine: they get a 431.
@@ -926,9 +943,11 @@ class H2Connection(asyncio.Protocol):
         self.last_stream_id = sid
         headers = list(ev.headers)
         oversized = self._oversized
-        if _header_list_size(headers) > self.config.max_header_list_size or (
-            oversized and sid in oversized
-        ):
+        guard = self._guard  # (None on a client, which gets no requests)
+        if (
+            (guard is None or len(headers) > guard.fitting_fields)
+            and _header_list_size(headers) > self.config.max_header_list_size
+        ) or (oversized and sid in oversized):
             oversized.pop(sid, None)
             self._refuse(sid, ev.end_stream, _HEADERS_TOO_LARGE)
             return
