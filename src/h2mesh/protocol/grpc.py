@@ -651,7 +651,7 @@ class GrpcClient(ClientProtocol):
             frame = encode_envelope(payload)
         return self.framing().encode(frame)
 
-    async def open_response(
+    def open_response(
         self,
         stream: Stream,
         headers: list[tuple[bytes, bytes]],
