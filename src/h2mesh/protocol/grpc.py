@@ -646,10 +646,8 @@ class GrpcClient(ClientProtocol):
     def frame(self, message: Any) -> bytes:
         payload = self.codec.encode(message)
         if self.compressor is not None:
-            frame = encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
-        else:
-            frame = encode_envelope(payload)
-        return self.framing().encode(frame)
+            return encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
+        return encode_envelope(payload)
 
     def open_response(
         self,
