@@ -10,7 +10,8 @@ flight) runs under ``valgrind --tool=callgrind`` on CPU 1. After a warm-up it ma
 calls, then 2N, and callgrind dumps its counts before and after each run; instructions per
 call are ``(Ir[2N] - Ir[N]) / N``, as on the server side. A ``-bidi`` workload makes one
 PingPong stream of N round trips, then one of 2N (each sends a message and waits for its
-echo), so the count is per round trip, the stream's setup cancelled out. A second run
+echo), so the count is per round trip, the stream's setup cancelled out; a ``-lb`` one
+makes its unary calls through the balancer, each with a 5 s deadline. A second run
 without valgrind counts the bytecodes each Python function executes (the same difference)
 and shares the interpreter's instructions among the layers in proportion.
 """
@@ -47,20 +48,21 @@ WORKLOADS: dict[str, tuple[str, str, str]] = {
     "grpc-proto": ("h2mesh-proto", "proto", "grpc"),
     "grpc-msgpack": ("h2mesh", "msgpack", "grpc"),
 }
-# The same, as one bidi stream of round trips ("connect-json-bidi", ...).
-WORKLOADS.update({f"{name}-bidi": spec for name, spec in list(WORKLOADS.items())})
+# The same, as one bidi stream of round trips ("connect-json-bidi", ...), and as unary calls
+# balanced over an endpoint set, each with a deadline ("connect-json-lb", ...).
+WORKLOADS.update(
+    {f"{name}-{kind}": spec for name, spec in list(WORKLOADS.items()) for kind in ("bidi", "lb")}
+)
 DEFAULT_WORKLOADS = ("connect-json", "grpc-proto", "grpc-proto-bidi")
 WARM_UP = 300
 
 
 # -- the client process ------------------------------------------------------------------------
-def drive(
-    port: int, codec: str, protocol: str, bidi: bool, calls: int, opcount: str | None
-) -> None:
-    """Warm up, then N and 2N calls (``bidi``: round trips of one stream each run); before
-    each run and after the last, say ``ready`` and wait for a line on stdin (the parent
-    dumps callgrind's counts meanwhile). With ``opcount``, the bytecode counts are written
-    to ``opcount.<k>`` at those points."""
+def drive(port: int, codec: str, protocol: str, kind: str, calls: int, opcount: str | None) -> None:
+    """Warm up, then N and 2N calls (``bidi``: round trips of one stream each run; ``lb``:
+    balanced calls with a deadline); before each run and after the last, say ``ready``
+    and wait for a line on stdin (the parent dumps callgrind's counts meanwhile). With
+    ``opcount``, the bytecode counts are written to ``opcount.<k>`` at those points."""
     from h2mesh import run
 
     from . import _opcount
@@ -79,7 +81,8 @@ def drive(
             sys.settrace(_opcount.trace)
 
     async def main() -> None:
-        client = H2meshClient(port, codec, protocol)
+        client = H2meshClient(port, codec, protocol, balanced=kind == "lb")
+        bidi = kind == "bidi"
         await client.open()
 
         async def run_calls(n: int) -> None:
@@ -141,7 +144,7 @@ def _server(workload: str, work: Path) -> tuple[Any, int]:
 
 def _drive_cmd(workload: str, port: int, calls: int) -> list[str]:
     _, codec, protocol = WORKLOADS[workload]
-    kind = "bidi" if workload.endswith("-bidi") else "unary"
+    kind = workload.rpartition("-")[2] if workload.endswith(("-bidi", "-lb")) else "unary"
     return [
         sys.executable, "-m", "benchmarks.client_callgrind", "--drive",
         str(port), codec, protocol, kind, str(calls),
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--drive"]:
         port, codec, protocol, kind, calls = argv[1:6]
         opcount = argv[7] if argv[6:7] == ["--opcount"] else None
-        drive(int(port), codec, protocol, kind == "bidi", int(calls), opcount)
+        drive(int(port), codec, protocol, kind, int(calls), opcount)
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000, help="N (runs N, then 2N calls)")
