@@ -304,7 +304,7 @@ class ClientProtocol:
         """One request message as sent on the stream (encoded, compressed, enveloped)."""
         raise NotImplementedError
 
-    async def open_response(
+    def open_response(
         self,
         stream: Stream,
         headers: list[tuple[bytes, bytes]],
@@ -312,7 +312,8 @@ class ClientProtocol:
         max_size: int,
     ) -> MessageReader | None:
         """Check the response head; return the reader of its messages, or None if the
-        call already ended well with the head. Raises the call's ``RpcError``."""
+        call already ended well with the head. Raises the call's ``RpcError`` (no I/O: an
+        error whose body is still on its way comes from the reader's ``next()``)."""
         raise NotImplementedError
 
     def finish(

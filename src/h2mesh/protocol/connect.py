@@ -546,7 +546,7 @@ class ConnectClient(ClientProtocol):
             return encode_envelope(payload)
         return encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
 
-    async def open_response(
+    def open_response(
         self,
         stream: Stream,
         headers: list[tuple[bytes, bytes]],
@@ -555,7 +555,10 @@ class ConnectClient(ClientProtocol):
     ) -> MessageReader | None:
         status = _decode_headers(headers, response_md)
         if status != 200:
-            raise _error_from_body(await stream.read_all(max_size), status)
+            body = stream.take_body(max_size)
+            if body is None:  # not all here yet: reading the messages raises the error
+                return _ErrorBodyReader(stream, max_size, status)
+            raise _error_from_body(body, status)
         used = self._decompressor(headers, b"connect-content-encoding")
         return MessageReader(stream, max_size, used, side="response")
 
@@ -571,6 +574,23 @@ class ConnectClient(ClientProtocol):
         error = _error_from_end(message, response_md)
         if error is not None:
             raise error
+
+
+class _ErrorBodyReader(MessageReader):
+    """The messages of a stream answered with an HTTP error status: the first read waits
+    for the whole body and raises the error it holds."""
+
+    __slots__ = ("_status",)
+
+    def __init__(self, stream: Stream, max_size: int, status: int) -> None:
+        super().__init__(stream, max_size, side="response")
+        self._status = status
+
+    def take_single(self) -> bytes | None:
+        return None
+
+    async def next(self) -> bytes | None:
+        raise _error_from_body(await self._stream.read_all(self.max_size), self._status)
 
 
 def _error_from_body(body: bytes, status: int) -> RpcError:

@@ -675,12 +675,10 @@ class GrpcClient(ClientProtocol):
     def frame(self, message: Any) -> bytes:
         payload = self.codec.encode(message)
         if self.compressor is not None:
-            frame = encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
-        else:
-            frame = encode_envelope(payload)
-        return self.framing().encode(frame)
+            return encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
+        return encode_envelope(payload)
 
-    async def open_response(
+    def open_response(
         self,
         stream: Stream,
         headers: list[tuple[bytes, bytes]],

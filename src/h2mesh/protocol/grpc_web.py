@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._errors import Code, RpcError
 from ..codec import PROTO, Codec
@@ -199,3 +200,7 @@ class GrpcWebClient(GrpcClient):
 
     def framing(self) -> Framing:
         return Base64Framing() if self.text else IDENTITY_FRAMING
+
+    def frame(self, message: Any) -> bytes:
+        frame = super().frame(message)
+        return base64.b64encode(frame) if self.text else frame
