@@ -1,4 +1,5 @@
-"""Instructions per client unary call, counted by callgrind, and where they go.
+"""Instructions per client unary call (or bidi round trip), counted by callgrind, and where
+they go.
 
 ``python -m benchmarks.client_callgrind [--calls N] [--workloads a,b] [--src DIR] [--no-layers]``
 (``benchmarks/callgrind.sh --client`` installs valgrind first).
@@ -7,9 +8,12 @@ The mirror of ``benchmarks.callgrind``: the benchmark server runs as usual (pinn
 CPU 0) and the h2mesh client (``benchmarks.clients.H2meshClient``, one ``Echo`` call in
 flight) runs under ``valgrind --tool=callgrind`` on CPU 1. After a warm-up it makes N
 calls, then 2N, and callgrind dumps its counts before and after each run; instructions per
-call are ``(Ir[2N] - Ir[N]) / N``, as on the server side. A second run without valgrind
-counts the bytecodes each Python function executes (the same difference) and shares the
-interpreter's instructions among the layers in proportion.
+call are ``(Ir[2N] - Ir[N]) / N``, as on the server side. A ``-bidi`` workload makes one
+PingPong stream of N round trips, then one of 2N (each sends a message and waits for its
+echo), so the count is per round trip, the stream's setup cancelled out; a ``-lb`` one
+makes its unary calls through the balancer, each with a 5 s deadline. A second run
+without valgrind counts the bytecodes each Python function executes (the same difference)
+and shares the interpreter's instructions among the layers in proportion.
 """
 
 from __future__ import annotations
@@ -44,14 +48,20 @@ WORKLOADS: dict[str, tuple[str, str, str]] = {
     "grpc-proto": ("h2mesh-proto", "proto", "grpc"),
     "grpc-msgpack": ("h2mesh", "msgpack", "grpc"),
 }
-DEFAULT_WORKLOADS = ("connect-json", "grpc-proto")
+# The same, as one bidi stream of round trips ("connect-json-bidi", ...), and as unary calls
+# balanced over an endpoint set, each with a deadline ("connect-json-lb", ...).
+WORKLOADS.update(
+    {f"{name}-{kind}": spec for name, spec in list(WORKLOADS.items()) for kind in ("bidi", "lb")}
+)
+DEFAULT_WORKLOADS = ("connect-json", "grpc-proto", "grpc-proto-bidi")
 WARM_UP = 300
 
 
 # -- the client process ------------------------------------------------------------------------
-def drive(port: int, codec: str, protocol: str, calls: int, opcount: str | None) -> None:
-    """Warm up, then N and 2N calls; before each run and after the last, say ``ready`` and
-    wait for a line on stdin (the parent dumps callgrind's counts meanwhile). With
+def drive(port: int, codec: str, protocol: str, kind: str, calls: int, opcount: str | None) -> None:
+    """Warm up, then N and 2N calls (``bidi``: round trips of one stream each run; ``lb``:
+    balanced calls with a deadline); before each run and after the last, say ``ready``
+    and wait for a line on stdin (the parent dumps callgrind's counts meanwhile). With
     ``opcount``, the bytecode counts are written to ``opcount.<k>`` at those points."""
     from h2mesh import run
 
@@ -71,16 +81,23 @@ def drive(port: int, codec: str, protocol: str, calls: int, opcount: str | None)
             sys.settrace(_opcount.trace)
 
     async def main() -> None:
-        client = H2meshClient(port, codec, protocol)
+        client = H2meshClient(port, codec, protocol, balanced=kind == "lb")
+        bidi = kind == "bidi"
         await client.open()
-        for _ in range(WARM_UP):
-            await client.unary(0)
+
+        async def run_calls(n: int) -> None:
+            if bidi:
+                await client.bidi(n)
+            else:
+                for _ in range(n):
+                    await client.unary(0)
+
+        await run_calls(WARM_UP)
         for k, n in enumerate((0, calls, 2 * calls, None)):
             mark(k)
             if n is None:
                 break
-            for _ in range(n):
-                await client.unary(0)
+            await run_calls(n)
         await client.close()
 
     if opcount is not None:
@@ -127,9 +144,10 @@ def _server(workload: str, work: Path) -> tuple[Any, int]:
 
 def _drive_cmd(workload: str, port: int, calls: int) -> list[str]:
     _, codec, protocol = WORKLOADS[workload]
+    kind = workload.rpartition("-")[2] if workload.endswith(("-bidi", "-lb")) else "unary"
     return [
         sys.executable, "-m", "benchmarks.client_callgrind", "--drive",
-        str(port), codec, protocol, str(calls),
+        str(port), codec, protocol, kind, str(calls),
     ]  # fmt: skip
 
 
@@ -189,9 +207,9 @@ def measure_layers(workload: str, calls: int, work: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--drive"]:
-        port, codec, protocol, calls = argv[1:5]
-        opcount = argv[6] if argv[5:6] == ["--opcount"] else None
-        drive(int(port), codec, protocol, int(calls), opcount)
+        port, codec, protocol, kind, calls = argv[1:6]
+        opcount = argv[7] if argv[6:7] == ["--opcount"] else None
+        drive(int(port), codec, protocol, kind, int(calls), opcount)
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000, help="N (runs N, then 2N calls)")
@@ -218,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         layers = None if args.no_layers else measure_layers(w, args.calls, work)
         print(report(f"{w} (client)", cg, layers, args.top) + "\n", flush=True)
         totals.append(f"{w} {cg['per_call']:,.0f}")
-    print(f"instructions per client unary call: {', '.join(totals)}")
+    print(f"instructions per client unary call (bidi: round trip): {', '.join(totals)}")
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

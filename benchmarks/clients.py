@@ -70,9 +70,15 @@ async def _n_times(count: int, message: Any) -> AsyncIterator[Any]:
 
 
 class H2meshClient(Client):
-    """``h2mesh.Channel``; codec ``proto`` calls the service typed with the generated ``Msg``."""
+    """``h2mesh.Channel``; codec ``proto`` calls the service typed with the generated ``Msg``.
 
-    def __init__(self, port: int, codec: str, protocol: str = "connect") -> None:
+    ``balanced``: each call is balanced over the endpoint set (of one endpoint) and has a
+    5 s deadline, as calls to a discovered service do (otherwise one fixed endpoint, no
+    deadline: the channel's shortest path)."""
+
+    def __init__(
+        self, port: int, codec: str, protocol: str = "connect", *, balanced: bool = False
+    ) -> None:
         from h2mesh import Channel, Service
 
         service: type[Service]
@@ -85,7 +91,13 @@ class H2meshClient(Client):
 
             service, self.msg = Bench, Msg
         self.channel = Channel(
-            f"http://127.0.0.1:{port}", protocol=protocol, codec=codec, max_message_size=8 << 20
+            f"{'static' if balanced else 'http'}://127.0.0.1:{port}",
+            protocol=protocol,
+            codec=codec,
+            max_message_size=8 << 20,
+            # (A concurrency cap is a per-endpoint policy: the balancer is asked per call.)
+            max_concurrency=1 << 20 if balanced else None,
+            timeout=5.0 if balanced else None,
         )
         self.stub: Any = self.channel.stub(service)
         self.small = self.msg(name=SMALL_NAME)

@@ -341,3 +341,61 @@ def test_a_grpc_web_body_of_only_trailers_is_read_as_trailers_not_as_a_message(
             await server.wait_closed()
 
     run(main())
+
+
+# -- a Connect stream answered with an HTTP error status -------------------------------------
+async def _http_error_peer(split: bool) -> tuple[asyncio.Server, str]:
+    """An HTTP/2 server (python-hyper ``h2``) that answers every request with 503 and a
+    Connect JSON error body; ``split``: the rest of the body only after a PING round trip
+    (so the client has read the head and the start of the body alone)."""
+    body = b'{"code": "resource_exhausted", "message": "try later"}'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        waiting: list[int] = []  # streams whose rest waits for the PING's ack
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if isinstance(event, h2.events.StreamEnded):
+                    sid = event.stream_id
+                    conn.send_headers(
+                        sid, [(":status", "503"), ("content-type", "application/json")]
+                    )
+                    conn.send_data(sid, body[:10])
+                    if split:
+                        waiting.append(sid)
+                        conn.ping(b"12345678")
+                    else:
+                        conn.send_data(sid, body[10:], end_stream=True)
+                if isinstance(event, h2.events.PingAckReceived):
+                    for sid in waiting:
+                        conn.send_data(sid, body[10:], end_stream=True)
+                    waiting.clear()
+            writer.write(conn.data_to_send())
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "split"])
+def test_a_connect_stream_answered_with_an_http_error_raises_the_error_of_its_body(
+    run: Callable[..., Any], split: bool
+) -> None:
+    async def main() -> None:
+        server, url = await _http_error_peer(split)
+        try:
+            async with Channel(url, protocol="connect", codec="json", timeout=5.0) as ch:
+                with pytest.raises(RpcError) as info:
+                    await _collect(ch.stub(Loose).many(Item(3)))
+                assert info.value.code is Code.RESOURCE_EXHAUSTED, info.value
+                assert info.value.message == "try later"
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())

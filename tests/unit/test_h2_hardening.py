@@ -195,6 +195,36 @@ def test_single_field_over_64k_gets_431_and_the_connection_goes_on(run: Run, fie
     run(main())
 
 
+@pytest.mark.parametrize(
+    ("fields", "how"),
+    [
+        # Few fields, in a block split over CONTINUATION frames (each field under 64 KiB).
+        ([(b"x-a", incompressible(40_000)), (b"x-b", incompressible(40_000))], "continued"),
+        # Many fields, each a one-byte reference to the same 4 KB entry of the dynamic
+        # table: a small frame that decodes past the limit.
+        ([(b"x-r", incompressible(4_000))] * 17, "indexed"),
+    ],
+)
+def test_header_list_over_the_default_limit_gets_431(
+    run: Run, fields: list[tuple[bytes, bytes]], how: str
+) -> None:
+    async def main() -> None:
+        async with Peers(echo_authority) as peers:  # the default limit, 64 KiB
+            peer = await H2Peer.connect(peers.port)
+            sid = peer.send(request(*fields), b"body")
+            headers, _ = await peer.response(sid)
+            assert headers[b":status"] == b"431", how
+            assert not peers.tasks
+            # The connection goes on, and a list within the limit passes.
+            sid = peer.send(request(*fields[:1]), b"x")
+            headers, body = await peer.response(sid)
+            assert headers[b":status"] == b"200"
+            assert body == b"svc"
+            peer.close()
+
+    run(main())
+
+
 def test_single_field_over_64k_in_trailers_resets_only_that_stream(run: Run) -> None:
     async def handler(stream: H2Stream) -> None:
         await echo_authority(stream)

@@ -258,7 +258,10 @@ class CallFlow:
             timer = _timer(stream, deadline)
             try:
                 head = await stream.wait_response()
-                data = await stream.read_all(self.max_size)
+                # The body came with the head (one read, as it mostly does): no waiting.
+                data = stream.take_body(self.max_size)
+                if data is None:
+                    data = await stream.read_all(self.max_size)
             except BaseException:
                 stream.reset(_CANCEL)
                 raise
@@ -292,7 +295,7 @@ class CallFlow:
                 stream = await _open(opener, headers, False, body, deadline)
             timer = _timer(stream, deadline)
             head = await stream.wait_response()
-            reader = await protocol.open_response(stream, head, md, self.max_size)
+            reader = protocol.open_response(stream, head, md, self.max_size)
             # (None: the call ended well with its head, and had no message.)
             finished = reader is None
             if reader is not None:
@@ -349,7 +352,7 @@ class CallFlow:
             timer = _timer(stream, deadline)
             await sender.start(stream, requests, request, protocol.frame)
             head = await stream.wait_response()
-            reader = await protocol.open_response(stream, head, md, self.max_size)
+            reader = protocol.open_response(stream, head, md, self.max_size)
             if reader is None:
                 finished = True
                 return

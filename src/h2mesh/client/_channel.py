@@ -288,6 +288,8 @@ class Channel:
 
     async def _unary(self, request: Any, call: CallOptions) -> Any:
         call, deadline = self._prepare(call)
+        # Each attempt ends by the deadline (its timer resets the stream), and so does every
+        # wait between attempts: no timeout scope is needed but the hedges'.
         direct = self._fast
         if direct is not None:
             # One fixed endpoint, no retry policy: the call flow on its pool, no more.
@@ -296,16 +298,14 @@ class Channel:
             except UnprocessedError:
                 # The one attempt never reached the server (refused by a GOAWAY, or no
                 # connection): send it again, as the other paths do.
-                attempt = self._unary_calls.call(call, request, deadline, retry=False)
-        elif self.hedging is not None and call.method.idempotent:
-            attempt = hedged_call(
-                self._unary_calls, self.hedging, self.retry_throttle, call, request, deadline
-            )
-        else:
-            attempt = self._unary_calls.call(call, request, deadline)
+                return await self._unary_calls.call(call, request, deadline, retry=False)
+        if self.hedging is None or not call.method.idempotent:
+            return await self._unary_calls.call(call, request, deadline)
+        attempt = hedged_call(
+            self._unary_calls, self.hedging, self.retry_throttle, call, request, deadline
+        )
         if deadline is None:
             return await attempt
-        # Each attempt has its deadline; this one covers the waits between attempts.
         try:
             async with asyncio.timeout_at(deadline):
                 return await attempt

@@ -92,25 +92,27 @@ class Endpoints:
             and self.resolver.current is not None
         )
 
-    async def start(self) -> None:
+    async def start(self, deadline: float | None = None) -> None:
         """Start watching the resolver and the background jobs, once; wait for the first
-        endpoint set if there is none yet."""
+        endpoint set if there is none yet (until ``deadline``, an event-loop time, if that
+        comes before the connect timeout: then DEADLINE_EXCEEDED)."""
         if self.closed:
             raise RpcError(Code.UNAVAILABLE, "channel is closed")
+        loop = asyncio.get_running_loop()
         if not self._tasks:
-            loop = asyncio.get_running_loop()
             self._tasks.append(loop.create_task(self._watch()))
             self._tasks += [loop.create_task(job()) for job in self._background]
         if self.resolver.current is None or not self.pools:
-            await self._resolve_first()
-
-    async def _resolve_first(self) -> None:
-        try:
-            endpoints = await self.resolver.first(self.connect_timeout)
-        except (TimeoutError, RuntimeError) as exc:
-            raise RpcError(Code.UNAVAILABLE, f"cannot resolve {self.target}: {exc}") from None
-        if not self.pools:
-            self.apply(endpoints)
+            wait = self.connect_timeout
+            left = wait if deadline is None else deadline - loop.time()
+            try:
+                endpoints = await self.resolver.first(min(wait, left))
+            except (TimeoutError, RuntimeError) as exc:
+                if left < wait and isinstance(exc, TimeoutError):
+                    raise RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
+                raise RpcError(Code.UNAVAILABLE, f"cannot resolve {self.target}: {exc}") from None
+            if not self.pools:
+                self.apply(endpoints)
 
     async def _watch(self) -> None:
         async for endpoints in self.resolver.updates():

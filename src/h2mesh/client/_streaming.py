@@ -88,7 +88,7 @@ class StreamCalls:
         """One attempt on a picked endpoint, with the balancer told how it went."""
         endpoints = self.endpoints
         if not endpoints.ready:
-            await endpoints.start()
+            await endpoints.start(deadline)
         endpoint, pool = endpoints.pick(request_key(call.key))
         stats = endpoints.balancer.started(endpoint)
         loop = asyncio.get_running_loop()

@@ -53,35 +53,12 @@ class UnaryCalls:
         #: Counts retries (``Channel(metrics=)``), if set.
         self.metrics: ClientMetrics | None = None
 
-    async def attempt(self, call: CallOptions, request: Any, deadline: float | None) -> Any:
-        """One attempt on one picked endpoint, with the balancer told how it went."""
-        endpoints = self.endpoints
-        if not endpoints.ready:
-            await endpoints.start()
-        endpoint, pool = endpoints.pick(request_key(call.key))
-        balancer = endpoints.balancer
-        stats = balancer.started(endpoint)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        ok = True
-        try:
-            reply = await self.flow.unary(pool, call, request, deadline)
-        except RpcError as exc:
-            ok = exc.code not in ENDPOINT_FAILURES
-            if isinstance(exc, UnprocessedError):
-                endpoints.failed_to_reach(endpoint, pool)
-            raise
-        finally:
-            now = loop.time()
-            balancer.finished(endpoint, ok, now - started, now, stats)
-        endpoints.reached(endpoint)
-        return reply
-
     async def call(
         self, call: CallOptions, request: Any, deadline: float | None, retry: bool = True
     ) -> Any:
         """A unary call with transparent retries and, if configured, A6 retries, all by
-        ``deadline`` (an event-loop time)."""
+        ``deadline`` (an event-loop time): each attempt ends by it (its timer), and a
+        retry's backoff is only waited for if it ends sooner."""
         loop = asyncio.get_running_loop()
         state = (
             RetryState(self.retry, throttle=self.throttle)
@@ -89,37 +66,55 @@ class UnaryCalls:
             else None
         )
         endpoints = self.endpoints
+        balancer = endpoints.balancer
+        key = request_key(call.key)
         transparent = TRANSPARENT_RETRIES
         while True:
+            # One attempt on one picked endpoint, with the balancer told how it went.
+            if not endpoints.ready:
+                await endpoints.start(deadline)
+            endpoint, pool = endpoints.pick(key)
+            stats = balancer.started(endpoint)
+            started = loop.time()
+            ok = True
+            failure: RpcError | None = None
             try:
-                result = await self.attempt(call, request, deadline)
+                result = await self.flow.unary(pool, call, request, deadline)
             except RpcError as exc:
-                # Sent again at once if another endpoint may take it; with every
-                # endpoint down, the retry policy's backoff paces the attempts.
-                if (
-                    isinstance(exc, UnprocessedError)
-                    and transparent > 0
-                    and (endpoints.balancer.endpoints or not endpoints.down)
-                ):
-                    transparent -= 1
-                    if self.metrics is not None:
-                        self.metrics.count(TRANSPARENT, call.method)
-                    continue
-                if state is None:
-                    raise
-                decision = state.on_failure(
-                    exc.code,
-                    pushback=exc.metadata.get("grpc-retry-pushback-ms"),
-                    time_remaining=None if deadline is None else deadline - loop.time(),
-                )
-                if not decision.retry:
-                    raise
+                ok = exc.code not in ENDPOINT_FAILURES
+                if isinstance(exc, UnprocessedError):
+                    endpoints.failed_to_reach(endpoint, pool)
+                failure = exc
+            finally:
+                now = loop.time()
+                balancer.finished(endpoint, ok, now - started, now, stats)
+            if failure is None:
+                endpoints.reached(endpoint)
+                if state is not None:
+                    state.on_success()
+                return result
+            # Sent again at once if another endpoint may take it; with every endpoint
+            # down, the retry policy's backoff paces the attempts.
+            if (
+                isinstance(failure, UnprocessedError)
+                and transparent > 0
+                and (balancer.endpoints or not endpoints.down)
+            ):
+                transparent -= 1
                 if self.metrics is not None:
-                    self.metrics.count(RETRY, call.method)
-                if decision.delay > 0:
-                    await asyncio.sleep(decision.delay)
-                transparent = TRANSPARENT_RETRIES
+                    self.metrics.count(TRANSPARENT, call.method)
                 continue
-            if state is not None:
-                state.on_success()
-            return result
+            if state is None:
+                raise failure
+            decision = state.on_failure(
+                failure.code,
+                pushback=failure.metadata.get("grpc-retry-pushback-ms"),
+                time_remaining=None if deadline is None else deadline - loop.time(),
+            )
+            if not decision.retry:
+                raise failure
+            if self.metrics is not None:
+                self.metrics.count(RETRY, call.method)
+            if decision.delay > 0:
+                await asyncio.sleep(decision.delay)
+            transparent = TRANSPARENT_RETRIES

@@ -7,12 +7,12 @@ gRPC-Web sit side by side and are picked per request by ``negotiate``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from .._errors import Code, RpcError, UnprocessedError
 from .._http2 import ErrorCode
-from ..codec import Codec
+from ..codec import Codec, DecodeFn
 from ..service import MethodDescriptor
 from ..transport import (
     ConnectionRefused,
@@ -130,10 +130,11 @@ class ServerCall:
     """One RPC on the server, framed by a wire protocol.
 
     The server core drives it: ``receive``/``receive_stream`` for the request,
-    ``send_unary`` or ``send_message`` + ``finish`` for the response.
+    ``send_unary`` or ``send_message`` + ``finish`` for the response. ``decode`` is the
+    request decoder of ``method`` in ``codec``.
     """
 
-    __slots__ = ("codec", "max_size", "method", "stream", "timeout")
+    __slots__ = ("codec", "decode", "max_size", "method", "stream", "timeout")
 
     def __init__(
         self,
@@ -142,10 +143,12 @@ class ServerCall:
         codec: Codec,
         timeout: float | None,
         max_size: int,
+        decode: DecodeFn | None = None,
     ) -> None:
         self.stream = stream
         self.method = method
         self.codec = codec
+        self.decode = decode if decode is not None else method.request_decoder(codec)
         self.timeout = timeout
         self.max_size = max_size
 
@@ -181,8 +184,9 @@ class ServerCall:
 class EnvelopedServerCall(ServerCall):
     """A call whose request is a stream of enveloped messages (Connect streams, gRPC).
 
-    Subclasses set ``_reader`` (None: made by ``_new_reader`` when first needed) and
-    ``_sent``. A unary request stream that holds no message or more than one is a
+    Subclasses set ``_reader`` (None: made by ``_new_reader`` when first needed; a call
+    whose body has a framing around its envelopes makes it at once) and ``_sent``. A
+    unary request stream that holds no message or more than one is a
     cardinality violation: ``UNIMPLEMENTED``, on the server as on the client (the gRPC
     status-code table says so for both sides).
     """
@@ -200,19 +204,15 @@ class EnvelopedServerCall(ServerCall):
         """The reader of the request's messages."""
         raise NotImplementedError
 
-    def _whole_body(self) -> bytes | None:
-        """The request body, if all of it is here and its envelopes are not framed."""
-        return self.stream.take_body(self.max_size + 5)
-
     async def receive(self) -> Any:
         reader = self._reader
         if reader is None:
             # The whole body already here, one envelope: no reader, no waiting.
-            body = self._whole_body()
+            body = self.stream.take_body(self.max_size + 5)
             if body is not None:
                 payload = single_payload(body)
                 if payload is not None:
-                    return self.method.request_decoder(self.codec)(payload)
+                    return self.decode(payload)
             reader = self._reader = self._new_reader()
             if body is not None:
                 reader.feed_body(body)  # compressed, none or several: next() judges
@@ -221,10 +221,10 @@ class EnvelopedServerCall(ServerCall):
             raise RpcError(Code.UNIMPLEMENTED, "request has no message, expected 1")
         if await reader.next() is not None:
             raise RpcError(Code.UNIMPLEMENTED, "request has more than one message, expected 1")
-        return self.method.request_decoder(self.codec)(payload)
+        return self.decode(payload)
 
     async def receive_stream(self) -> AsyncIterator[Any]:
-        decode = self.method.request_decoder(self.codec)
+        decode = self.decode
         reader = self._reader
         if reader is None:
             reader = self._reader = self._new_reader()
@@ -251,9 +251,25 @@ class ServerProtocol:
         """Start a call; raises ``RpcError`` if the request cannot be served."""
         raise NotImplementedError
 
+    def bind(self, method: MethodDescriptor, content_type: bytes) -> CallMaker:
+        """What ``server_call`` does for ``POST`` requests of ``method`` with this content
+        type, with all that depends on those two alone worked out once: the server keeps
+        one per route and content type, so a call pays only for its own headers. Raises
+        ``RpcError`` as ``server_call`` would for every such request."""
+        server_call = self.server_call
+
+        def make(stream: Stream, request: dict[bytes, bytes], max_size: int) -> ServerCall:
+            return server_call(stream, method, request, max_size)
+
+        return make
+
     async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
         """Answer a request that never became a call (unknown method, bad headers)."""
         raise NotImplementedError
+
+
+#: Starts one call of a bound method and content type: ``make(stream, request, max_size)``.
+CallMaker = Callable[[Stream, dict[bytes, bytes], int], ServerCall]
 
 
 class ClientProtocol:
@@ -288,7 +304,7 @@ class ClientProtocol:
         """One request message as sent on the stream (encoded, compressed, enveloped)."""
         raise NotImplementedError
 
-    async def open_response(
+    def open_response(
         self,
         stream: Stream,
         headers: list[tuple[bytes, bytes]],
@@ -296,7 +312,8 @@ class ClientProtocol:
         max_size: int,
     ) -> MessageReader | None:
         """Check the response head; return the reader of its messages, or None if the
-        call already ended well with the head. Raises the call's ``RpcError``."""
+        call already ended well with the head. Raises the call's ``RpcError`` (no I/O: an
+        error whose body is still on its way comes from the reader's ``next()``)."""
         raise NotImplementedError
 
     def finish(

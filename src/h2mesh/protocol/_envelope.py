@@ -122,6 +122,16 @@ class EnvelopeReader:
             self._pos = end
         return flags, payload
 
+    def take(self, data: bytes) -> tuple[int, bytes] | None:
+        """``feed(data)``, then ``next()``; with nothing pending, a chunk that is exactly
+        one envelope (a stream of one message per DATA frame) is sliced at once."""
+        if not self._chunk and not self._buf and len(data) >= 5:
+            flags, length = _unpack_from(data, 0)
+            if length + 5 == len(data) and length <= self.max_size:
+                return flags, data[5:]
+        self.feed(data)
+        return self.next()
+
     @property
     def pending(self) -> int:
         """Bytes received but not yet returned as an envelope."""
@@ -200,26 +210,27 @@ class MessageReader:
         if reader is None:
             reader = self._reader = EnvelopeReader(self.max_size)
         framing = self._framing
-        while True:
-            env = reader.next()
-            if env is not None:
-                flags, payload = env
-                self.flags = flags
-                if flags & FLAG_COMPRESSED:
-                    if self._decompress is None:
-                        raise RpcError(
-                            Code.INTERNAL,
-                            "received a compressed message with no compression negotiated",
-                        )
-                    payload = self._decompress.decompress(payload, self.max_size)
-                return payload
+        env = reader.next()
+        while env is None:
             chunk = await self._stream.read()
-            if not chunk:
+            if not chunk:  # the end of the body
                 tail = framing.decode_end() if framing is not None else b""
-                if tail:
-                    reader.feed(tail)
-                    continue
-                if reader.pending:
-                    raise RpcError(self._truncated_code, f"{self._side} body ends inside a message")
-                return None
-            reader.feed(framing.decode(chunk) if framing is not None else chunk)
+                if not tail:
+                    if reader.pending:
+                        raise RpcError(
+                            self._truncated_code, f"{self._side} body ends inside a message"
+                        )
+                    return None
+                chunk = tail
+            elif framing is not None:
+                chunk = framing.decode(chunk)
+            env = reader.take(chunk)
+        flags, payload = env
+        self.flags = flags
+        if flags & FLAG_COMPRESSED:
+            if self._decompress is None:
+                raise RpcError(
+                    Code.INTERNAL, "received a compressed message with no compression negotiated"
+                )
+            payload = self._decompress.decompress(payload, self.max_size)
+        return payload

@@ -18,11 +18,12 @@ from urllib.parse import parse_qs
 import msgspec
 
 from .._errors import Code, RpcError
-from ..codec import JSON, Codec, codec_for
+from ..codec import JSON, Codec, DecodeFn, codec_for
 from ..compression import Compressor, compressor_for, supported_names
 from ..service import MethodDescriptor, MethodKind
 from ..transport import Stream
 from ._base import (
+    CallMaker,
     ClientProtocol,
     EnvelopedServerCall,
     HttpStatusError,
@@ -157,6 +158,7 @@ class _UnaryCall(ServerCall):
         stream: Stream,
         method: MethodDescriptor,
         codec: Codec,
+        decode: DecodeFn,
         timeout: float | None,
         max_size: int,
         body: bytes | None,
@@ -167,6 +169,7 @@ class _UnaryCall(ServerCall):
         self.stream = stream
         self.method = method
         self.codec = codec
+        self.decode = decode
         self.timeout = timeout
         self.max_size = max_size
         self._body = body
@@ -186,7 +189,7 @@ class _UnaryCall(ServerCall):
                 body = await self.stream.read_all(self.max_size)
         if self._decompress is not None:
             body = self._decompress.decompress(body, self.max_size)
-        return self.method.request_decoder(self.codec)(body)
+        return self.decode(body)
 
     async def send_unary(
         self, message: Any, headers: Metadata | None, trailers: Metadata | None
@@ -228,12 +231,13 @@ class _StreamCall(EnvelopedServerCall):
         stream: Stream,
         method: MethodDescriptor,
         codec: Codec,
+        decode: DecodeFn,
         timeout: float | None,
         max_size: int,
         decompress: Compressor | None = None,
         compress: Compressor | None = None,
     ) -> None:
-        super().__init__(stream, method, codec, timeout, max_size)
+        super().__init__(stream, method, codec, timeout, max_size, decode)
         self._reader = None
         self._decompress = decompress
         self._compress = compress
@@ -302,27 +306,42 @@ class ConnectServer(ServerProtocol):
             raise method_not_allowed(
                 method.path, (http_method or b"").decode("latin-1"), allowed_methods(method)
             )
-        is_stream, codec = parse_content_type(request.get(b"content-type", b""))
+        return self.bind(method, request.get(b"content-type", b""))(stream, request, max_size)
+
+    def bind(self, method: MethodDescriptor, content_type: bytes) -> CallMaker:
+        is_stream, codec = parse_content_type(content_type)
         if codec is None:
             raise RpcError(Code.INTERNAL, "unsupported content type")
-        timeout_ms = request.get(b"connect-timeout-ms")
-        timeout = None if timeout_ms is None else _parse_timeout(timeout_ms)
+        decode = method.request_decoder(codec)
         if is_stream:
             if method.kind is _UNARY:
                 raise RpcError(Code.UNIMPLEMENTED, f"{method.path} is unary; use application/json")
-            used = _request_compressor(request, b"connect-content-encoding")
-            back = _response_compressor(request, b"connect-accept-encoding", used)
-            return _StreamCall(stream, method, codec, timeout, max_size, used, back)
+
+            def make_stream(
+                stream: Stream, request: dict[bytes, bytes], max_size: int
+            ) -> ServerCall:
+                timeout = _parse_timeout(request.get(b"connect-timeout-ms"))
+                used = _request_compressor(request, b"connect-content-encoding")
+                back = _response_compressor(request, b"connect-accept-encoding", used)
+                return _StreamCall(stream, method, codec, decode, timeout, max_size, used, back)
+
+            return make_stream
         if method.kind is not _UNARY:
             raise RpcError(
                 Code.UNIMPLEMENTED,
                 f"{method.path} is a stream; use application/connect+{codec.name}",
             )
-        if b"content-encoding" not in request:
-            return _UnaryCall(stream, method, codec, timeout, max_size, None)
-        used = _request_compressor(request, b"content-encoding")
-        back = _response_compressor(request, b"accept-encoding", used)
-        return _UnaryCall(stream, method, codec, timeout, max_size, None, used, back)
+
+        def make_unary(stream: Stream, request: dict[bytes, bytes], max_size: int) -> ServerCall:
+            timeout_ms = request.get(b"connect-timeout-ms")
+            timeout = None if timeout_ms is None else _parse_timeout(timeout_ms)
+            if b"content-encoding" not in request:
+                return _UnaryCall(stream, method, codec, decode, timeout, max_size, None)
+            used = _request_compressor(request, b"content-encoding")
+            back = _response_compressor(request, b"accept-encoding", used)
+            return _UnaryCall(stream, method, codec, decode, timeout, max_size, None, used, back)
+
+        return make_unary
 
     def _get_call(
         self,
@@ -357,7 +376,8 @@ class ConnectServer(ServerProtocol):
             raise RpcError(Code.RESOURCE_EXHAUSTED, f"message larger than {max_size} bytes")
         timeout = _parse_timeout(request.get(b"connect-timeout-ms"))
         back = _response_compressor(request, b"accept-encoding", decompress)
-        return _UnaryCall(stream, method, codec, timeout, max_size, body, decompress, back)
+        decode = method.request_decoder(codec)
+        return _UnaryCall(stream, method, codec, decode, timeout, max_size, body, decompress, back)
 
     async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
         is_stream, codec = parse_content_type(request.get(b"content-type", b""))
@@ -526,7 +546,7 @@ class ConnectClient(ClientProtocol):
             return encode_envelope(payload)
         return encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
 
-    async def open_response(
+    def open_response(
         self,
         stream: Stream,
         headers: list[tuple[bytes, bytes]],
@@ -535,7 +555,10 @@ class ConnectClient(ClientProtocol):
     ) -> MessageReader | None:
         status = _decode_headers(headers, response_md)
         if status != 200:
-            raise _error_from_body(await stream.read_all(max_size), status)
+            body = stream.take_body(max_size)
+            if body is None:  # not all here yet: reading the messages raises the error
+                return _ErrorBodyReader(stream, max_size, status)
+            raise _error_from_body(body, status)
         used = self._decompressor(headers, b"connect-content-encoding")
         return MessageReader(stream, max_size, used, side="response")
 
@@ -551,6 +574,23 @@ class ConnectClient(ClientProtocol):
         error = _error_from_end(message, response_md)
         if error is not None:
             raise error
+
+
+class _ErrorBodyReader(MessageReader):
+    """The messages of a stream answered with an HTTP error status: the first read waits
+    for the whole body and raises the error it holds."""
+
+    __slots__ = ("_status",)
+
+    def __init__(self, stream: Stream, max_size: int, status: int) -> None:
+        super().__init__(stream, max_size, side="response")
+        self._status = status
+
+    def take_single(self) -> bytes | None:
+        return None
+
+    async def next(self) -> bytes | None:
+        raise _error_from_body(await self._stream.read_all(self.max_size), self._status)
 
 
 def _error_from_body(body: bytes, status: int) -> RpcError:

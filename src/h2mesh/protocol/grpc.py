@@ -26,11 +26,12 @@ from operator import methodcaller
 from typing import Any
 
 from .._errors import Code, RpcError
-from ..codec import PROTO, Codec, codec_for
+from ..codec import PROTO, Codec, DecodeFn, codec_for
 from ..compression import Compressor, compressor_for, supported_names
 from ..service import MethodDescriptor
 from ..transport import Stream
 from ._base import (
+    CallMaker,
     ClientProtocol,
     EnvelopedServerCall,
     Metadata,
@@ -296,9 +297,12 @@ def _metadata_into(headers: list[tuple[bytes, bytes]], into: Metadata) -> None:
         into[name.decode("latin-1")] = value.decode("latin-1")
 
 
+_STATUS_OK = (b"grpc-status", b"0")
+
+
 def _status_fields(error: RpcError | None) -> list[tuple[bytes, bytes]]:
     if error is None:
-        return [(b"grpc-status", b"0")]
+        return [_STATUS_OK]
     out = [(b"grpc-status", str(int(error.code)).encode())]
     if error.message:
         out.append((b"grpc-message", percent_encode(error.message)))
@@ -406,8 +410,8 @@ class GrpcCall(EnvelopedServerCall):
 
     __slots__ = (
         "_decompressor",
-        "_extra",
         "_framing",
+        "_head_fields",
         "_proto",
         "_response_comp",
     )
@@ -419,25 +423,29 @@ class GrpcCall(EnvelopedServerCall):
         stream: Stream,
         method: MethodDescriptor,
         codec: Codec,
+        decode: DecodeFn,
+        head: tuple[tuple[bytes, bytes], ...],
         timeout: float | None,
         max_size: int,
         decompressor: Compressor | None,
         response_comp: Compressor | None,
-        extra: list[tuple[bytes, bytes]],
     ) -> None:
         # Fields set here rather than through super().__init__: one call less per request.
         self.stream = stream
         self.method = method
         self.codec = codec
+        self.decode = decode
         self.timeout = timeout
         self.max_size = max_size
         self._proto = proto
         self._framing = framing
+        self._head_fields = head
         self._decompressor = decompressor
-        self._reader = None  # (a unary request that came whole needs none)
         self._response_comp = response_comp
-        self._extra = extra
         self._sent = False
+        # A unary request that came whole needs no reader; one framed (base64, gRPC-Web
+        # text) is read through the framing.
+        self._reader = None if framing is IDENTITY_FRAMING else self._new_reader()
 
     def _new_reader(self) -> MessageReader:
         framing = self._framing
@@ -449,16 +457,10 @@ class GrpcCall(EnvelopedServerCall):
             None if framing is IDENTITY_FRAMING else framing,
         )
 
-    def _whole_body(self) -> bytes | None:
-        if self._framing is not IDENTITY_FRAMING:
-            return None  # base64 (gRPC-Web text): read through the framing
-        return self.stream.take_body(self.max_size + 5)
-
     def _head(self, headers: Metadata | None) -> list[tuple[bytes, bytes]]:
-        out = [_STATUS_200, self._proto.content_type_header(self.codec), _ACCEPT_ENCODING_HEADER]
+        out = [*self._head_fields]
         if self._response_comp is not None:
             out.append((b"grpc-encoding", self._response_comp.name.encode()))
-        out += self._extra
         if headers:
             out += encode_grpc_metadata(headers)
         return out
@@ -470,7 +472,10 @@ class GrpcCall(EnvelopedServerCall):
         """The body bytes of one response message (the response headers go first)."""
         if not self._sent:
             self._sent = True
-            self.stream.send_headers(self._head(headers))
+            if headers or self._response_comp is not None:
+                self.stream.send_headers(self._head(headers))
+            else:
+                self.stream.send_headers(self._head_fields)  # (most calls: as bound)
         payload = self.codec.encode(message)
         if len(payload) > self.max_size:
             raise RpcError(
@@ -490,10 +495,13 @@ class GrpcCall(EnvelopedServerCall):
         # send_message and finish in one: this runs for every unary call.
         stream = self.stream
         await stream.send_data(self._message_frame(message, headers))
-        fields = _status_fields(None)
+        fields = [_STATUS_OK]
         if trailers:
             fields += encode_grpc_metadata(trailers)
-        await self._proto.send_trailers(stream, self._framing, fields)
+        if self._proto.http_trailers:
+            stream.send_trailers(fields)
+        else:
+            await self._proto.send_trailers(stream, self._framing, fields)
 
     async def finish(
         self, error: RpcError | None, headers: Metadata | None, trailers: Metadata | None
@@ -505,8 +513,10 @@ class GrpcCall(EnvelopedServerCall):
             # Trailers-only: no message was sent, so everything goes in one header block.
             self._sent = True
             self.stream.send_headers(self._head(headers) + fields, end_stream=True)
-            return
-        await self._proto.send_trailers(self.stream, self._framing, fields)
+        elif self._proto.http_trailers:
+            self.stream.send_trailers(fields)
+        else:
+            await self._proto.send_trailers(self.stream, self._framing, fields)
 
 
 class GrpcServer(ServerProtocol):
@@ -516,36 +526,31 @@ class GrpcServer(ServerProtocol):
     content_type = b"application/grpc"
     # A gRPC-Web body ends with a trailer envelope; plain gRPC sends trailers instead.
     end_flags = FLAG_TRAILERS
+    #: The status goes in HTTP trailers (so the call needs HTTP/2); gRPC-Web, which has
+    #: none, sends it with ``send_trailers`` at the end of the body instead.
+    http_trailers = True
 
     def accepts(self, method: bytes | None, content_type: bytes | None) -> bool:
         return _parse_content_type(content_type, self.content_type) is not None
 
     # -- hooks gRPC-Web overrides --------------------------------------------------------
-    def check_transport(self, stream: Stream) -> None:
-        if not stream.supports_trailers:
-            raise RpcError(
-                Code.INTERNAL, "gRPC needs HTTP/2 (trailers); use gRPC-Web over HTTP/1.1"
-            )
-
     def content_type_header(self, codec: Codec) -> tuple[bytes, bytes]:
         if codec is PROTO:
             return (b"content-type", self.content_type)
         return (b"content-type", self.content_type + b"+" + codec.name.encode())
 
-    def extra_headers(self, request: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    def reject_headers(self, request: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
         return []
 
-    def reject_headers(self, request: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
-        return self.extra_headers(request)
-
-    def framing(self, request: dict[bytes, bytes]) -> Framing:
+    def framing(self) -> Framing:
         """How body bytes map to envelope bytes for one call (identity for gRPC)."""
         return IDENTITY_FRAMING
 
     async def send_trailers(
         self, stream: Stream, framing: Framing, fields: list[tuple[bytes, bytes]]
     ) -> None:
-        stream.send_trailers(fields)
+        """(Without ``http_trailers``) End the body with the status ``fields``."""
+        raise NotImplementedError
 
     # -- ServerProtocol --------------------------------------------------------------
     def server_call(
@@ -555,32 +560,56 @@ class GrpcServer(ServerProtocol):
         request: dict[bytes, bytes],
         max_size: int,
     ) -> ServerCall:
-        self.check_transport(stream)
         if request.get(b":method") != b"POST":
             raise RpcError(Code.UNIMPLEMENTED, "gRPC calls use POST")
-        codec = _parse_content_type(request.get(b"content-type"), self.content_type)
+        return self.bind(method, request.get(b"content-type", b""))(stream, request, max_size)
+
+    def bind(self, method: MethodDescriptor, content_type: bytes) -> CallMaker:
+        codec = _parse_content_type(content_type, self.content_type)
         if codec is None:  # pragma: no cover - negotiate only routes known content types
             raise RpcError(Code.INTERNAL, "unsupported content type")
-        raw_timeout = request.get(b"grpc-timeout")
-        timeout = parse_timeout(raw_timeout) if raw_timeout is not None else None
-        decompressor, response_comp = _pick_compressors(request)
-        headers = stream.headers
-        # (Names hold no spaces: the joined names are a cheap first look for "-bin".)
-        if headers is not None and b"-bin" in b" ".join(request) and any(map(_IS_BINARY, request)):
-            # Handlers see binary metadata decoded (as latin-1 text, one char per byte).
-            headers[:] = _decode_bin_headers(headers)
-        return GrpcCall(
-            self,
-            self.framing(request),
-            stream,
-            method,
-            codec,
-            timeout,
-            max_size,
-            decompressor,
-            response_comp,
-            self.extra_headers(request),
-        )
+        decode = method.request_decoder(codec)
+        head = (_STATUS_200, self.content_type_header(codec), _ACCEPT_ENCODING_HEADER)
+        # A framing with no state of its own (identity) serves every call.
+        framing: Framing | None = self.framing()
+        if framing is not IDENTITY_FRAMING:
+            framing = None
+        needs_trailers = self.http_trailers
+
+        def make(stream: Stream, request: dict[bytes, bytes], max_size: int) -> ServerCall:
+            if needs_trailers and not stream.supports_trailers:
+                raise RpcError(
+                    Code.INTERNAL, "gRPC needs HTTP/2 (trailers); use gRPC-Web over HTTP/1.1"
+                )
+            raw_timeout = request.get(b"grpc-timeout")
+            timeout = parse_timeout(raw_timeout) if raw_timeout is not None else None
+            decompressor = response_comp = None
+            if b"grpc-encoding" in request:
+                decompressor, response_comp = _pick_compressors(request)
+            headers = stream.headers
+            # (Names hold no spaces: the joined names are a cheap first look for "-bin".)
+            if (
+                headers is not None
+                and b"-bin" in b" ".join(request)
+                and any(map(_IS_BINARY, request))
+            ):
+                # Handlers see binary metadata decoded (as latin-1 text, one char per byte).
+                headers[:] = _decode_bin_headers(headers)
+            return GrpcCall(
+                self,
+                framing or self.framing(),
+                stream,
+                method,
+                codec,
+                decode,
+                head,
+                timeout,
+                max_size,
+                decompressor,
+                response_comp,
+            )
+
+        return make
 
     async def reject(self, stream: Stream, request: dict[bytes, bytes], error: RpcError) -> None:
         codec = _parse_content_type(request.get(b"content-type"), self.content_type) or PROTO
@@ -646,12 +675,10 @@ class GrpcClient(ClientProtocol):
     def frame(self, message: Any) -> bytes:
         payload = self.codec.encode(message)
         if self.compressor is not None:
-            frame = encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
-        else:
-            frame = encode_envelope(payload)
-        return self.framing().encode(frame)
+            return encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
+        return encode_envelope(payload)
 
-    async def open_response(
+    def open_response(
         self,
         stream: Stream,
         headers: list[tuple[bytes, bytes]],

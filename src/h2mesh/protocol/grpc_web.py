@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._errors import Code, RpcError
 from ..codec import PROTO, Codec
@@ -108,20 +109,18 @@ class GrpcWebServer(GrpcServer):
     """gRPC-Web, server side (binary or text), over HTTP/1.1 or HTTP/2."""
 
     name = "grpc-web"
+    http_trailers = False  # gRPC-Web needs no trailers: that is what it is for
 
     def __init__(self, text: bool = False) -> None:
         self.text = text
         self.content_type = b"application/grpc-web-text" if text else b"application/grpc-web"
-
-    def check_transport(self, stream: Stream) -> None:
-        pass  # gRPC-Web needs no trailers: that is what it is for
 
     def reject_headers(self, request: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
         # Calls get their CORS headers from the server's policy; an error answered
         # before a call echoes the origin, so the browser can read the status.
         return _cors_headers(request)
 
-    def framing(self, request: dict[bytes, bytes]) -> Framing:
+    def framing(self) -> Framing:
         return Base64Framing() if self.text else IDENTITY_FRAMING
 
     async def send_trailers(
@@ -201,3 +200,7 @@ class GrpcWebClient(GrpcClient):
 
     def framing(self) -> Framing:
         return Base64Framing() if self.text else IDENTITY_FRAMING
+
+    def frame(self, message: Any) -> bytes:
+        frame = super().frame(message)
+        return base64.b64encode(frame) if self.text else frame

@@ -53,13 +53,21 @@ else:
             # its place as the current task, so the call gets a Task of its own.
             return loop.create_task(coro)
         context = contextvars.copy_context()
-        first = _FirstStep(loop, coro)
+        # (Its fields set here, not by an __init__: a frame less on every call's path;
+        # _result and _error are set once it finishes.)
+        first = _FirstStep()
+        first._loop = loop
+        first._coro = coro
+        first._task = None
+        first._cancels = 0
+        first._callbacks = None
         _enter_task(loop, first)  # type: ignore[arg-type]
         try:
             yielded = context.run(coro.send, None)
         except StopIteration as stop:
             if first._callbacks is None:  # the common case, inline
                 first._result = stop.value
+                first._error = None
                 first._coro = None  # type: ignore[assignment]
             else:
                 first._finish(stop.value, None, context)
@@ -103,15 +111,14 @@ class _FirstStep:
 
     __slots__ = ("_callbacks", "_cancels", "_coro", "_error", "_loop", "_result", "_task")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, coro: Coro) -> None:
-        self._loop = loop
-        self._coro = coro
-        self._task: asyncio.Task[Any] | None = None
-        self._cancels = 0
-        self._callbacks: list[tuple[Callable[[Any], object], contextvars.Context | None]] | None
-        self._callbacks = None
-        self._result: Any = None
-        self._error: BaseException | None = None
+    _loop: asyncio.AbstractEventLoop
+    _coro: Coro
+    _task: asyncio.Task[Any] | None
+    _cancels: int
+    _callbacks: list[tuple[Callable[[Any], object], contextvars.Context | None]] | None
+    # Set once the coroutine finished (while _coro is None).
+    _result: Any
+    _error: BaseException | None
 
     def _handover(self, task: asyncio.Task[Any]) -> None:
         self._task = task
@@ -166,7 +173,7 @@ class _FirstStep:
     def cancelled(self) -> bool:
         if self._task is not None:
             return self._task.cancelled()
-        return isinstance(self._error, asyncio.CancelledError)
+        return self._coro is None and isinstance(self._error, asyncio.CancelledError)
 
     def result(self) -> Any:
         if self._task is not None:

@@ -22,7 +22,7 @@ from ..discovery import Registrar
 from ..observability._observer import ServerObserver
 from ..observability._tracing import server_tracer
 from ..protocol import CONNECT, ServerCall, ServerProtocol, negotiate
-from ..protocol._base import HttpStatusError, encode_metadata, method_not_allowed
+from ..protocol._base import CallMaker, HttpStatusError, encode_metadata, method_not_allowed
 from ..protocol._cors import CorsPolicy
 from ..protocol.connect import allowed_methods
 from ..protocol.grpc_web import CorsPreflight
@@ -65,22 +65,38 @@ _UNSUPPORTED_MEDIA = [(b":status", b"415"), (b"content-type", b"text/plain; char
 
 
 class _Route:
-    __slots__ = ("handler", "method")
+    """A method as the server calls it, bound once at registration."""
 
-    def __init__(self, method: MethodDescriptor, handler: Handler) -> None:
+    __slots__ = ("calls", "handler", "kind", "method", "plain")
+
+    def __init__(
+        self, method: MethodDescriptor, handler: Handler, plain: Callable[[Any], Any] | None = None
+    ) -> None:
         self.method = method
+        self.kind = method.kind
         self.handler = handler
+        #: A unary method's function of the request alone, when nothing needs the call's
+        #: context: its handler takes none and no interceptor wraps it.
+        self.plain = plain if method.kind is _UNARY else None
+        #: The protocol and call maker (``ServerProtocol.bind``) of each content type its
+        #: POST requests came with (a few: they come from the callers).
+        self.calls: dict[bytes, tuple[ServerProtocol, CallMaker]] = {}
 
 
-def _bind(service: Service, method: MethodDescriptor) -> Handler:
+_MAX_BOUND = 8  # content types bound per route
+
+
+def _bind(service: Service, method: MethodDescriptor) -> tuple[Handler, Callable[[Any], Any]]:
+    """The handler of ``method`` (called with the request and the context), and the
+    service's function itself."""
     func = getattr(service, method.python_name)
     if method.takes_context:
-        return func  # type: ignore[no-any-return]
+        return func, func
 
     def without_ctx(request: Any, ctx: Context) -> Any:
         return func(request)
 
-    return without_ctx
+    return without_ctx, func
 
 
 class Server:
@@ -214,13 +230,14 @@ class Server:
         if not isinstance(service, Service):
             raise TypeError(f"{service!r} is not a h2mesh Service")
         for method in service.__methods__.values():
-            handler = _bind(service, method)
+            handler, func = _bind(service, method)
             for interceptor in reversed(self.interceptors):
                 handler = interceptor.wrap(method, handler)
+            plain = None if method.takes_context or self.interceptors else func
             path = method.path.encode()
             if path in self._routes:
                 raise ValueError(f"two services serve {method.path}")
-            route = self._routes[path] = _Route(method, handler)
+            route = self._routes[path] = _Route(method, handler, plain)
             for rule in method.http:
                 self._rest.add(method, rule, route)
         self.services.append(service)
@@ -581,13 +598,23 @@ class Server:
     def _on_stream(self, stream: Stream) -> None:
         loop = self._loop
         assert loop is not None
-        obs = self.observer
         try:
             accepted: Any = self._accept(stream)
         except _Refused as refused:
             accepted = refused
         except Exception:
             accepted = _UNROUTED
+        obs = self.observer
+        if (
+            obs is None
+            and stream.inline_start
+            and accepted is not None
+            and accepted is not _UNROUTED
+        ):
+            # The common case: the call starts at once (in the transport's event
+            # callback) and gets a task only if it has to wait.
+            stream.task = start_eagerly(loop, self._serve(stream, accepted))
+            return
         app = self.app
         if accepted is None and obs is None and app is not None:
             # The hosted application (a task each: see AsgiHost.serve), with no
@@ -599,11 +626,6 @@ class Server:
             serve = self._serve_stream  # a bug in routing: a task meets it again, and logs it
         elif accepted is None:
             serve = self._serve_app
-        elif obs is None and stream.inline_start:
-            # The common case: the call starts at once (in the transport's event
-            # callback) and gets a task only if it has to wait.
-            stream.task = start_eagerly(loop, self._serve(stream, accepted))
-            return
         else:
             serve = partial(self._serve_accepted, accepted)
         coro = serve(stream) if obs is None else obs.observe(serve, stream)
@@ -639,6 +661,20 @@ class Server:
         method = request.get(b":method")
         path = request.get(b":path", b"")
         route = self._routes.get(path)
+        if route is not None and method == b"POST":
+            # The common case: a call of a method with a content type bound before.
+            bound = route.calls.get(request.get(b"content-type", b""))
+            if bound is not None:
+                bound_proto, make = bound
+                try:
+                    call = make(stream, request, self.max_message_size)
+                except RpcError as exc:
+                    raise _Refused(bound_proto, request, exc) from None
+                # Inline, not _call_cors(): most calls carry no origin, and pay a lookup.
+                origin = request.get(b"origin")
+                if origin is None or self.cors is None:
+                    return route, call, bound_proto, None
+                return route, call, bound_proto, self.cors.response_headers(origin)
         if route is None and path.find(b"?") >= 0:  # (not "in": see _h1wire.field_block)
             route = self._routes.get(path.partition(b"?")[0])
         if route is None:
@@ -667,7 +703,8 @@ class Server:
             raise _Refused(proto, request, error)
         if method == b"OPTIONS":
             raise _Refused(self._preflight, request, _PREFLIGHT)
-        proto = negotiate(method, request.get(b"content-type"))
+        content_type = request.get(b"content-type")
+        proto = negotiate(method, content_type)
         if proto is None:
             if method not in (b"POST", b"GET"):
                 # Every RPC protocol calls with POST (Connect also GET): 405, not 415.
@@ -678,21 +715,30 @@ class Server:
                 raise _Refused(CONNECT, request, error)
             raise _Refused(None, request, None)
         try:
-            call = proto.server_call(stream, route.method, request, self.max_message_size)
+            if method == b"POST" and content_type is not None:
+                make = proto.bind(route.method, content_type)
+                if len(route.calls) < _MAX_BOUND:
+                    route.calls[content_type] = proto, make
+                call = make(stream, request, self.max_message_size)
+            else:
+                call = proto.server_call(stream, route.method, request, self.max_message_size)
         except RpcError as exc:
             raise _Refused(proto, request, exc) from None
-        # Inline, not _cors_headers(): most calls carry no origin, and pay only a lookup.
+        return route, call, proto, self._call_cors(request)
+
+    def _call_cors(self, request: dict[bytes, bytes]) -> dict[str, str] | None:
+        """The CORS headers of a call's response (most calls carry no origin)."""
         origin = request.get(b"origin")
         if origin is None or self.cors is None:
-            return route, call, proto, None
-        return route, call, proto, self.cors.response_headers(origin)
+            return None
+        return self.cors.response_headers(origin)
 
     def _cors_headers(self, request: dict[bytes, bytes]) -> dict[str, str] | None:
         if self.cors is None:
             return None
         return self.cors.response_headers(request.get(b"origin"))
 
-    async def _serve_stream(self, stream: Stream) -> Context | _Refused | _Hosted:
+    async def _serve_stream(self, stream: Stream) -> Context | _Refused | _Hosted | None:
         """A request routed in its own task."""
         accepted: _Accepted | _Refused | None
         try:
@@ -701,7 +747,7 @@ class Server:
             accepted = refused
         if accepted is None:
             return await self._serve_app(stream)
-        return await self._serve(stream, accepted)
+        return await self._serve(stream, accepted, True)
 
     async def _serve_app(self, stream: Stream) -> _Hosted:
         assert self.app is not None
@@ -709,20 +755,34 @@ class Server:
         return _HOSTED
 
     def _serve_accepted(self, accepted: _Accepted | _Refused, stream: Stream) -> Any:
-        return self._serve(stream, accepted)
+        return self._serve(stream, accepted, True)
 
-    async def _serve(self, stream: Stream, accepted: _Accepted | _Refused) -> Context | _Refused:
+    async def _serve(
+        self, stream: Stream, accepted: _Accepted | _Refused, observed: bool = False
+    ) -> Context | _Refused | None:
         # One coroutine per call, from routing to the last byte: every extra await
-        # layer on this path costs each call. Returns what an observer reports: the
-        # call's context (method, protocol, code) or the refusal.
+        # layer on this path costs each call. Returns what an observer reports (if
+        # ``observed``): the call's context (method, protocol, code) or the refusal.
         if isinstance(accepted, _Refused):
             with contextlib.suppress(TransportError):  # the peer may have gone away
                 await accepted.answer(stream)
             return accepted
         route, call, proto, cors = accepted
         method = route.method
-        timer: asyncio.TimerHandle | None = None
         timeout = call.timeout
+        plain = route.plain
+        if plain is not None and timeout is None:
+            # A unary call that nothing asks the context of: none is made unless it fails
+            # (or an observer asks how it went).
+            try:
+                response = await plain(await call.receive())
+                await call.send_unary(response, cors, None)
+            except BaseException as exc:
+                ctx = Context(stream, method, proto.name, None, cors)
+                await self._end_failed(call, ctx, exc)
+                return ctx
+            return Context(stream, method, proto.name, None, cors) if observed else None
+        timer: asyncio.TimerHandle | None = None
         if timeout is not None:
             loop = self._loop
             assert loop is not None
@@ -736,7 +796,7 @@ class Server:
         if self._trust is not None:
             ctx._trust = self._trust
         try:
-            kind = method.kind
+            kind = route.kind
             if kind is _UNARY:
                 response = await route.handler(await call.receive(), ctx)
                 await call.send_unary(response, ctx._response_headers, ctx._response_trailers)
@@ -747,13 +807,23 @@ class Server:
                 await call.send_unary(response, ctx._response_headers, ctx._response_trailers)
             else:
                 await self._stream_out(route.handler(call.receive_stream(), ctx), call, ctx)
-        except RpcError as exc:
-            await self._fail(call, ctx, exc)
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            await self._end_failed(call, ctx, exc)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return ctx
+
+    async def _end_failed(self, call: ServerCall, ctx: Context, exc: BaseException) -> None:
+        """End a call that raised ``exc``: answer with its status, or raise again what is
+        not the call's to answer (the caller's cancellation, the interpreter's exit)."""
+        if isinstance(exc, RpcError):
+            error = exc
+        elif isinstance(exc, asyncio.CancelledError):
             if not ctx.timed_out and not self._cutting:
                 ctx.code = Code.CANCELED
-                raise  # the caller reset the stream
-            task = stream.task
+                raise exc  # the caller reset the stream
+            task = call.stream.task
             if task is not None:
                 task.uncancel()
             if ctx.timed_out:
@@ -762,18 +832,17 @@ class Server:
                 error = RpcError(
                     Code.UNAVAILABLE, "server shutting down: the call ran past the grace period"
                 )
-            await self._fail(call, ctx, error)
-        except MessageTooLarge as exc:
-            await self._fail(call, ctx, RpcError(Code.RESOURCE_EXHAUSTED, str(exc)))
-        except TransportError:
+        elif isinstance(exc, MessageTooLarge):
+            error = RpcError(Code.RESOURCE_EXHAUSTED, str(exc))
+        elif isinstance(exc, TransportError):
             ctx.code = Code.CANCELED  # the peer went away; nothing left to answer
-        except Exception:
-            log.exception("handler %s failed", method.path)
-            await self._fail(call, ctx, RpcError(Code.INTERNAL, "internal error"))
-        finally:
-            if timer is not None:
-                timer.cancel()
-        return ctx
+            return
+        elif isinstance(exc, Exception):
+            log.error("handler %s failed", ctx.method.path, exc_info=exc)
+            error = RpcError(Code.INTERNAL, "internal error")
+        else:
+            raise exc
+        await self._fail(call, ctx, error)
 
     @staticmethod
     async def _stream_out(responses: AsyncIterator[Any], call: ServerCall, ctx: Context) -> None:

@@ -115,6 +115,7 @@ class InboundGuard:
         "_tolerated",
         "_window",
         "failed",
+        "fitting_fields",
         "oversized",
         "violation",
     )
@@ -127,6 +128,7 @@ class InboundGuard:
         reset_limit: tuple[int, int] = (1000, 33),
         open_streams: Container[int] = (),
         window: Callable[[int], int | None] = lambda sid: None,
+        fitting_fields: int = 0,
     ) -> None:
         self._skip = _PREFACE_LEN  # bytes of the current frame (or preface) not yet seen
         self._carry = b""  # held bytes: a split frame header, or a header block
@@ -158,6 +160,11 @@ class InboundGuard:
         #: (0, ENHANCE_YOUR_CALM).
         self.violation: tuple[int, int] | None = None
         self.failed = False
+        #: The connection adds up a request's header list only if it has more fields
+        #: than this (see ``_fields_that_fit`` in ``_h2.py``): a header block that came
+        #: in one HEADERS frame and has no more fields than this is within the limit.
+        #: Once a block split over CONTINUATION frames arrived, every list is added up.
+        self.fitting_fields = fitting_fields
 
     def feed(self, data: bytes) -> bytes:
         """The bytes to hand the engine now (the rest is held until complete)."""
@@ -214,6 +221,7 @@ class InboundGuard:
                         # A lower id than one already used (RFC 9113 5.1.1).
                         return self._stop(data, released, pos, parts, 0, PROTOCOL_ERROR)
                     if not flags & _END_HEADERS:
+                        self.fitting_fields = 0  # (a block of many frames holds more)
                         end, complete = self._block_end(data, pos)
                         if end == pos:  # still arriving: hold it from its first byte
                             self._carry = data[pos:]

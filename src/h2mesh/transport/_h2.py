@@ -104,6 +104,22 @@ def _header_list_size(headers: list[tuple[bytes, bytes]]) -> int:
     return size
 
 
+# What one header block in a single HEADERS frame can decode to, at most (RFC 7541): a
+# field taken from a table, name or all, counts at most the dynamic table's size (an entry
+# is its name and value plus 32 bytes, and the table holds SETTINGS_HEADER_TABLE_SIZE,
+# 4,096 bytes: never raised here); the literal strings of the block, within the frame's
+# 16,384 bytes (SETTINGS_MAX_FRAME_SIZE, never raised here either), decode to at most 8/5
+# as many bytes (the shortest Huffman code is 5 bits).
+_MAX_TABLE_FIELD = 4096
+_MAX_LITERALS = 16_384 * 8 // 5
+
+
+def _fields_that_fit(max_header_list_size: int) -> int:
+    """How many fields a request's header list may have and still be known to be within
+    ``max_header_list_size`` without adding it up, if it came in one HEADERS frame."""
+    return max(0, (max_header_list_size - _MAX_LITERALS) // _MAX_TABLE_FIELD)
+
+
 def _authority_problem(headers: list[tuple[bytes, bytes]], host: bytes) -> str | None:
     """Check a request's ``host`` against its ``:authority`` (RFC 9113 section 8.3.1).
 
@@ -544,9 +560,9 @@ class H2Connection(asyncio.Protocol):
         "_closed",
         "_flush_pending",
         "_guard",
+        "_heard",
         "_oversized",
         "_ping_sent_at",
-        "_received",
         "_settings_waiter",
         "_silent_since",
         "_stalled",
@@ -643,6 +659,7 @@ class H2Connection(asyncio.Protocol):
                 reset_limit=_RESET_LIMIT,
                 open_streams=self.streams,
                 window=self._send_window,
+                fitting_fields=_fields_that_fit(cfg.max_header_list_size),
             )
         )
         # Streams whose headers held a field too long for the engine: they get a 431.
@@ -672,7 +689,7 @@ class H2Connection(asyncio.Protocol):
         self.bytes_received = self.bytes_sent = 0
         self._timer: dict[Any, None] | None = None  # the slot of the next check (_timers.py)
         self._ping_sent_at: float | None = None
-        self._received = False
+        self._heard = 0  # bytes_received at the last check (keepalive: silence since then)
         self._silent_since = self.last_activity
         self._closed: asyncio.Future[None] | None = None  # made by the first ``closed``
 
@@ -706,7 +723,6 @@ class H2Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         engine = self.engine
-        self._received = True
         self.bytes_received += len(data)
         guard = self._guard
         if guard is not None:
@@ -725,7 +741,9 @@ class H2Connection(asyncio.Protocol):
             self._flush_pending = pending
             return
         self._flush()
-        if not engine.want_read and not engine.want_write:
+        # (The engine stops reading only once a GOAWAY went either way, which set
+        # ``closing``: the two engine calls are not made for every read.)
+        if self.closing and not engine.want_read and not engine.want_write:
             self._abort()
 
     def _receive(self, data: bytes) -> bool:
@@ -858,8 +876,9 @@ class H2Connection(asyncio.Protocol):
                 return
         counted = self.queued
         if counted:
-            # Inline: this runs after every response (usually all of it has left).
-            self.queued = left = engine.queued_body_size()
+            # Inline: this runs after every response (usually all of it has left). With no
+            # stream left, neither is any of their bytes: the engine need not be asked.
+            self.queued = left = engine.queued_body_size() if self.streams else 0
             budget = self.budget
             budget.queued -= counted - left
             if self.room_waiters or budget.waiting:
@@ -922,12 +941,13 @@ class H2Connection(asyncio.Protocol):
     def _on_request(self, ev: ngh2.RequestReceived) -> None:
         sid = ev.stream_id
         self.last_stream_id = sid
-        self.last_activity = _monotonic()
         headers = list(ev.headers)
         oversized = self._oversized
-        if _header_list_size(headers) > self.config.max_header_list_size or (
-            oversized and sid in oversized
-        ):
+        guard = self._guard  # (None on a client, which gets no requests)
+        if (
+            (guard is None or len(headers) > guard.fitting_fields)
+            and _header_list_size(headers) > self.config.max_header_list_size
+        ) or (oversized and sid in oversized):
             oversized.pop(sid, None)
             self._refuse(sid, ev.end_stream, _HEADERS_TOO_LARGE)
             return
@@ -954,6 +974,8 @@ class H2Connection(asyncio.Protocol):
         self, sid: int, request_ended: bool, head: list[tuple[bytes, bytes]], body: bytes = b""
     ) -> None:
         """Answer a request the transport will not pass on (431, 400), on that stream only."""
+        # (A request served is activity from when its stream closes; this one never opens.)
+        self.last_activity = _monotonic()
         if not request_ended and self._guard is not None:
             self._guard.tolerate(sid)  # its body may still be on the way
         with contextlib.suppress(ngh2.NGH2Error):
@@ -1244,8 +1266,8 @@ class H2Connection(asyncio.Protocol):
             self._flush()
             self._abort()
             return
-        if self._received:
-            self._received = False
+        if self._heard != self.bytes_received:
+            self._heard = self.bytes_received
             self._silent_since = now
         if self.queued and cfg.send_timeout is not None and not self.is_client:
             self._reset_stalled(now, cfg.send_timeout)
