@@ -313,8 +313,13 @@ class H2Stream(Stream):
             self._acked += n
             conn = self._conn
             if not self.closed:
-                conn.engine.acknowledge_received_data(n, self.id)
-                conn.schedule_flush()
+                engine = conn.engine
+                engine.acknowledge_received_data(n, self.id)
+                # The engine sends WINDOW_UPDATE once half a window is consumed: most reads
+                # make none due, and then there is nothing to flush.
+                if engine.want_write and not conn._flush_pending:
+                    conn._flush_pending = True
+                    conn.loop.call_soon(conn._flush)
 
     # -- writing ------------------------------------------------------------------
     def send_headers(
