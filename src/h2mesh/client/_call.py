@@ -154,7 +154,8 @@ class StreamOpener(Protocol):
 class _Deadline:
     """The timer of one attempt: when it fires, the attempt's stream is reset, and the
     flow reports DEADLINE_EXCEEDED instead of the reset. One timer handle per attempt
-    costs a fraction of an ``asyncio.timeout`` scope."""
+    costs a fraction of an ``asyncio.timeout`` scope; an attempt with no deadline makes
+    none, and reads no clock."""
 
     __slots__ = ("expired", "handle", "stream")
 
@@ -169,11 +170,6 @@ class _Deadline:
 
     def error(self) -> RpcError:
         return RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded")
-
-
-def _timer(stream: Stream, deadline: float | None) -> _Deadline | None:
-    """The timer that resets ``stream`` at ``deadline`` (None: no deadline, no timer)."""
-    return None if deadline is None else _Deadline(stream, deadline)
 
 
 def _time_left(deadline: float | None) -> float | None:
@@ -245,7 +241,7 @@ class CallFlow:
             return await self._enveloped_unary(opener, call, request, deadline)
         method = call.method
         timer: _Deadline | None = None
-        timeout = _time_left(deadline)
+        timeout = None if deadline is None else _time_left(deadline)
         headers, body = protocol.unary_request(
             self.base_headers, method, request, timeout, call.headers
         )
@@ -255,7 +251,8 @@ class CallFlow:
             stream = opener.open_stream_nowait(headers, end, body)
             if stream is None:
                 stream = await _open(opener, headers, end, body, deadline)
-            timer = _timer(stream, deadline)
+            if deadline is not None:
+                timer = _Deadline(stream, deadline)
             try:
                 head = await stream.wait_response()
                 # The body came with the head (one read, as it mostly does): no waiting.
@@ -282,7 +279,7 @@ class CallFlow:
         md = call.metadata
         method = call.method
         timer: _Deadline | None = None
-        timeout = _time_left(deadline)
+        timeout = None if deadline is None else _time_left(deadline)
         headers = protocol.request_headers(self.base_headers, method, timeout, call.headers)
         body = protocol.frame(request)
         stream: Stream | None = None
@@ -293,7 +290,8 @@ class CallFlow:
             stream = opener.open_stream_nowait(headers, False, body)
             if stream is None:
                 stream = await _open(opener, headers, False, body, deadline)
-            timer = _timer(stream, deadline)
+            if deadline is not None:
+                timer = _Deadline(stream, deadline)
             head = await stream.wait_response()
             reader = protocol.open_response(stream, head, md, self.max_size)
             # (None: the call ended well with its head, and had no message.)
@@ -340,7 +338,7 @@ class CallFlow:
         protocol = self.protocol
         md = call.metadata
         timer: _Deadline | None = None
-        timeout = _time_left(deadline)
+        timeout = None if deadline is None else _time_left(deadline)
         headers = protocol.request_headers(self.base_headers, call.method, timeout, call.headers)
         sender = RequestSender()
         stream: Stream | None = None
@@ -349,7 +347,8 @@ class CallFlow:
             stream = opener.open_stream_nowait(headers, False)
             if stream is None:
                 stream = await _open(opener, headers, False, None, deadline)
-            timer = _timer(stream, deadline)
+            if deadline is not None:
+                timer = _Deadline(stream, deadline)
             await sender.start(stream, requests, request, protocol.frame)
             head = await stream.wait_response()
             reader = protocol.open_response(stream, head, md, self.max_size)

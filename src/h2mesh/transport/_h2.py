@@ -1164,7 +1164,8 @@ class H2Connection(asyncio.Protocol):
             end_stream = True
         self.streams[sid] = stream = H2Stream(self, sid, None)
         stream.ended_local = end_stream
-        self.last_activity = _monotonic()
+        # (No clock read: last_activity matters only while no stream is open, and the
+        # close of the last one sets it.)
         if not self._flush_pending:  # (schedule_flush inline)
             self._flush_pending = True
             self.loop.call_soon(self._flush)
