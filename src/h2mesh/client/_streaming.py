@@ -104,4 +104,4 @@ class StreamCalls:
         finally:
             await responses.aclose()  # type: ignore[attr-defined]
             now = loop.time()
-            endpoints.balancer.finished(endpoint, ok, now - started, now, stats)
+            stats.finished(ok, now - started, now)  # (Balancer.finished, known stats)

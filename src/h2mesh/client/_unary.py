@@ -87,7 +87,7 @@ class UnaryCalls:
                 failure = exc
             finally:
                 now = loop.time()
-                balancer.finished(endpoint, ok, now - started, now, stats)
+                stats.finished(ok, now - started, now)  # (Balancer.finished, known stats)
             if failure is None:
                 endpoints.reached(endpoint)
                 if state is not None:
