@@ -210,7 +210,8 @@ class MessageReader:
         if reader is None:
             reader = self._reader = EnvelopeReader(self.max_size)
         framing = self._framing
-        env = reader.next()
+        # Nothing buffered (the usual case between messages): straight to the read.
+        env = reader.next() if reader._chunk or reader._buf else None
         while env is None:
             chunk = await self._stream.read()
             if not chunk:  # the end of the body
