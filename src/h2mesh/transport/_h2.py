@@ -165,6 +165,7 @@ class H2Stream(Stream):
         "_eof",
         "_error",
         "_head",
+        "_head_waiter",
         "_read_waiter",
         "_send_waiter",
         "closed",
@@ -202,11 +203,12 @@ class H2Stream(Stream):
         # Body bytes: received (and sent) for metrics; of those received, how many were
         # acknowledged (the rest are the stream's share of the peer's window, held).
         self._head = self._acked = self.received = self.sent = 0
-        # The reader waits for the response headers (client) and for body bytes on
-        # _read_waiter, never for both at once.
+        # The reader waits for the response headers (client) on _head_waiter, for body
+        # bytes on _read_waiter.
         self.trailers: Headers | None = None
         self._error: BaseException | None = None
         self._read_waiter: asyncio.Future[None] | None = None
+        self._head_waiter: asyncio.Future[Headers] | None = None
         self._send_waiter: asyncio.Future[None] | None = None
         self._closed_waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[Any] | None = None
@@ -408,19 +410,17 @@ class H2Stream(Stream):
         self.send_headers([(b":status", b"200"), *headers])
         return H2Tunnel(self)
 
-    async def wait_response(self) -> Headers:
-        """(client) The response headers, once they arrive."""
-        headers = self.headers
-        while headers is None:
-            if self._error is not None:
-                raise self._error
-            self._read_waiter = self._conn.loop.create_future()
-            try:
-                await self._read_waiter
-            finally:
-                self._read_waiter = None
-            headers = self.headers
-        return headers
+    def wait_response(self) -> asyncio.Future[Headers]:
+        """(client) The response headers, once they arrive: a future the engine's event
+        resolves (or fails with the stream's error), so no coroutine is made per call."""
+        waiter: asyncio.Future[Headers] = self._conn.loop.create_future()
+        if self.headers is not None:
+            waiter.set_result(self.headers)
+        elif self._error is not None:
+            waiter.set_exception(self._error)
+        else:
+            self._head_waiter = waiter
+        return waiter
 
     async def _wait_writable(self) -> None:
         conn = self._conn
@@ -507,6 +507,12 @@ class H2Stream(Stream):
             waiter.set_result(None)
 
     def _wake_all(self) -> None:
+        head = self._head_waiter
+        if head is not None and self._error is not None:
+            # (Woken with neither headers nor an error, it would only wait again.)
+            self._head_waiter = None
+            if not head.done():
+                head.set_exception(self._error)
         self._wake(self._read_waiter)
         self._wake(self._send_waiter)
         self._wake(self._closed_waiter)
@@ -1010,11 +1016,11 @@ class H2Connection(asyncio.Protocol):
                 stream._eof = True
             # Woken and forgotten at once: the stream's close (often in the same read)
             # then finds no waiter left to wake.
-            waiter = stream._read_waiter
+            waiter = stream._head_waiter
             if waiter is not None:
-                stream._read_waiter = None
+                stream._head_waiter = None
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(headers)
 
     def _on_data(self, ev: ngh2.DataReceived) -> None:
         stream = self.streams.get(ev.stream_id)

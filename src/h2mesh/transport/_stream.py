@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from .._http2 import ErrorCode
@@ -109,7 +109,9 @@ class Stream:
     def reset(self, error_code: int = ErrorCode.CANCEL) -> None:
         raise NotImplementedError
 
-    async def wait_response(self) -> Headers:
+    def wait_response(self) -> Awaitable[Headers]:
+        """(client) The response headers, once they arrive (an awaitable: HTTP/2's is a
+        future, with no coroutine of its own)."""
         raise NotImplementedError
 
     def switch(self, headers: Iterable[tuple[bytes, bytes]]) -> Tunnel:
