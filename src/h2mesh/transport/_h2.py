@@ -751,7 +751,12 @@ class H2Connection(asyncio.Protocol):
         if guard is not None and guard.violation is not None and not self._answer(guard):
             self._flush_pending = pending
             return
-        self._flush()
+        # Most reads (a response, a message of a stream) leave nothing to send and nothing
+        # that _flush would account for or wake: then it is not called.
+        if engine.want_write or self.queued or self.send_waiters or self.closing:
+            self._flush()
+        else:
+            self._flush_pending = pending
         # (The engine stops reading only once a GOAWAY went either way, which set
         # ``closing``: the two engine calls are not made for every read.)
         if self.closing and not engine.want_read and not engine.want_write:
