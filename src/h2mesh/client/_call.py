@@ -11,7 +11,7 @@ and, for Connect's plain unary calls, the request and response bodies.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from .._errors import Code, RpcError
@@ -232,13 +232,20 @@ class CallFlow:
         self.base_headers = base_headers
         self.max_size = max_size
 
-    async def unary(
+    def unary(
+        self, opener: StreamOpener, call: CallOptions, request: Any, deadline: float | None
+    ) -> Awaitable[Any]:
+        """One attempt of a unary call: awaited, the response message, or ``RpcError``.
+        (The protocol's own coroutine, with no coroutine around it.)"""
+        if self.protocol.bare_unary:
+            return self._bare_unary(opener, call, request, deadline)
+        return self._enveloped_unary(opener, call, request, deadline)
+
+    async def _bare_unary(
         self, opener: StreamOpener, call: CallOptions, request: Any, deadline: float | None
     ) -> Any:
-        """One attempt of a unary call: the response message, or ``RpcError``."""
+        """One attempt of a unary call whose body is the message itself (Connect)."""
         protocol = self.protocol
-        if not protocol.bare_unary:
-            return await self._enveloped_unary(opener, call, request, deadline)
         method = call.method
         timer: _Deadline | None = None
         timeout = None if deadline is None else _time_left(deadline)
