@@ -287,7 +287,20 @@ class Channel:
         return self._unary(request, CallOptions(method, headers, timeout, metadata, key))
 
     async def _unary(self, request: Any, call: CallOptions) -> Any:
-        call, deadline = self._prepare(call)
+        # (_prepare inline: this runs for every unary call.)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._bind_loop()
+        timeout = call.timeout
+        if timeout is None:
+            timeout = self.default_timeout
+        if current_deadline.get() is not None:  # a call made while serving one
+            timeout = effective_timeout(timeout)
+        defaults = self.default_headers
+        if defaults is not None:
+            headers = {**defaults, **call.headers} if call.headers else defaults
+            call = CallOptions(call.method, headers, call.timeout, call.metadata, call.key)
+        deadline = None if timeout is None else loop.time() + timeout
         # Each attempt ends by the deadline (its timer resets the stream), and so does every
         # wait between attempts: no timeout scope is needed but the hedges'.
         direct = self._fast
