@@ -112,7 +112,13 @@ def _scope(
     method = get(b":method", b"")
     target = get(b":path", b"")
     scheme = get(b":scheme", b"http")
-    fields = headers[len(_PSEUDO.intersection(by_name)) :]
+    # The pseudo-header fields come first (RFC 9113 8.3; the HTTP/1.1 transport puts its
+    # own first too): all of :method, :scheme and :path in a request other than CONNECT
+    # (the engine refuses one without them, or with :protocol), and maybe :authority.
+    if method != b"CONNECT":
+        fields = headers[3 + (b":authority" in by_name) :]
+    else:
+        fields = headers[len(_PSEUDO.intersection(by_name)) :]
     if len(by_name) != len(headers):
         fields = _join_cookies(fields)
     if b"host" not in by_name:
@@ -126,23 +132,54 @@ def _scope(
     if not trailers:
         te = get(b"te")
         trailers = te is not None and te.lower().find(b"trailers") >= 0
-    return {
-        "type": "http",
-        "asgi": _ASGI,
-        "http_version": http_version,
-        "method": _METHODS.get(method) or method.decode("latin-1"),
-        "scheme": _SCHEMES.get(scheme) or scheme.decode("latin-1"),
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "root_path": root_path,
-        "headers": fields,
-        # Socket addresses (four items for IPv6) as ASGI's (host, port).
-        "client": client[:2] if client.__class__ is tuple else None,
-        "server": server[:2] if server.__class__ is tuple else None,
-        "state": state.copy() if state else {},
-        "extensions": {"http.response.trailers": {}} if trailers else {},
-    }
+    # A copy of a dict with the keys in place costs less than a dict display of them all.
+    scope = (_SCOPES.get(http_version) or _scope_template(http_version)).copy()
+    scope["method"] = _METHODS.get(method) or method.decode("latin-1")
+    scope["scheme"] = _SCHEMES.get(scheme) or scheme.decode("latin-1")
+    scope["path"] = path
+    scope["raw_path"] = raw_path
+    scope["query_string"] = query
+    if root_path:
+        scope["root_path"] = root_path
+    scope["headers"] = fields
+    # Socket addresses (four items for IPv6) as ASGI's (host, port).
+    if client.__class__ is tuple:
+        scope["client"] = client[:2]
+    if server.__class__ is tuple:
+        scope["server"] = server[:2]
+    scope["state"] = state.copy() if state else {}
+    scope["extensions"] = {"http.response.trailers": {}} if trailers else {}
+    return scope
+
+
+def _scope_template(http_version: str) -> dict[str, Any]:
+    """The keys of an ``http`` scope in their order, with what is the same for every
+    request of an HTTP version."""
+    template = _SCOPES.get(http_version)
+    if template is None:
+        template = _SCOPES[http_version] = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": http_version,
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [],
+            "client": None,
+            "server": None,
+            "state": None,
+            "extensions": None,
+        }
+    return template
+
+
+_SCOPES: dict[str, dict[str, Any]] = {}
+for _version in ("2", "1.1", "1.0"):
+    _scope_template(_version)
+del _version
 
 
 def _join_cookies(fields: Headers) -> Headers:
