@@ -59,6 +59,7 @@ _SERVER_ERROR = [
 _DRAIN_LIMIT = 8 * 1024 * 1024
 _PSEUDO = frozenset({b":method", b":path", b":scheme", b":authority", b":protocol"})
 _STATUS = {code: b"%d" % code for code in range(100, 600)}
+_STATUS_FIELDS = {code: (b":status", value) for code, value in _STATUS.items()}
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _SCHEMES = {b"http": "http", b"https": "https"}
 
@@ -373,14 +374,18 @@ class AsgiHost:
         lowercased, connection-specific ones dropped), then ``server`` and ``date``."""
         if headers.__class__ is not list:
             headers = list(headers)  # (an iterator could not be gone through twice)
-        head = [(b":status", _STATUS.get(status) or b"%d" % status)]
+        head = [_STATUS_FIELDS.get(status) or (b":status", b"%d" % status)]
         append = head.append
         try:
-            for name, value in headers:
-                name = name.lower()
-                if name in _SPECIAL:
+            for field in headers:
+                name, value = field
+                # The common field, a tuple of lowercase bytes, goes in as it is.
+                if not name.islower() or field.__class__ is not tuple:
+                    name = name.lower()
+                    field = (name, value)
+                if name in _SPECIAL or value.__class__ is not bytes:
                     return self._careful_head(status, headers)
-                append((name, value if value.__class__ is bytes else bytes(value)))
+                append(field)
         except (TypeError, AttributeError):  # a bytearray name (unhashable), say
             return self._careful_head(status, headers)
         if _now() >= self._tail_until:
@@ -521,13 +526,15 @@ class _Exchange:
                     if not more and not self.wants_trailers:
                         # The common response: the head and the whole body.
                         self.state = _DONE
+                        if body.__class__ is not bytes:
+                            body = bytes(body)
+                        if stream.try_respond(head, body):
+                            return
                         if not body:
                             stream.send_headers(head, True)
                             return
                         stream.send_headers(head)
-                        await stream.send_data(
-                            body if body.__class__ is bytes else bytes(body), True
-                        )
+                        await stream.send_data(body, True)
                         return
                     stream.send_headers(head)
                     self.drop_body = drop

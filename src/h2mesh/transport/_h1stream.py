@@ -275,6 +275,14 @@ class H1Stream(Stream):
             if self._error is not None:
                 raise self._error
 
+    def try_respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        if self._conn.writing_paused:
+            return False  # (send_data writes, then waits)
+        self.send_headers(headers)
+        self.sent += len(body)
+        self._start(body, True)
+        return True
+
     def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """End the response, with ``headers`` as trailer fields if it is chunked."""
         if self._error is not None:

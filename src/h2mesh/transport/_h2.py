@@ -364,6 +364,38 @@ class H2Stream(Stream):
         ):
             await self._wait_writable()
 
+    def try_respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        if self._error is not None:
+            raise self._error
+        conn = self._conn
+        queued = conn.queued
+        n = len(body)
+        # Where send_data would wait, before or after queueing the body, this leaves it
+        # to send_data (a body over the mark may be one it waits for).
+        if conn.writing_paused or n > conn.high_water or conn.is_client:
+            return False
+        if queued:
+            budget = conn.budget
+            if queued >= conn.send_limit or conn.room_waiters or budget.queued >= budget.limit:
+                return False
+        engine = conn.engine
+        try:
+            if n:
+                engine.send_response(self.id, headers)
+                engine.send_data(self.id, body, end_stream=True)
+            else:
+                engine.send_response(self.id, headers, end_stream=True)
+        except ngh2.NGH2Error as exc:
+            raise self._closed_error(exc) from None
+        self.sent += n
+        conn.queued = queued + n
+        conn.budget.queued += n
+        self.ended_local = True
+        if not conn._flush_pending:
+            conn._flush_pending = True
+            conn.loop.call_soon(conn._flush)
+        return True
+
     def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         if self._error is not None:
             raise self._error
