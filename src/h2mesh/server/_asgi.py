@@ -62,6 +62,7 @@ _STATUS = {code: b"%d" % code for code in range(100, 600)}
 _STATUS_FIELDS = {code: (b":status", value) for code, value in _STATUS.items()}
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _SCHEMES = {b"http": "http", b"https": "https"}
+_UNSET: Any = object()
 
 # Response states of an exchange.
 _START = 0  # waiting for http.response.start
@@ -91,7 +92,22 @@ def http_scope(
     ``:authority`` becomes a ``host`` header when the request has none (HTTP/2 clients
     send no ``host``), and HTTP/2's split ``cookie`` fields are joined (RFC 9113 8.2.3).
     """
-    return _scope(headers, dict(headers), http_version, client, server, root_path, state, trailers)
+    return _scope(
+        headers,
+        dict(headers),
+        http_version,
+        _address(client),
+        _address(server),
+        root_path,
+        state,
+        trailers,
+    )
+
+
+def _address(sockname: Any) -> tuple[Any, Any] | None:
+    """A socket address (four items for IPv6) as ASGI's ``(host, port)``; None for a
+    Unix socket's path or no address."""
+    return sockname[:2] if sockname.__class__ is tuple else None
 
 
 def _scope(
@@ -105,7 +121,7 @@ def _scope(
     trailers: bool,
 ) -> dict[str, Any]:
     """``http_scope``, given also the request's fields as a dict (``Stream.fields``,
-    which the router has built already)."""
+    which the router has built already), and the addresses as ASGI has them."""
     # Every request pays for this, so no Python loop over the fields in the common case:
     # the dict answers the lookups, and a field list with no repeated name (the dict as
     # long as the list) has no cookies to join.
@@ -116,16 +132,22 @@ def _scope(
     # The pseudo-header fields come first (RFC 9113 8.3; the HTTP/1.1 transport puts its
     # own first too): all of :method, :scheme and :path in a request other than CONNECT
     # (the engine refuses one without them, or with :protocol), and maybe :authority.
+    authority = get(b":authority")
     if method != b"CONNECT":
-        fields = headers[3 + (b":authority" in by_name) :]
+        pseudo = 3 if authority is None else 4
     else:
-        fields = headers[len(_PSEUDO.intersection(by_name)) :]
-    if len(by_name) != len(headers):
-        fields = _join_cookies(fields)
-    if b"host" not in by_name:
-        authority = get(b":authority")
-        if authority is not None:
-            fields.insert(0, (b"host", authority))
+        pseudo = len(_PSEUDO.intersection(by_name))
+    if authority is None or b"host" in by_name:
+        fields = headers[pseudo:]
+        if len(by_name) != len(headers):
+            fields = _join_cookies(fields)
+    else:
+        # (HTTP/2 clients send no host: :authority stands for it.) The last pseudo-header
+        # field's place in the copy becomes the host field's.
+        fields = headers[pseudo - 1 :]
+        fields[0] = (b"host", authority)
+        if len(by_name) != len(headers):
+            fields = _join_cookies(fields)
     raw_path, _, query = target.partition(b"?")
     path = raw_path.decode("utf-8", "replace")
     if "%" in path:
@@ -143,11 +165,8 @@ def _scope(
     if root_path:
         scope["root_path"] = root_path
     scope["headers"] = fields
-    # Socket addresses (four items for IPv6) as ASGI's (host, port).
-    if client.__class__ is tuple:
-        scope["client"] = client[:2]
-    if server.__class__ is tuple:
-        scope["server"] = server[:2]
+    scope["client"] = client
+    scope["server"] = server
     scope["state"] = state.copy() if state else {}
     scope["extensions"] = {"http.response.trailers": {}} if trailers else {}
     return scope
@@ -263,6 +282,9 @@ class AsgiHost:
         self.started = False
         #: Trusted proxies whose forwarding headers give ``scope["client"]`` (the server's).
         self.trust: ProxyTrust | None = None
+        # The peer address of the last request and (client, server) as a scope has them.
+        self._last_peer: Any = _UNSET
+        self._last_addresses: tuple[Any, Any] = (None, None)
 
     def describe(self) -> str:
         """What is mounted, for logs: ``ASGI application module:name``."""
@@ -315,12 +337,18 @@ class AsgiHost:
         peer = stream.peer
         if self.trust is not None:
             peer = forwarded_client(stream.headers or (), peer, self.trust)
+        if peer is not self._last_peer:
+            # (A connection's requests share its address objects: held here, the pair
+            # stands for the connection until a request of another one comes.)
+            self._last_peer = peer
+            self._last_addresses = _address(peer), _address(stream.local)
+        client, server = self._last_addresses
         scope = _scope(
             stream.headers or [],
             stream.fields,
             stream.http_version,
-            peer,
-            stream.local,
+            client,
+            server,
             self.root_path,
             self.state,
             stream.supports_trailers,
