@@ -126,6 +126,7 @@ class H1Stream(Stream):
         "_read_waiter",
         "_response",
         "_status",
+        "fields",
         "headers",
         "received",
         "sent",
@@ -135,6 +136,7 @@ class H1Stream(Stream):
     )
 
     _conn: H1Connection
+    fields: dict[bytes, bytes]  # (a slot, where Stream has a property)
     http_version = "1.1"
     supports_trailers = False
 
@@ -148,8 +150,9 @@ class H1Stream(Stream):
         expect_continue: bool,
     ) -> None:
         self._conn = conn
-        self._fields = None
         self.headers: Headers | None = headers
+        # (A plain slot, not Stream's property: the router reads it on every request.)
+        self.fields = dict(headers)
         # Trailer fields of a chunked request body, if it had any.
         self.trailers: Headers | None = None
         self.task: asyncio.Task[Any] | None = None

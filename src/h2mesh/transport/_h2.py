@@ -154,6 +154,10 @@ def _authority_problem(headers: list[tuple[bytes, bytes]], host: bytes) -> str |
     )
 
 
+# The request fields of a client's own stream: none (nothing writes to it).
+_NO_FIELDS: dict[bytes, bytes] = {}
+
+
 class H2Stream(Stream):
     """One HTTP/2 stream: request or response headers, a body, and trailers."""
 
@@ -169,6 +173,7 @@ class H2Stream(Stream):
         "_send_waiter",
         "closed",
         "ended_local",
+        "fields",
         "headers",
         "id",
         "received",
@@ -177,6 +182,7 @@ class H2Stream(Stream):
     )
 
     _conn: H2Connection
+    fields: dict[bytes, bytes]  # (a slot, where Stream has a property)
     http_version = "2"
     supports_trailers = True
     inline_start = True
@@ -186,14 +192,16 @@ class H2Stream(Stream):
         conn: H2Connection,
         stream_id: int,
         headers: Headers | None,
-        fields: dict[bytes, bytes] | None = None,
+        fields: dict[bytes, bytes],
         eof: bool = False,
     ) -> None:
         # (Every slot is set here, once: this runs for every call.)
         self._conn = conn
         self.id = stream_id
         self.headers: Headers | None = headers
-        self._fields = fields
+        # A plain slot, not Stream's property: the router and the application host
+        # read it on every request.
+        self.fields = fields
         # Received chunks not yet read: a list read from index _head (a deque costs
         # more to make than every unary call would ever gain from it).
         self._chunks: list[bytes] = []
@@ -1189,7 +1197,7 @@ class H2Connection(asyncio.Protocol):
                     engine.reset_stream(sid, _CANCEL)
                 raise ConnectionRefused(str(exc)) from None
             end_stream = True
-        self.streams[sid] = stream = H2Stream(self, sid, None)
+        self.streams[sid] = stream = H2Stream(self, sid, None, _NO_FIELDS)
         stream.ended_local = end_stream
         self.last_activity = _monotonic()
         if not self._flush_pending:  # (schedule_flush inline)
