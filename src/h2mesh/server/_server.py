@@ -619,7 +619,12 @@ class Server:
         if accepted is None and obs is None and app is not None:
             # The hosted application (a task each: see AsgiHost.serve), with no
             # coroutine of the server's own around its own.
-            stream.task = _named_task(loop, app.serve(stream), "h2mesh-app")
+            # Made with its name where no task factory is set: create_task would format
+            # a "Task-N" name first, then replace it (a thousand instructions).
+            if loop.get_task_factory() is None:
+                stream.task = asyncio.Task(app.serve(stream), loop=loop, name="h2mesh-app")
+            else:
+                stream.task = loop.create_task(app.serve(stream), name="h2mesh-app")
             return
         serve: Callable[[Stream], Coroutine[Any, Any, Any]]
         if accepted is _UNROUTED:
@@ -932,14 +937,3 @@ class _Hosted:
 
 
 _HOSTED = _Hosted()
-
-
-def _named_task(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str
-) -> asyncio.Task[Any]:
-    """``loop.create_task(coro, name=name)``, without the default ``Task-N`` name that
-    ``create_task`` formats and then replaces: with no task factory set, the Task is
-    made directly with its name (a thousand instructions less per request)."""
-    if loop.get_task_factory() is None:
-        return asyncio.Task(coro, loop=loop, name=name)
-    return loop.create_task(coro, name=name)
