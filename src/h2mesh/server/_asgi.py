@@ -92,16 +92,8 @@ def http_scope(
     ``:authority`` becomes a ``host`` header when the request has none (HTTP/2 clients
     send no ``host``), and HTTP/2's split ``cookie`` fields are joined (RFC 9113 8.2.3).
     """
-    return _scope(
-        headers,
-        dict(headers),
-        http_version,
-        _address(client),
-        _address(server),
-        root_path,
-        state,
-        trailers,
-    )
+    template = scope_template(http_version, _address(client), _address(server), root_path)
+    return _scope(headers, dict(headers), template, state, trailers)
 
 
 def _address(sockname: Any) -> tuple[Any, Any] | None:
@@ -113,15 +105,12 @@ def _address(sockname: Any) -> tuple[Any, Any] | None:
 def _scope(
     headers: Headers,
     by_name: dict[bytes, bytes],
-    http_version: str,
-    client: Any,
-    server: Any,
-    root_path: str,
+    template: dict[str, Any],
     state: dict[str, Any] | None,
     trailers: bool,
 ) -> dict[str, Any]:
     """``http_scope``, given also the request's fields as a dict (``Stream.fields``,
-    which the router has built already), and the addresses as ASGI has them."""
+    which the router has built already), and the ``scope_template`` of its connection."""
     # Every request pays for this, so no Python loop over the fields in the common case:
     # the dict answers the lookups, and a field list with no repeated name (the dict as
     # long as the list) has no cookies to join.
@@ -149,57 +138,47 @@ def _scope(
         if len(by_name) != len(headers):
             fields = _join_cookies(fields)
     raw_path, _, query = target.partition(b"?")
-    path = raw_path.decode("utf-8", "replace")
+    try:
+        path = raw_path.decode()
+    except UnicodeDecodeError:
+        path = raw_path.decode("utf-8", "replace")
     if "%" in path:
         path = unquote(path)
     if not trailers:
         te = get(b"te")
         trailers = te is not None and te.lower().find(b"trailers") >= 0
     # A copy of a dict with the keys in place costs less than a dict display of them all.
-    scope = (_SCOPES.get(http_version) or _scope_template(http_version)).copy()
+    scope = template.copy()
     scope["method"] = _METHODS.get(method) or method.decode("latin-1")
     scope["scheme"] = _SCHEMES.get(scheme) or scheme.decode("latin-1")
     scope["path"] = path
     scope["raw_path"] = raw_path
     scope["query_string"] = query
-    if root_path:
-        scope["root_path"] = root_path
     scope["headers"] = fields
-    scope["client"] = client
-    scope["server"] = server
     scope["state"] = state.copy() if state else {}
     scope["extensions"] = {"http.response.trailers": {}} if trailers else {}
     return scope
 
 
-def _scope_template(http_version: str) -> dict[str, Any]:
-    """The keys of an ``http`` scope in their order, with what is the same for every
-    request of an HTTP version."""
-    template = _SCOPES.get(http_version)
-    if template is None:
-        template = _SCOPES[http_version] = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": http_version,
-            "method": "GET",
-            "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [],
-            "client": None,
-            "server": None,
-            "state": None,
-            "extensions": None,
-        }
-    return template
-
-
-_SCOPES: dict[str, dict[str, Any]] = {}
-for _version in ("2", "1.1", "1.0"):
-    _scope_template(_version)
-del _version
+def scope_template(http_version: str, client: Any, server: Any, root_path: str) -> dict[str, Any]:
+    """The keys of an ``http`` scope in their order, with the values that every request
+    of a connection shares (``client`` and ``server`` as ASGI has them)."""
+    return {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": http_version,
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": root_path,
+        "headers": [],
+        "client": client,
+        "server": server,
+        "state": None,
+        "extensions": None,
+    }
 
 
 def _join_cookies(fields: Headers) -> Headers:
@@ -284,7 +263,7 @@ class AsgiHost:
         self.trust: ProxyTrust | None = None
         # The peer address of the last request and (client, server) as a scope has them.
         self._last_peer: Any = _UNSET
-        self._last_addresses: tuple[Any, Any] = (None, None)
+        self._last_template: dict[str, Any] = {}
 
     def describe(self) -> str:
         """What is mounted, for logs: ``ASGI application module:name``."""
@@ -338,18 +317,16 @@ class AsgiHost:
         if self.trust is not None:
             peer = forwarded_client(stream.headers or (), peer, self.trust)
         if peer is not self._last_peer:
-            # (A connection's requests share its address objects: held here, the pair
+            # (A connection's requests share its address objects: held here, the peer
             # stands for the connection until a request of another one comes.)
             self._last_peer = peer
-            self._last_addresses = _address(peer), _address(stream.local)
-        client, server = self._last_addresses
+            self._last_template = scope_template(
+                stream.http_version, _address(peer), _address(stream.local), self.root_path
+            )
         scope = _scope(
             stream.headers or [],
             stream.fields,
-            stream.http_version,
-            client,
-            server,
-            self.root_path,
+            self._last_template,
             self.state,
             stream.supports_trailers,
         )
