@@ -128,6 +128,7 @@ class H1Stream(Stream):
         "_status",
         "fields",
         "headers",
+        "peer",
         "received",
         "sent",
         "task",
@@ -136,7 +137,8 @@ class H1Stream(Stream):
     )
 
     _conn: H1Connection
-    fields: dict[bytes, bytes]  # (a slot, where Stream has a property)
+    fields: dict[bytes, bytes]  # (slots, where Stream has properties)
+    peer: Any
     http_version = "1.1"
     supports_trailers = False
 
@@ -151,8 +153,9 @@ class H1Stream(Stream):
     ) -> None:
         self._conn = conn
         self.headers: Headers | None = headers
-        # (A plain slot, not Stream's property: the router reads it on every request.)
+        # (Plain slots, not Stream's properties: read for every request.)
         self.fields = dict(headers)
+        self.peer = conn.peer
         # Trailer fields of a chunked request body, if it had any.
         self.trailers: Headers | None = None
         self.task: asyncio.Task[Any] | None = None

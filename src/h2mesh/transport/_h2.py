@@ -176,13 +176,15 @@ class H2Stream(Stream):
         "fields",
         "headers",
         "id",
+        "peer",
         "received",
         "sent",
         "trailers",
     )
 
     _conn: H2Connection
-    fields: dict[bytes, bytes]  # (a slot, where Stream has a property)
+    fields: dict[bytes, bytes]  # (slots, where Stream has properties)
+    peer: Any
     http_version = "2"
     supports_trailers = True
     inline_start = True
@@ -199,9 +201,10 @@ class H2Stream(Stream):
         self._conn = conn
         self.id = stream_id
         self.headers: Headers | None = headers
-        # A plain slot, not Stream's property: the router and the application host
-        # read it on every request.
+        # Plain slots, not Stream's properties: the router and the application host
+        # read them on every request.
         self.fields = fields
+        self.peer = conn.peer
         # Received chunks not yet read: a list read from index _head (a deque costs
         # more to make than every unary call would ever gain from it).
         self._chunks: list[bytes] = []
