@@ -7,6 +7,8 @@ for N and 3N requests and prints the difference per request).
 requests with no sockets (APP: ``hello`` or ``module:object``). ``RAW=1`` answers with a
 fixed response from the server's own code instead of the app; ``RAW=scope`` and
 ``RAW=head`` add the ASGI scope, then also the response head, to that.
+``python -m benchmarks.web_inproc uvicorn N APP``: the same HTTP/1.1 requests through
+uvicorn's own protocol (``HttpToolsProtocol``), for comparison.
 """
 
 from __future__ import annotations
@@ -162,13 +164,7 @@ async def run(proto: str, n: int, path: str, app_spec: str) -> None:
     """Serve ``n`` requests of ``proto`` with the app ``app_spec``, through fake transports."""
     from h2mesh import Server
 
-    if app_spec == "hello":
-        app: Any = hello
-    else:
-        sys.path.insert(0, ".")
-        module, _, name = app_spec.partition(":")
-        app = getattr(importlib.import_module(module), name)
-    server = Server([], app=app)
+    server = Server([], app=_load_app(app_spec))
     server._loop = asyncio.get_running_loop()
     await server._begin(b"http")  # as start() does: the app's startup, the routes settled
     raw = os.environ.get("RAW")
@@ -205,9 +201,52 @@ async def run(proto: str, n: int, path: str, app_spec: str) -> None:
     print("h1 bytes out", sum(t.out for _, t in conns), file=sys.stderr)
 
 
+def _load_app(app_spec: str) -> Any:
+    if app_spec == "hello":
+        return hello
+    sys.path.insert(0, ".")
+    module, _, name = app_spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+async def run_uvicorn(n: int, app_spec: str) -> None:
+    """``run("h1", ...)``, with uvicorn's HTTP/1.1 protocol (httptools) in place of h2mesh's."""
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    config = uvicorn.Config(
+        _load_app(app_spec),
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,  # as benchmarks/web.py runs it (--no-access-log)
+    )
+    config.load()
+    state = ServerState()
+    conns = []
+    for _ in range(BATCH):
+        protocol = HttpToolsProtocol(config=config, server_state=state, app_state={})
+        transport = FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        conns.append((protocol, transport))
+    for _ in range(n // BATCH):
+        for protocol, _transport in conns:
+            protocol.data_received(_H1_REQUEST)
+        while state.tasks:  # noqa: ASYNC110 (as in run)
+            await asyncio.sleep(0)
+    print("uvicorn h1 bytes out", sum(t.out for _, t in conns), file=sys.stderr)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "gen":
         gen(int(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1] == "uvicorn":
+        import uvloop
+
+        uvloop.install()
+        asyncio.run(run_uvicorn(int(sys.argv[2]), sys.argv[3]))
     else:
         import uvloop
 
