@@ -2,7 +2,7 @@
 # Web-application hosting benchmark: the same bare ASGI, FastAPI and Flask apps on h2mesh,
 # granian, h2corn, hypercorn, uvicorn and gunicorn (see benchmarks/web.py).
 #
-#   bash benchmarks/run_web.sh [--smoke] [--duration S] [--servers a,b] [--apps x,y] [--out DIR]
+#   bash benchmarks/run_web.sh [--smoke] [--duration S] [--repeat N] [--servers a,b] [--apps x,y] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v h2load >/dev/null; then

@@ -1,13 +1,16 @@
 """Web-application hosting benchmark: the same apps on h2mesh and on other servers.
 
-``python -m benchmarks.web [--smoke] [--duration S] [--servers a,b] [--apps x,y] [--out DIR]``
+``python -m benchmarks.web [--smoke] [--duration S] [--repeat N] [--servers a,b] [--apps x,y]
+[--out DIR]``
 
 Apps (benchmarks/web_apps.py): a bare ASGI hello app, a FastAPI app, a Flask app (WSGI).
 Servers: h2mesh (``h2mesh serve``), granian, h2corn, hypercorn, uvicorn (httptools, HTTP/1.1
 only) and gunicorn (WSGI, HTTP/1.1 only; the gthread worker with 40 threads, as h2mesh's
 WSGI pool), each one process with one worker, pinned to CPU 0; h2load pinned to CPU 1.
 HTTP/2 (cleartext, prior knowledge): ``h2load -c 10 -m 10``; HTTP/1.1: ``h2load --h1 -c 50
--m 1`` (no pipelining). Each run is a warm-up then a timed run (``--warm-up-time 1 -D S``).
+-m 1`` (no pipelining). Each run is a warm-up then a timed run (``--warm-up-time 1 -D S``);
+with ``--repeat N`` each row is run N times, in rounds over its servers, and the table gives
+each server's median (``web.json`` keeps every run's rate).
 Writes ``web.json``, ``web.md`` and ``web.png``; the conditions line gives the 1-minute load
 average before the run (what other work was doing; the run's own processes raise it).
 """
@@ -178,6 +181,19 @@ def run_one(server: str, app: str, proto: str, duration: float, smoke: bool) -> 
     return {"server": server, "app": app, "proto": proto, **result}
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate of ``runs`` (a failed one, if any failed), with every
+    run's rate under ``runs_rps``."""
+    failed = [r for r in runs if "rps" not in r]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    median = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        median["runs_rps"] = [r["rps"] for r in runs]
+    return median
+
+
 def _available(server: str) -> bool:
     if server == "h2mesh-a2wsgi":
         import importlib.util
@@ -260,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="200 requests a row; h2mesh only unless --servers"
     )
     parser.add_argument("--duration", type=int, default=5, help="seconds per run")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per row, in rounds over the servers; the table gives each one's median",
+    )
     parser.add_argument("--servers", default=None)
     parser.add_argument("--apps", default=",".join(APPS))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -281,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     for app in apps:
         interface = APPS[app][1]
         for proto in ("h2", "h1"):
+            row = []
             for server in servers:
                 interfaces, protos = SERVERS[server]
                 if interface not in interfaces or proto not in protos:
@@ -289,10 +312,17 @@ def main(argv: list[str] | None = None) -> int:
                     results.append({"server": server, "app": app, "proto": proto,
                                     "error": "not installed"})  # fmt: skip
                     continue
-                result = run_one(server, app, proto, args.duration, args.smoke)
-                shown = f"{result['rps']:,.0f} req/s" if "rps" in result else result["error"]
-                print(f"{app:8} {proto} {server:10} {shown}", file=sys.stderr, flush=True)
-                results.append(result)
+                row.append(server)
+            # Round after round over the row's servers, so that a drift in the machine's
+            # speed reaches each of them alike.
+            runs: dict[str, list[dict[str, Any]]] = {server: [] for server in row}
+            for _ in range(max(1, args.repeat)):
+                for server in row:
+                    result = run_one(server, app, proto, args.duration, args.smoke)
+                    shown = f"{result['rps']:,.0f} req/s" if "rps" in result else result["error"]
+                    print(f"{app:8} {proto} {server:10} {shown}", file=sys.stderr, flush=True)
+                    runs[server].append(result)
+            results.extend(_median_run(runs[server]) for server in row)
     doc = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "conditions": (
@@ -304,11 +334,17 @@ def main(argv: list[str] | None = None) -> int:
                 if args.smoke
                 else f"{args.duration:g} s per run after 1 s warm-up"
             )
+            + (
+                f", the median of {args.repeat} runs taken in rounds over the servers"
+                if args.repeat > 1
+                else ""
+            )
             + f"; 1-minute load average before the run {load_before:.1f}: "
             + _load_words(load_before)
             + "."
         ),
         "load_average_before": load_before,
+        "repeat": max(1, args.repeat),
         "servers": [s for s in SERVERS if s in servers],
         "apps": apps,
         "results": results,

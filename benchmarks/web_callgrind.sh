@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Instructions (callgrind Ir) per hosted ASGI request, without sockets: the difference of a
 # 3000-request and a 1000-request run of benchmarks/web_inproc.py, divided by 2000. The
-# figure does not move with machine load.
+# figure does not move with machine load (the hash seed is fixed: with a random one, dict
+# layouts move it by a few hundred instructions from run to run).
 #
 #   bash benchmarks/web_callgrind.sh h1|h2 [raw]     (raw: the transport and server only,
 #                                                    a fixed response instead of the app)
 set -euo pipefail
+export PYTHONHASHSEED=0
 cd "$(dirname "$0")/.."
 proto=${1:-h2}; raw=${2:-}
 work=$(mktemp -d)

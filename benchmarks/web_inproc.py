@@ -86,19 +86,23 @@ async def run(proto, n, path, app_spec):
             stream.send_headers(head)
             await stream.send_data(b"Hello, world!", end_stream=True)
         if os.environ["RAW"] == "scope":
-            from h2mesh.server._asgi import _scope
+            from h2mesh.server._asgi import _scope, scope_template
             host = server.app
+            # (made once per connection, as AsgiHost.serve does)
+            template = scope_template("2" if proto == "h2" else "1.1", ("127.0.0.1", 40000), ("127.0.0.1", 8000), host.root_path)
             async def serve(stream):
                 stream.task = None
-                scope = _scope(stream.headers or [], stream.fields, stream.http_version, stream.peer, stream.local, host.root_path, host.state, stream.supports_trailers)
+                scope = _scope(stream.headers or [], stream.fields, template, host.state, stream.supports_trailers)
                 stream.send_headers(head)
                 await stream.send_data(b"Hello, world!", end_stream=True)
         if os.environ["RAW"] == "head":
-            from h2mesh.server._asgi import _scope
+            from h2mesh.server._asgi import _scope, scope_template
             host = server.app
+            # (made once per connection, as AsgiHost.serve does)
+            template = scope_template("2" if proto == "h2" else "1.1", ("127.0.0.1", 40000), ("127.0.0.1", 8000), host.root_path)
             async def serve(stream):
                 stream.task = None
-                scope = _scope(stream.headers or [], stream.fields, stream.http_version, stream.peer, stream.local, host.root_path, host.state, stream.supports_trailers)
+                scope = _scope(stream.headers or [], stream.fields, template, host.state, stream.supports_trailers)
                 stream.send_headers(host.response_head(200, _HEAD["headers"]))
                 await stream.send_data(b"Hello, world!", end_stream=True)
         server.app.serve = serve

@@ -24,3 +24,15 @@ def test_smoke_run_writes_json_and_markdown(tmp_path: Path) -> None:
     for row in rows.values():
         assert row["succeeded"] == 200 and row["status_2xx"] == 200, row
     assert "| bare ASGI hello | HTTP/2 |" in (tmp_path / "web.md").read_text()
+
+
+def test_repeated_runs_give_the_median_and_keep_every_rate() -> None:
+    from benchmarks.web import _median_run
+
+    runs = [{"server": "x", "rps": r} for r in (300.0, 100.0, 200.0)]
+    median = _median_run(runs)
+    assert median["rps"] == 200.0 and median["runs_rps"] == [300.0, 100.0, 200.0]
+    assert "runs_rps" not in _median_run(runs[:1])
+    # A failed run is what the row shows: it is not hidden behind the others.
+    failed = {"server": "x", "error": "server exited with status 1"}
+    assert _median_run([*runs, failed]) == failed

@@ -24,6 +24,8 @@ except ImportError:  # the package is importable straight from the source tree t
 from h2mesh.transport._config import TransportConfig
 from h2mesh.transport._errors import ConnectionLost
 
+from .test_h2_transport import wait_until
+
 uvloop: Any
 try:
     import uvloop
@@ -262,6 +264,40 @@ def test_unary_request_headers_and_single_write(run: Any) -> None:
             assert stream.at_eof
             # The unary hot path: status line, headers and body in one write.
             assert server.connections[0].writes == 1
+            writer.close()
+
+    run(main())
+
+
+def test_whole_response_in_one_write_and_declined_while_writing_is_paused(run: Any) -> None:
+    answers: list[bool] = []
+
+    async def whole(stream: H1Stream) -> None:
+        body = await stream.read_all(1 << 20)
+        head = [(b":status", b"200"), (b"content-type", b"text/plain")]
+        taken = stream.try_respond(head, body)
+        answers.append(taken)
+        if not taken:
+            stream.send_headers(head)
+            await stream.send_data(body, end_stream=True)
+
+    async def main() -> None:
+        async with Server(whole) as server:
+            reader, writer = await connect(server)
+            writer.write(request(body=b"first"))
+            resp = await read_response(reader)
+            assert (resp.head.split(b"\r\n")[0], resp.body) == (b"HTTP/1.1 200 OK", b"first")
+            assert resp.headers[b"content-length"] == b"5"
+            conn = server.connections[0]
+            assert answers == [True] and conn.writes == 1
+            # While the socket buffer is full, it sends nothing and says so.
+            conn.pause_writing()
+            writer.write(request(body=b"second"))
+            await wait_until(lambda: len(answers) == 2)
+            assert answers[1] is False
+            conn.resume_writing()
+            resp = await read_response(reader)
+            assert resp.body == b"second" and resp.headers[b"content-length"] == b"6"
             writer.close()
 
     run(main())

@@ -302,3 +302,69 @@ def test_send_timeout_also_ends_the_streams_waiting_for_room(run: Run) -> None:
             await wait_until(lambda: server.budget.queued == 0)
 
     run(main())
+
+
+class WholeResponses:
+    """A handler: ``/fill`` streams pieces until it must wait; any other path is answered
+    whole with ``try_respond``, falling back to ``send_headers``/``send_data`` (as callers
+    must) when it declines. Records what ``try_respond`` said and what it left queued."""
+
+    def __init__(self) -> None:
+        self.answers: dict[bytes, bool] = {}
+        self.queued_after: dict[bytes, int] = {}
+        self.filled = asyncio.Event()
+
+    async def __call__(self, stream: H2Stream) -> None:
+        name = dict(stream.headers or ())[b":path"]
+        if name == b"/fill":
+            stream.send_headers([(b":status", b"200")])
+            conn = stream._conn
+            n = 0
+            while conn.queued < conn.send_limit:
+                await stream.send_data(piece(name, n))
+                n += 1
+            self.filled.set()
+            await stream.send_data(b"", end_stream=True)  # waits: the cap is reached
+            return
+        head = [(b":status", b"200"), (b"content-type", b"text/plain")]
+        body = name * 100
+        taken = stream.try_respond(head, body)
+        self.answers[name] = taken
+        self.queued_after[name] = stream._conn.engine.queued_body_size(stream.id)
+        if not taken:
+            assert not stream.ended_local
+            stream.send_headers(head)
+            await stream.send_data(body, end_stream=True)
+
+
+def test_a_whole_response_is_sent_at_once_unless_the_connection_is_full(run: Run) -> None:
+    cap = 64 * KIB
+    out = WholeResponses()
+    cfg = TransportConfig(connection_send_buffer=cap, send_high_water=1024 * KIB)
+
+    async def main() -> None:
+        async with Peers(out, cfg) as peers:
+            reader = await peers.connect(OPEN)
+            stream = reader.open_stream(request_headers(b"/open"), True)
+            size, digest = await asyncio.wait_for(read_digest(stream), 4.0)
+            assert out.answers[b"/open"] is True
+            assert (await stream.wait_response())[0] == (b":status", b"200")
+            assert (size, digest) == (500, hashlib.sha256(b"/open" * 100).hexdigest())
+
+            # On a connection whose peer holds the cap, the whole response is declined
+            # with nothing sent (the fallback then waits for room).
+            client = await peers.connect(SHUT)
+            fill = client.open_stream(request_headers(b"/fill"), True)
+            await asyncio.wait_for(out.filled.wait(), 4.0)
+            later = client.open_stream(request_headers(b"/later"), True)
+            await wait_until(lambda: b"/later" in out.answers)
+            assert out.answers[b"/later"] is False
+            assert out.queued_after[b"/later"] == 0
+            # The peer reads: both responses arrive whole.
+            open_window(client, fill, 1 << 20)
+            open_window(client, later, 1 << 20)
+            got = await asyncio.wait_for(read_digest(later), 4.0)
+            assert got == (600, hashlib.sha256(b"/later" * 100).hexdigest())
+            await asyncio.wait_for(read_digest(fill), 4.0)
+
+    run(main())

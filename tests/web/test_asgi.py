@@ -115,6 +115,52 @@ def test_http_scope_has_every_key(run: Run, h2: bool) -> None:
     run(main())
 
 
+@pytest.mark.parametrize("h2", [True, False], ids=["h2", "h1"])
+def test_each_connection_sees_its_own_client_address_and_a_named_task(run: Run, h2: bool) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        task = asyncio.current_task()
+        name = task.get_name() if task is not None else None
+        await _text(json.dumps([scope["client"][1], name]).encode(), send)
+
+    async def main() -> None:
+        server = await _serve(app)
+        try:
+            conns = [await _h2(server.port) for _ in range(2)] if h2 else []
+            readers = (
+                []
+                if h2
+                else [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+            )
+            ports = [c.sockname[1] for c in conns] or [
+                w.get_extra_info("sockname")[1] for _, w in readers
+            ]
+            seen = []
+            # Requests of the two connections alternate: each gets its own address.
+            for i in (0, 1, 1, 0, 1):
+                if h2:
+                    stream = conns[i].open_stream(_request(b"/", port=server.port), True)
+                    await stream.wait_response()
+                    body = await stream.read_all(1 << 16)
+                else:
+                    reader, writer = readers[i]
+                    writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                    body = await reader.readexactly(length)
+                seen.append((i, json.loads(body)))
+            assert [(ports[i], "h2mesh-app") for i, _ in seen] == [tuple(s) for _, s in seen]
+            for conn in conns:
+                conn.abort()
+            for _, writer in readers:
+                writer.close()
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
 # -- request bodies ------------------------------------------------------------------------
 def test_request_body_is_read_at_the_apps_pace(run: Run) -> None:
     """The client can send no more than the stream window ahead of what the app read."""

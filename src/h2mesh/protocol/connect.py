@@ -205,8 +205,9 @@ class _UnaryCall(ServerCall):
             out += encode_metadata(trailers, "trailer-")
         self._sent = True
         stream = self.stream
-        stream.send_headers(out)
-        await stream.send_data(body, end_stream=True)
+        if not stream.try_respond(out, body):
+            stream.send_headers(out)
+            await stream.send_data(body, end_stream=True)
 
     async def finish(
         self, error: RpcError | None, headers: Metadata | None, trailers: Metadata | None

@@ -59,8 +59,10 @@ _SERVER_ERROR = [
 _DRAIN_LIMIT = 8 * 1024 * 1024
 _PSEUDO = frozenset({b":method", b":path", b":scheme", b":authority", b":protocol"})
 _STATUS = {code: b"%d" % code for code in range(100, 600)}
+_STATUS_FIELDS = {code: (b":status", value) for code, value in _STATUS.items()}
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _SCHEMES = {b"http": "http", b"https": "https"}
+_UNSET: Any = object()
 
 # Response states of an exchange.
 _START = 0  # waiting for http.response.start
@@ -90,21 +92,25 @@ def http_scope(
     ``:authority`` becomes a ``host`` header when the request has none (HTTP/2 clients
     send no ``host``), and HTTP/2's split ``cookie`` fields are joined (RFC 9113 8.2.3).
     """
-    return _scope(headers, dict(headers), http_version, client, server, root_path, state, trailers)
+    template = scope_template(http_version, _address(client), _address(server), root_path)
+    return _scope(headers, dict(headers), template, state, trailers)
+
+
+def _address(sockname: Any) -> tuple[Any, Any] | None:
+    """A socket address (four items for IPv6) as ASGI's ``(host, port)``; None for a
+    Unix socket's path or no address."""
+    return sockname[:2] if sockname.__class__ is tuple else None
 
 
 def _scope(
     headers: Headers,
     by_name: dict[bytes, bytes],
-    http_version: str,
-    client: Any,
-    server: Any,
-    root_path: str,
+    template: dict[str, Any],
     state: dict[str, Any] | None,
     trailers: bool,
 ) -> dict[str, Any]:
     """``http_scope``, given also the request's fields as a dict (``Stream.fields``,
-    which the router has built already)."""
+    which the router has built already), and the ``scope_template`` of its connection."""
     # Every request pays for this, so no Python loop over the fields in the common case:
     # the dict answers the lookups, and a field list with no repeated name (the dict as
     # long as the list) has no cookies to join.
@@ -112,36 +118,66 @@ def _scope(
     method = get(b":method", b"")
     target = get(b":path", b"")
     scheme = get(b":scheme", b"http")
-    fields = headers[len(_PSEUDO.intersection(by_name)) :]
-    if len(by_name) != len(headers):
-        fields = _join_cookies(fields)
-    if b"host" not in by_name:
-        authority = get(b":authority")
-        if authority is not None:
-            fields.insert(0, (b"host", authority))
+    # The pseudo-header fields come first (RFC 9113 8.3; the HTTP/1.1 transport puts its
+    # own first too): all of :method, :scheme and :path in a request other than CONNECT
+    # (the engine refuses one without them, or with :protocol), and maybe :authority.
+    authority = get(b":authority")
+    if method != b"CONNECT":
+        pseudo = 3 if authority is None else 4
+    else:
+        pseudo = len(_PSEUDO.intersection(by_name))
+    if authority is None or b"host" in by_name:
+        fields = headers[pseudo:]
+        if len(by_name) != len(headers):
+            fields = _join_cookies(fields)
+    else:
+        # (HTTP/2 clients send no host: :authority stands for it.) The last pseudo-header
+        # field's place in the copy becomes the host field's.
+        fields = headers[pseudo - 1 :]
+        fields[0] = (b"host", authority)
+        if len(by_name) != len(headers):
+            fields = _join_cookies(fields)
     raw_path, _, query = target.partition(b"?")
-    path = raw_path.decode("utf-8", "replace")
+    try:
+        path = raw_path.decode()
+    except UnicodeDecodeError:
+        path = raw_path.decode("utf-8", "replace")
     if "%" in path:
         path = unquote(path)
     if not trailers:
         te = get(b"te")
         trailers = te is not None and te.lower().find(b"trailers") >= 0
+    # A copy of a dict with the keys in place costs less than a dict display of them all.
+    scope = template.copy()
+    scope["method"] = _METHODS.get(method) or method.decode("latin-1")
+    scope["scheme"] = _SCHEMES.get(scheme) or scheme.decode("latin-1")
+    scope["path"] = path
+    scope["raw_path"] = raw_path
+    scope["query_string"] = query
+    scope["headers"] = fields
+    scope["state"] = state.copy() if state else {}
+    scope["extensions"] = {"http.response.trailers": {}} if trailers else {}
+    return scope
+
+
+def scope_template(http_version: str, client: Any, server: Any, root_path: str) -> dict[str, Any]:
+    """The keys of an ``http`` scope in their order, with the values that every request
+    of a connection shares (``client`` and ``server`` as ASGI has them)."""
     return {
         "type": "http",
         "asgi": _ASGI,
         "http_version": http_version,
-        "method": _METHODS.get(method) or method.decode("latin-1"),
-        "scheme": _SCHEMES.get(scheme) or scheme.decode("latin-1"),
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
         "root_path": root_path,
-        "headers": fields,
-        # Socket addresses (four items for IPv6) as ASGI's (host, port).
-        "client": client[:2] if client.__class__ is tuple else None,
-        "server": server[:2] if server.__class__ is tuple else None,
-        "state": state.copy() if state else {},
-        "extensions": {"http.response.trailers": {}} if trailers else {},
+        "headers": [],
+        "client": client,
+        "server": server,
+        "state": None,
+        "extensions": None,
     }
 
 
@@ -225,6 +261,9 @@ class AsgiHost:
         self.started = False
         #: Trusted proxies whose forwarding headers give ``scope["client"]`` (the server's).
         self.trust: ProxyTrust | None = None
+        # The peer address of the last request and (client, server) as a scope has them.
+        self._last_peer: Any = _UNSET
+        self._last_template: dict[str, Any] = {}
 
     def describe(self) -> str:
         """What is mounted, for logs: ``ASGI application module:name``."""
@@ -277,13 +316,17 @@ class AsgiHost:
         peer = stream.peer
         if self.trust is not None:
             peer = forwarded_client(stream.headers or (), peer, self.trust)
+        if peer is not self._last_peer:
+            # (A connection's requests share its address objects: held here, the peer
+            # stands for the connection until a request of another one comes.)
+            self._last_peer = peer
+            self._last_template = scope_template(
+                stream.http_version, _address(peer), _address(stream.local), self.root_path
+            )
         scope = _scope(
             stream.headers or [],
             stream.fields,
-            stream.http_version,
-            peer,
-            stream.local,
-            self.root_path,
+            self._last_template,
             self.state,
             stream.supports_trailers,
         )
@@ -295,7 +338,14 @@ class AsgiHost:
             if upgrade == b"websocket":
                 await self._serve_websocket(stream, scope, task)
                 return
-        exchange = _Exchange(self, stream, method)
+        # (Its fields set here, not by an __init__: a frame less on every request.)
+        exchange = _new_exchange(_Exchange)
+        exchange.host = self
+        exchange.stream = stream
+        exchange.method = method
+        exchange.state = _START
+        exchange.body_done = exchange.disconnected = False
+        exchange.head = None
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except ClientDisconnected:
@@ -336,14 +386,18 @@ class AsgiHost:
         lowercased, connection-specific ones dropped), then ``server`` and ``date``."""
         if headers.__class__ is not list:
             headers = list(headers)  # (an iterator could not be gone through twice)
-        head = [(b":status", _STATUS.get(status) or b"%d" % status)]
+        head = [_STATUS_FIELDS.get(status) or (b":status", b"%d" % status)]
         append = head.append
         try:
-            for name, value in headers:
-                name = name.lower()
-                if name in _SPECIAL:
+            for field in headers:
+                name, value = field
+                # The common field, a tuple of lowercase bytes, goes in as it is.
+                if not name.islower() or field.__class__ is not tuple:
+                    name = name.lower()
+                    field = (name, value)
+                if name in _SPECIAL or value.__class__ is not bytes:
                     return self._careful_head(status, headers)
-                append((name, value if value.__class__ is bytes else bytes(value)))
+                append(field)
         except (TypeError, AttributeError):  # a bytearray name (unhashable), say
             return self._careful_head(status, headers)
         if _now() >= self._tail_until:
@@ -431,20 +485,19 @@ class _Exchange:
         "wants_trailers",
     )
 
+    # (Made by AsgiHost.serve, which sets the first six; wants_trailers and trailers are
+    # set by http.response.start, drop_body by the first body message: nothing reads
+    # them before.)
+    host: AsgiHost
+    stream: Stream
+    method: str
+    state: int
+    body_done: bool
+    disconnected: bool
+    head: list[tuple[bytes, bytes]] | None
     wants_trailers: bool
     drop_body: bool
     trailers: list[tuple[bytes, bytes]]
-
-    def __init__(self, host: AsgiHost, stream: Stream, method: str) -> None:
-        self.host = host
-        self.stream = stream
-        self.method = method
-        self.state = _START
-        self.body_done = False
-        self.disconnected = False
-        self.head: list[tuple[bytes, bytes]] | None = None
-        # (wants_trailers and trailers are set by http.response.start, drop_body by
-        # the first body message: nothing reads them before.)
 
     async def receive(self) -> Message:
         if not self.body_done:
@@ -484,13 +537,15 @@ class _Exchange:
                     if not more and not self.wants_trailers:
                         # The common response: the head and the whole body.
                         self.state = _DONE
+                        if body.__class__ is not bytes:
+                            body = bytes(body)
+                        if stream.try_respond(head, body):
+                            return
                         if not body:
                             stream.send_headers(head, True)
                             return
                         stream.send_headers(head)
-                        await stream.send_data(
-                            body if body.__class__ is bytes else bytes(body), True
-                        )
+                        await stream.send_data(body, True)
                         return
                     stream.send_headers(head)
                     self.drop_body = drop
@@ -546,6 +601,9 @@ class _Exchange:
                 await stream.send_data(_SERVER_ERROR_BODY, end_stream=True)
             return
         stream.reset(_INTERNAL_ERROR)
+
+
+_new_exchange = object.__new__
 
 
 def _takes_trailers(stream: Stream) -> bool:

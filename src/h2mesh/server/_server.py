@@ -623,7 +623,12 @@ class Server:
         if accepted is None and obs is None and app is not None:
             # The hosted application (a task each: see AsgiHost.serve), with no
             # coroutine of the server's own around its own.
-            stream.task = loop.create_task(app.serve(stream))
+            # Made with its name where no task factory is set: create_task would format
+            # a "Task-N" name first, then replace it (a thousand instructions).
+            if loop.get_task_factory() is None:
+                stream.task = asyncio.Task(app.serve(stream), loop=loop, name="h2mesh-app")
+            else:
+                stream.task = loop.create_task(app.serve(stream), name="h2mesh-app")
             return
         serve: Callable[[Stream], Coroutine[Any, Any, Any]]
         if accepted is _UNROUTED:

@@ -126,7 +126,9 @@ class H1Stream(Stream):
         "_read_waiter",
         "_response",
         "_status",
+        "fields",
         "headers",
+        "peer",
         "received",
         "sent",
         "task",
@@ -135,6 +137,8 @@ class H1Stream(Stream):
     )
 
     _conn: H1Connection
+    fields: dict[bytes, bytes]  # (slots, where Stream has properties)
+    peer: Any
     http_version = "1.1"
     supports_trailers = False
 
@@ -148,8 +152,10 @@ class H1Stream(Stream):
         expect_continue: bool,
     ) -> None:
         self._conn = conn
-        self._fields = None
         self.headers: Headers | None = headers
+        # (Plain slots, not Stream's properties: read for every request.)
+        self.fields = dict(headers)
+        self.peer = conn.peer
         # Trailer fields of a chunked request body, if it had any.
         self.trailers: Headers | None = None
         self.task: asyncio.Task[Any] | None = None
@@ -274,6 +280,14 @@ class H1Stream(Stream):
             await conn._wait_writable()
             if self._error is not None:
                 raise self._error
+
+    def try_respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        if self._conn.writing_paused:
+            return False  # (send_data writes, then waits)
+        self.send_headers(headers)
+        self.sent += len(body)
+        self._start(body, True)
+        return True
 
     def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """End the response, with ``headers`` as trailer fields if it is chunked."""

@@ -154,6 +154,10 @@ def _authority_problem(headers: list[tuple[bytes, bytes]], host: bytes) -> str |
     )
 
 
+# The request fields of a client's own stream: none (nothing writes to it).
+_NO_FIELDS: dict[bytes, bytes] = {}
+
+
 class H2Stream(Stream):
     """One HTTP/2 stream: request or response headers, a body, and trailers."""
 
@@ -169,14 +173,18 @@ class H2Stream(Stream):
         "_send_waiter",
         "closed",
         "ended_local",
+        "fields",
         "headers",
         "id",
+        "peer",
         "received",
         "sent",
         "trailers",
     )
 
     _conn: H2Connection
+    fields: dict[bytes, bytes]  # (slots, where Stream has properties)
+    peer: Any
     http_version = "2"
     supports_trailers = True
     inline_start = True
@@ -186,14 +194,17 @@ class H2Stream(Stream):
         conn: H2Connection,
         stream_id: int,
         headers: Headers | None,
-        fields: dict[bytes, bytes] | None = None,
+        fields: dict[bytes, bytes],
         eof: bool = False,
     ) -> None:
         # (Every slot is set here, once: this runs for every call.)
         self._conn = conn
         self.id = stream_id
         self.headers: Headers | None = headers
-        self._fields = fields
+        # Plain slots, not Stream's properties: the router and the application host
+        # read them on every request.
+        self.fields = fields
+        self.peer = conn.peer
         # Received chunks not yet read: a list read from index _head (a deque costs
         # more to make than every unary call would ever gain from it).
         self._chunks: list[bytes] = []
@@ -363,6 +374,38 @@ class H2Stream(Stream):
             queued > conn.high_water and conn.engine.queued_body_size(self.id) > conn.high_water
         ):
             await self._wait_writable()
+
+    def try_respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        if self._error is not None:
+            raise self._error
+        conn = self._conn
+        queued = conn.queued
+        n = len(body)
+        # Where send_data would wait, before or after queueing the body, this leaves it
+        # to send_data (a body over the mark may be one it waits for).
+        if conn.writing_paused or n > conn.high_water or conn.is_client:
+            return False
+        if queued:
+            budget = conn.budget
+            if queued >= conn.send_limit or conn.room_waiters or budget.queued >= budget.limit:
+                return False
+        engine = conn.engine
+        try:
+            if n:
+                engine.send_response(self.id, headers)
+                engine.send_data(self.id, body, end_stream=True)
+            else:
+                engine.send_response(self.id, headers, end_stream=True)
+        except ngh2.NGH2Error as exc:
+            raise self._closed_error(exc) from None
+        self.sent += n
+        conn.queued = queued + n
+        conn.budget.queued += n
+        self.ended_local = True
+        if not conn._flush_pending:
+            conn._flush_pending = True
+            conn.loop.call_soon(conn._flush)
+        return True
 
     def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         if self._error is not None:
@@ -1157,7 +1200,7 @@ class H2Connection(asyncio.Protocol):
                     engine.reset_stream(sid, _CANCEL)
                 raise ConnectionRefused(str(exc)) from None
             end_stream = True
-        self.streams[sid] = stream = H2Stream(self, sid, None)
+        self.streams[sid] = stream = H2Stream(self, sid, None, _NO_FIELDS)
         stream.ended_local = end_stream
         self.last_activity = _monotonic()
         if not self._flush_pending:  # (schedule_flush inline)

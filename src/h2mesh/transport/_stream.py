@@ -100,6 +100,13 @@ class Stream:
     async def send_data(self, data: bytes, end_stream: bool = False) -> None:
         raise NotImplementedError
 
+    def try_respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """Send a whole response (its head, then ``body``, ending the stream) if that
+        takes no waiting: what ``send_headers`` and ``send_data(body, end_stream=True)``
+        would do, without a coroutine. False, with nothing sent, if the connection has
+        no room for it now: then those two do it, waiting as they must."""
+        return False
+
     def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         raise NotImplementedError
 
