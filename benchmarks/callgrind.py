@@ -56,6 +56,14 @@ WORKLOADS: dict[str, tuple[str, str]] = {
     "connect-json-metrics": ("h2mesh-metrics", "h2mesh-json"),
     "connect-json-access-log": ("h2mesh-access-log", "h2mesh-json"),
     "connect-json-metrics-access-log": ("h2mesh-metrics-access-log", "h2mesh-json"),
+    # What a deadline costs: the same calls, each with a 5 s timeout header.
+    "connect-json-deadline": ("h2mesh", "h2mesh-json"),
+    "grpc-proto-deadline": ("h2mesh-proto", "h2mesh-grpc-proto"),
+}
+# workload -> the headers its requests carry besides the h2load request's own
+EXTRA_HEADERS: dict[str, tuple[str, ...]] = {
+    "connect-json-deadline": ("connect-timeout-ms: 5000",),
+    "grpc-proto-deadline": ("grpc-timeout: 5S",),
 }
 DEFAULT_WORKLOADS = ("connect-json", "grpc-proto")
 
@@ -165,8 +173,17 @@ def group_objects(costs: collections.Counter[str]) -> collections.Counter[str]:
 
 
 # -- driving a server ------------------------------------------------------------------------
-def h2load(port: int, request: str, calls: int, clients: int, streams: int, work: Path) -> None:
+def h2load(
+    port: int,
+    request: str,
+    calls: int,
+    clients: int,
+    streams: int,
+    work: Path,
+    extra: tuple[str, ...] = (),
+) -> None:
     path, headers, body_file = _h2load_request(SYSTEMS[request], work)
+    headers = [*headers, *extra]
     cmd = [
         shutil.which("h2load") or "h2load",
         "-n", str(calls), "-c", str(clients), "-m", str(streams), "-t", "1",
@@ -244,6 +261,7 @@ def measure_callgrind(
     workload: str, calls: int, clients: int, streams: int, work: Path
 ) -> dict[str, Any]:
     server, request = WORKLOADS[workload]
+    extra = EXTRA_HEADERS.get(workload, ())
     port = free_port()
     out = work / f"{workload}.callgrind"
     cmd = [*callgrind_cmd(out), sys.executable, "-m", "benchmarks.servers", server, str(port)]
@@ -252,14 +270,14 @@ def measure_callgrind(
     proc = _start(cmd, work, f"{workload}-callgrind", port, env)
     control = shutil.which("callgrind_control") or "callgrind_control"
     try:
-        h2load(port, request, max(200, clients * streams * 4), clients, streams, work)
+        h2load(port, request, max(200, clients * streams * 4), clients, streams, work, extra)
         # A dump, not a zero: after a zero, costs of the frames then on the stack are off.
         subprocess.run([control, "-d", str(proc.pid)], check=True, capture_output=True)
         progress(f"  {workload}: {calls} calls")
-        h2load(port, request, calls, clients, streams, work)
+        h2load(port, request, calls, clients, streams, work, extra)
         subprocess.run([control, "-d", str(proc.pid)], check=True, capture_output=True)
         progress(f"  {workload}: {2 * calls} calls")
-        h2load(port, request, 2 * calls, clients, streams, work)
+        h2load(port, request, 2 * calls, clients, streams, work, extra)
         subprocess.run([control, "-d", str(proc.pid)], check=True, capture_output=True)
         dumps = _wait_for(f"{out.name}.*", work, 3, proc)
     finally:
@@ -276,6 +294,7 @@ def measure_layers(
 ) -> dict[str, Any]:
     """Bytecode instructions per call, per Python function (see ``_opcount``)."""
     server, request = WORKLOADS[workload]
+    extra = EXTRA_HEADERS.get(workload, ())
     port = free_port()
     counts = work / f"{workload}.opcount"
     env = _env()
@@ -284,11 +303,11 @@ def measure_layers(
     progress(f"  {workload}: counting bytecodes per function")
     proc = _start(cmd, work, f"{workload}-opcount", port, env)
     try:
-        h2load(port, request, max(200, clients * streams * 4), clients, streams, work)
+        h2load(port, request, max(200, clients * streams * 4), clients, streams, work, extra)
         snaps = []
         for n in (0, calls, 2 * calls):
             if n:
-                h2load(port, request, n, clients, streams, work)
+                h2load(port, request, n, clients, streams, work, extra)
             done = Path(f"{counts}.{len(snaps)}")
             os.kill(proc.pid, signal.SIGUSR1)
             deadline = time.monotonic() + 60

@@ -368,3 +368,29 @@ def test_a_whole_response_is_sent_at_once_unless_the_connection_is_full(run: Run
             await asyncio.wait_for(read_digest(fill), 4.0)
 
     run(main())
+
+
+def test_a_whole_response_with_trailers_arrives_head_body_and_trailers(run: Run) -> None:
+    answers: list[bool] = []
+
+    async def handler(stream: H2Stream) -> None:
+        answers.append(
+            stream.try_respond(
+                [(b":status", b"200"), (b"content-type", b"application/grpc")],
+                b"\x00\x00\x00\x00\x02hi",
+                [(b"grpc-status", b"0"), (b"x-end", b"yes")],
+            )
+        )
+
+    async def main() -> None:
+        async with Peers(handler, TransportConfig()) as peers:
+            client = await peers.connect(OPEN)
+            stream = client.open_stream(request_headers(b"/t"), True)
+            head = await asyncio.wait_for(stream.wait_response(), 4.0)
+            body = await asyncio.wait_for(stream.read_all(1 << 16), 4.0)
+            assert answers == [True]
+            assert dict(head)[b"content-type"] == b"application/grpc"
+            assert body == b"\x00\x00\x00\x00\x02hi"
+            assert stream.trailers == [(b"grpc-status", b"0"), (b"x-end", b"yes")]
+
+    run(main())

@@ -476,6 +476,10 @@ class GrpcCall(EnvelopedServerCall):
                 self.stream.send_headers(self._head(headers))
             else:
                 self.stream.send_headers(self._head_fields)  # (most calls: as bound)
+        return self._frame(message)
+
+    def _frame(self, message: Any) -> bytes:
+        """One response message, enveloped (and compressed, and framed) for the body."""
         payload = self.codec.encode(message)
         if len(payload) > self.max_size:
             raise RpcError(
@@ -494,10 +498,22 @@ class GrpcCall(EnvelopedServerCall):
     ) -> None:
         # send_message and finish in one: this runs for every unary call.
         stream = self.stream
-        await stream.send_data(self._message_frame(message, headers))
         fields = [_STATUS_OK]
         if trailers:
             fields += encode_grpc_metadata(trailers)
+        if self._proto.http_trailers and not self._sent:
+            # The common call: head, message and trailers at once, if there is room.
+            frame = self._frame(message)
+            head = self._head(headers) if headers or self._response_comp else self._head_fields
+            if stream.try_respond(head, frame, fields):
+                self._sent = True
+                return
+            self._sent = True
+            stream.send_headers(head)
+            await stream.send_data(frame)
+            stream.send_trailers(fields)
+            return
+        await stream.send_data(self._message_frame(message, headers))
         if self._proto.http_trailers:
             stream.send_trailers(fields)
         else:

@@ -40,6 +40,7 @@ from ..transport import (
     TransportError,
     listen_memory,
 )
+from ..transport._timers import TimerWheel, deadline_width, wheel_of
 from ._app import AppOptions, HostedApp, check_app_options, host_app
 from ._context import Context
 from ._eager import start as start_eagerly
@@ -208,6 +209,7 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._cutting = False  # the shutdown grace is over: cancelled calls answer unavailable
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wheel: TimerWheel | None = None  # the loop's, which times the calls' deadlines
         self._listen_sockets: list[socket.socket] = []
         self.connections_accepted = 0
         # Socket bytes of the connections that have closed (open ones keep their own).
@@ -353,6 +355,7 @@ class Server:
         an already bound socket (TCP or Unix; ``h2mesh.server._sockets`` makes them)."""
         _malloc.tune()  # large messages without page faults (see _malloc.py)
         loop = self._loop = asyncio.get_running_loop()
+        self._wheel = wheel_of(loop)
         ctx = server_ssl_context(*tls) if isinstance(tls, tuple) else tls
         factory = await self._begin(b"https" if ctx is not None else b"http")
         if sock is None:
@@ -373,7 +376,8 @@ class Server:
         Every connection still goes through the HTTP/2 (or HTTP/1.1) engine, the router
         and the protocols, exactly as one accepted from a socket.
         """
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._wheel = wheel_of(loop)
         listener = listen_memory(await self._begin(b"http"))
         self._servers.append(listener)
         return listener
@@ -787,15 +791,17 @@ class Server:
                 await self._end_failed(call, ctx, exc)
                 return ctx
             return Context(stream, method, proto.name, None, cors) if observed else None
-        timer: asyncio.TimerHandle | None = None
+        timer: dict[Any, None] | None = None
         if timeout is not None:
-            loop = self._loop
-            assert loop is not None
+            loop, wheel = self._loop, self._wheel
+            assert loop is not None and wheel is not None
             deadline = loop.time() + timeout
             current_deadline.set(deadline)
-            ctx = Context(stream, method, proto.name, deadline, cors)
+            ctx = _TimedContext(stream, method, proto.name, deadline, cors)
+            # A slot of the loop's timer wheel (_timers.py), not a loop timer of its
+            # own: up to deadline_width(timeout) late (at most 50 ms), never early.
             # (It can only fire once the call waits, when the call has its task.)
-            timer = loop.call_at(deadline, _expire, ctx, stream)
+            timer = wheel.schedule_at(loop, ctx, deadline, deadline_width(timeout))
         else:
             ctx = Context(stream, method, proto.name, None, cors)
         if self._trust is not None:
@@ -816,7 +822,7 @@ class Server:
             await self._end_failed(call, ctx, exc)
         finally:
             if timer is not None:
-                timer.cancel()
+                timer.pop(ctx, None)
         return ctx
 
     async def _end_failed(self, call: ServerCall, ctx: Context, exc: BaseException) -> None:
@@ -893,10 +899,17 @@ def _have_protobuf() -> bool:
         return False
 
 
-def _expire(ctx: Context, stream: Stream) -> None:
-    ctx.timed_out = True
-    if stream.task is not None:
-        stream.task.cancel()
+class _TimedContext(Context):
+    """The context of a call with a deadline: its entry in the timer wheel."""
+
+    __slots__ = ()
+
+    def on_timer(self) -> None:
+        """The deadline passed: cancel the call, which then answers DEADLINE_EXCEEDED."""
+        self.timed_out = True
+        task = self._stream.task
+        if task is not None:
+            task.cancel()
 
 
 _Accepted = tuple[_Route, ServerCall, ServerProtocol, dict[str, str] | None]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._http2 import ErrorCode
@@ -281,9 +281,14 @@ class H1Stream(Stream):
             if self._error is not None:
                 raise self._error
 
-    def try_respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
-        if self._conn.writing_paused:
-            return False  # (send_data writes, then waits)
+    def try_respond(
+        self,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        trailers: list[tuple[bytes, bytes]] | None = None,
+    ) -> bool:
+        if self._conn.writing_paused or trailers is not None:
+            return False  # (send_data writes, then waits; trailers need a chunked body)
         self.send_headers(headers)
         self.sent += len(body)
         self._start(body, True)

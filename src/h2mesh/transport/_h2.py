@@ -382,7 +382,12 @@ class H2Stream(Stream):
         ):
             await self._wait_writable()
 
-    def try_respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    def try_respond(
+        self,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        trailers: list[tuple[bytes, bytes]] | None = None,
+    ) -> bool:
         if self._error is not None:
             raise self._error
         conn = self._conn
@@ -398,7 +403,12 @@ class H2Stream(Stream):
                 return False
         engine = conn.engine
         try:
-            if n:
+            if trailers is not None:
+                engine.send_response(self.id, headers)
+                if n:
+                    engine.send_data(self.id, body)
+                engine.send_trailers(self.id, trailers)
+            elif n:
                 engine.send_response(self.id, headers)
                 engine.send_data(self.id, body, end_stream=True)
             else:

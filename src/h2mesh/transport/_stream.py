@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from .._http2 import ErrorCode
@@ -100,11 +100,17 @@ class Stream:
     async def send_data(self, data: bytes, end_stream: bool = False) -> None:
         raise NotImplementedError
 
-    def try_respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
-        """Send a whole response (its head, then ``body``, ending the stream) if that
-        takes no waiting: what ``send_headers`` and ``send_data(body, end_stream=True)``
-        would do, without a coroutine. False, with nothing sent, if the connection has
-        no room for it now: then those two do it, waiting as they must."""
+    def try_respond(
+        self,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        trailers: list[tuple[bytes, bytes]] | None = None,
+    ) -> bool:
+        """Send a whole response (its head, then ``body``, ending the stream; with
+        ``trailers``, those end it) if that takes no waiting: what ``send_headers``,
+        ``send_data`` and ``send_trailers`` would do, without a coroutine. False, with
+        nothing sent, if the connection has no room for it now (or the stream cannot send
+        trailers this way): then those do it, waiting as they must."""
         return False
 
     def send_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
