@@ -208,14 +208,17 @@ class EnvelopedServerCall(ServerCall):
         reader = self._reader
         if reader is None:
             # The whole body already here, one envelope: no reader, no waiting.
-            body = self.stream.take_body(self.max_size + 5)
-            if body is not None:
-                payload = single_payload(body)
+            chunks = self.stream.take_chunks(self.max_size + 5)
+            if chunks is not None and len(chunks) == 1:
+                payload = single_payload(chunks[0])
                 if payload is not None:
                     return self.decode(payload)
             reader = self._reader = self._new_reader()
-            if body is not None:
-                reader.feed_body(body)  # compressed, none or several: next() judges
+            if chunks is not None:
+                # In pieces (a large message), compressed, none or several: the reader
+                # joins a message's pieces once, and next() judges.
+                for chunk in chunks:
+                    reader.feed_body(chunk)
         payload = await reader.next()
         if payload is None:
             raise RpcError(Code.UNIMPLEMENTED, "request has no message, expected 1")

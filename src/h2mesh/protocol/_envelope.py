@@ -51,36 +51,38 @@ class EnvelopeReader:
 
     Messages larger than ``max_size`` raise ``MessageTooLarge`` as soon as the prefix
     is seen, before any of the payload is buffered. Each payload is copied once: a chunk
-    that holds whole envelopes is sliced where it lies, and only a message split over
-    chunks is gathered in a buffer first.
+    that holds whole envelopes is sliced where it lies, and a message split over chunks
+    is kept as the pieces it came in (views of the chunks, never a growing buffer) and
+    joined once it is whole.
     """
 
-    __slots__ = ("_buf", "_chunk", "_cpos", "_pos", "max_size")
+    __slots__ = ("_chunk", "_cpos", "_have", "_need", "_parts", "max_size")
 
     def __init__(self, max_size: int) -> None:
-        self._buf = bytearray()  # the start of an envelope that came in pieces
-        self._pos = 0
         self._chunk = b""  # the last chunk fed, read in place from _cpos
         self._cpos = 0
+        self._parts: list[bytes | memoryview] = []  # an envelope that came in pieces
+        self._have = 0  # bytes in _parts
+        self._need = 0  # the size of that envelope, prefix included, once it is known
         self.max_size = max_size
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
         if self._chunk:
             self._spill()
-        if self._pos == len(self._buf):
-            if self._pos:
-                self._buf.clear()
-                self._pos = 0
+        if self._parts:
+            self._parts.append(data)
+            self._have += len(data)
+        else:
             self._chunk = data
             self._cpos = 0
-        else:
-            self._buf += data
 
     def _spill(self) -> None:
-        """Move what is left of the chunk into the buffer (an envelope in pieces)."""
+        """Make what is left of the chunk the first piece of an envelope."""
         chunk, self._chunk = self._chunk, b""
-        self._buf += memoryview(chunk)[self._cpos :]
+        pos = self._cpos
+        self._parts.append(memoryview(chunk)[pos:] if pos else chunk)
+        self._have += len(chunk) - pos
 
     def next(self) -> tuple[int, bytes] | None:
         """The next complete envelope, or None if more bytes are needed."""
@@ -99,33 +101,43 @@ class EnvelopeReader:
                         self._cpos = end
                     return flags, chunk[pos + 5 : end]
             self._spill()
-        buf = self._buf
-        pos = self._pos
-        size = len(buf)
-        if size - pos < 5:
+        parts = self._parts
+        if not parts:
             return None
-        flags, length = _unpack_from(buf, pos)
-        if length > self.max_size:
-            raise MessageTooLarge(self.max_size)
-        end = pos + 5 + length
-        if size < end:
+        have = self._have
+        need = self._need
+        if not need:
+            if have < 5:
+                return None
+            first = parts[0]
+            if len(first) < 5:  # the prefix itself came in pieces (rare)
+                first = b"".join(parts)
+                parts[:] = [first]
+            length = _unpack_from(first, 0)[1]
+            if length > self.max_size:
+                raise MessageTooLarge(self.max_size)
+            need = self._need = 5 + length
+        if have < need:
             return None
-        payload = bytes(memoryview(buf)[pos + 5 : end])
-        if end == len(buf):
-            buf.clear()
-            self._pos = 0
-        elif end > 65_536:
-            # Compact so the buffer does not grow with a long stream.
-            del buf[:end]
-            self._pos = 0
-        else:
-            self._pos = end
+        flags = parts[0][0]
+        extra = have - need
+        if extra:
+            # The last piece runs into the next envelope: the rest of it is read in place.
+            last = parts[-1]
+            keep = len(last) - extra
+            parts[-1] = memoryview(last)[:keep]
+            self._chunk = last if isinstance(last, bytes) else bytes(last[keep:])
+            self._cpos = keep if isinstance(last, bytes) else 0
+        parts[0] = memoryview(parts[0])[5:]
+        payload = b"".join(parts)
+        parts.clear()
+        self._have = self._need = 0
         return flags, payload
 
     def take(self, data: bytes) -> tuple[int, bytes] | None:
         """``feed(data)``, then ``next()``; with nothing pending, a chunk that is exactly
         one envelope (a stream of one message per DATA frame) is sliced at once."""
-        if not self._chunk and not self._buf and len(data) >= 5:
+        if not self._chunk and not self._parts and len(data) >= 5:
             flags, length = _unpack_from(data, 0)
             if length + 5 == len(data) and length <= self.max_size:
                 return flags, data[5:]
@@ -135,7 +147,7 @@ class EnvelopeReader:
     @property
     def pending(self) -> int:
         """Bytes received but not yet returned as an envelope."""
-        return len(self._buf) - self._pos + len(self._chunk) - (self._cpos if self._chunk else 0)
+        return self._have + (len(self._chunk) - self._cpos if self._chunk else 0)
 
 
 class BodyFraming(Protocol):
@@ -197,13 +209,27 @@ class MessageReader:
         otherwise, and then ``next()`` reads it (and says what is wrong with it)."""
         if self._framing is not None or self._reader is not None:
             return None
-        body = self._stream.take_body(self.max_size + 5)
-        if body is None:
+        chunks = self._stream.take_chunks(self.max_size + 5)
+        if chunks is None:
             return None
-        payload = single_payload(body)
-        if payload is None:
-            self.feed_body(body)
-        return payload
+        if len(chunks) == 1:
+            payload = single_payload(chunks[0])
+            if payload is None:
+                self.feed_body(chunks[0])
+            return payload
+        # A large message comes in pieces: the reader joins them once.
+        first = chunks[0]
+        plain = False
+        if len(first) >= 5:
+            flags, length = _unpack_from(first, 0)
+            plain = not flags and length + 5 == sum(map(len, chunks))
+        reader = self._reader = EnvelopeReader(self.max_size)
+        for chunk in chunks:
+            reader.feed(chunk)
+        if not plain:
+            return None  # compressed, none or several: next() judges
+        env = reader.next()
+        return None if env is None else env[1]
 
     async def next(self) -> bytes | None:
         reader = self._reader
@@ -211,7 +237,7 @@ class MessageReader:
             reader = self._reader = EnvelopeReader(self.max_size)
         framing = self._framing
         # Nothing buffered (the usual case between messages): straight to the read.
-        env = reader.next() if reader._chunk or reader._buf else None
+        env = reader.next() if reader._chunk or reader._parts else None
         while env is None:
             chunk = await self._stream.read()
             if not chunk:  # the end of the body

@@ -321,6 +321,20 @@ class H2Stream(Stream):
         chunks.clear()
         return body  # (the connection window gets the bytes back when the stream closes)
 
+    def take_chunks(self, limit: int) -> list[bytes] | None:
+        if not self._eof or self._head or self._error is not None:
+            return None
+        chunks = self._chunks
+        if len(chunks) == 1:
+            if len(chunks[0]) > limit:
+                return None
+            return [chunks.pop()]
+        if sum(map(len, chunks)) > limit:
+            return None
+        taken = chunks.copy()
+        chunks.clear()
+        return taken
+
     def _ack(self, n: int) -> None:
         if n:
             self._acked += n

@@ -92,6 +92,11 @@ class Stream:
         Taken: later reads see the end of the body."""
         return None
 
+    def take_chunks(self, limit: int) -> list[bytes] | None:
+        """``take_body``, as the chunks the body came in (not joined: for a reader that
+        takes it apart anyway)."""
+        return None
+
     def send_headers(
         self, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
     ) -> None:
