@@ -325,15 +325,10 @@ class H2Stream(Stream):
         if not self._eof or self._head or self._error is not None:
             return None
         chunks = self._chunks
-        if len(chunks) == 1:
-            if len(chunks[0]) > limit:
-                return None
-            return [chunks.pop()]
-        if sum(map(len, chunks)) > limit:
+        if (len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))) > limit:
             return None
-        taken = chunks.copy()
-        chunks.clear()
-        return taken
+        self._chunks = []  # (the list itself is handed over: the body has ended)
+        return chunks
 
     def _ack(self, n: int) -> None:
         if n:
