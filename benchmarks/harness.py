@@ -185,7 +185,7 @@ def counts(mode: str) -> dict[str, dict[str, int]]:
         "client_stream_messages": (50000, 4000, 20),
         "bidi_rounds": (10000, 800, 10),
         "payload_1k_calls": (10000, 1000, 16),
-        "payload_256k_calls": (400, 40, 4),
+        "payload_256k_calls": (1000, 200, 4),
         "connections": (2000, 300, 8),
         "calls_per_connection": (5, 2, 1),
     }
