@@ -21,7 +21,7 @@ from ..transport import (
     StreamReset,
     TransportError,
 )
-from ._envelope import MessageReader, single_payload
+from ._envelope import MessageReader, unpack_prefix
 
 Metadata = dict[str, str]
 
@@ -210,9 +210,12 @@ class EnvelopedServerCall(ServerCall):
             # The whole body already here, one envelope: no reader, no waiting.
             chunks = self.stream.take_chunks(self.max_size + 5)
             if chunks is not None and len(chunks) == 1:
-                payload = single_payload(chunks[0])
-                if payload is not None:
-                    return self.decode(payload)
+                body = chunks[0]
+                # (single_payload inline: this runs for every unary request)
+                if len(body) >= 5:
+                    flags, length = unpack_prefix(body, 0)
+                    if not flags and length + 5 == len(body):
+                        return self.decode(body[5:])
             reader = self._reader = self._new_reader()
             if chunks is not None:
                 # In pieces (a large message), compressed, none or several: the reader

@@ -20,7 +20,9 @@ __all__ = [
     "EnvelopeReader",
     "MessageReader",
     "encode_envelope",
+    "pack_prefix",
     "single_payload",
+    "unpack_prefix",
 ]
 
 FLAG_COMPRESSED = 0x01
@@ -29,6 +31,10 @@ FLAG_END_STREAM = 0x02
 _HEADER = struct.Struct(">BI")
 _pack = _HEADER.pack
 _unpack_from = _HEADER.unpack_from
+#: ``(flags, length)`` -> the 5-byte prefix, and back (``unpack_prefix(data, offset)``),
+#: for the per-call paths that frame one message inline.
+pack_prefix = _pack
+unpack_prefix = _unpack_from
 
 
 def encode_envelope(payload: bytes, flags: int = 0) -> bytes:
@@ -213,10 +219,13 @@ class MessageReader:
         if chunks is None:
             return None
         if len(chunks) == 1:
-            payload = single_payload(chunks[0])
-            if payload is None:
-                self.feed_body(chunks[0])
-            return payload
+            body = chunks[0]
+            if len(body) >= 5:  # (single_payload inline: this runs for every unary call)
+                flags, length = _unpack_from(body, 0)
+                if not flags and length + 5 == len(body):
+                    return body[5:]
+            self.feed_body(body)
+            return None
         # A large message comes in pieces: the reader joins them once.
         first = chunks[0]
         plain = False

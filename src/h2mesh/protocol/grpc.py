@@ -39,7 +39,7 @@ from ._base import (
     ServerCall,
     ServerProtocol,
 )
-from ._envelope import FLAG_COMPRESSED, MessageReader, encode_envelope
+from ._envelope import FLAG_COMPRESSED, MessageReader, encode_envelope, pack_prefix
 
 __all__ = [
     "FLAG_TRAILERS",
@@ -489,7 +489,7 @@ class GrpcCall(EnvelopedServerCall):
         if comp is not None:
             frame = encode_envelope(comp.compress(payload), FLAG_COMPRESSED)
         else:
-            frame = encode_envelope(payload)
+            frame = pack_prefix(0, len(payload)) + payload  # (encode_envelope inline)
         framing = self._framing
         return frame if framing is IDENTITY_FRAMING else framing.encode(frame)
 
@@ -692,7 +692,7 @@ class GrpcClient(ClientProtocol):
         payload = self.codec.encode(message)
         if self.compressor is not None:
             return encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
-        return encode_envelope(payload)
+        return pack_prefix(0, len(payload)) + payload  # (encode_envelope inline)
 
     def open_response(
         self,
