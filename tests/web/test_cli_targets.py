@@ -1,5 +1,6 @@
 """``h2mesh serve`` with several MODULE:OBJECT targets: services beside an ASGI or WSGI
-application, told apart automatically; run as real processes, called by curl and httpx."""
+application, told apart automatically or as ``--interface`` forces; run as real processes,
+called by curl, httpx, ``h2mesh list`` and grpcio's health and reflection clients."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import signal
 import subprocess
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -20,6 +27,7 @@ from tests.web.silent_ws import stay_silent_h1
 from tests.web.test_websocket import _client_logger, _Pings
 
 WS_APP = "tests.web.apps.ws_apps:fastapi_app"
+DUAL_APP = "tests.web.apps.dual_interface:app"
 
 
 def test_service_and_fastapi_app_on_one_port(tmp_path: Path, curl: str) -> None:
@@ -62,6 +70,106 @@ def test_a_wsgi_app_is_detected(tmp_path: Path) -> None:
         assert "WSGI application" in server.log.read_text()
     finally:
         server.stop()
+
+
+def test_health_and_reflection_answer_beside_an_app(tmp_path: Path) -> None:
+    """The built-in services stay the server's with an application mounted, and a path
+    no service serves is the application's 404, not h2mesh's ``unimplemented``."""
+    server = _serve(tmp_path, "examples.greeter:Greeter", "examples.web_app:app")
+    try:
+        listed = subprocess.run(
+            [str(H2MESH), "list", server.url],
+            cwd=REPO, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert "demo.v1.Greeter" in listed.stdout.split()
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            reflection = ProtoReflectionDescriptorDatabase(channel)
+            assert set(reflection.get_services()) >= {
+                "demo.v1.Greeter",
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+            }
+            greeter = descriptor_pool.DescriptorPool(reflection).FindServiceByName(
+                "demo.v1.Greeter"
+            )
+            assert greeter.methods_by_name["SayHello"].input_type.full_name == (
+                "demo.v1.HelloRequest"
+            )
+            health = health_pb2_grpc.HealthStub(channel)
+            for name in ("", "demo.v1.Greeter"):
+                request = health_pb2.HealthCheckRequest(service=name)
+                reply = health.Check(request, timeout=5)
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+        with httpx.Client(base_url=server.url, http1=False, http2=True, timeout=5) as client:
+            # A plain path, and a gRPC call of a method no service has: both the app's.
+            for reply in (
+                client.get("/nowhere"),
+                client.post(
+                    "/demo.v1.Nowhere/Nothing",
+                    content=b"\0\0\0\0\0",
+                    headers={"content-type": "application/grpc", "te": "trailers"},
+                ),
+            ):
+                assert reply.status_code == 404
+                assert reply.json() == {"detail": "Not Found"}
+                assert "grpc-status" not in reply.headers
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("flags", "kind"),
+    [([], "wsgi"), (["--interface", "wsgi"], "wsgi"), (["--interface", "asgi"], "asgi")],
+    ids=["detected", "forced-wsgi", "forced-asgi"],
+)
+def test_interface_flag_forces_how_the_app_is_called(
+    tmp_path: Path, flags: list[str], kind: str
+) -> None:
+    """The application's ``__call__`` is a plain method, so detection takes it for WSGI;
+    ``--interface asgi`` calls it with ASGI's arguments and awaits what it returns."""
+    server = _serve(tmp_path, "examples.greeter:Greeter", DUAL_APP, *flags)
+    try:
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            reply = client.get("/which")
+            assert (reply.status_code, reply.text) == (200, f"{kind} /which")
+            hello = client.post("/demo.v1.Greeter/SayHello", json={"name": kind})
+            assert hello.json() == {"message": f"Hello, {kind}!"}
+        log = server.log.read_text()
+        described = f"every other path: {kind.upper()} application"
+        assert f"{described} tests.web.apps.dual_interface:DualApp" in log
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("target", "interface", "message"),
+    [
+        (
+            "tests.web.apps.flask_app:app",
+            "asgi",
+            "tests.web.apps.flask_app:app: --interface asgi, but it takes "
+            "(environ, start_response), not the ASGI arguments (scope, receive, send)",
+        ),
+        (
+            "tests.web.apps.fastapi_app:app",
+            "wsgi",
+            "tests.web.apps.fastapi_app:app: --interface wsgi, but it is an ASGI "
+            "application (an async callable)",
+        ),
+    ],
+    ids=["wsgi-app-as-asgi", "asgi-app-as-wsgi"],
+)
+def test_a_wrong_forced_interface_exits_2(target: str, interface: str, message: str) -> None:
+    """Not a server that answers 500 to every request: the target cannot be called so."""
+    out = subprocess.run(
+        [str(H2MESH), "serve", "examples.greeter:Greeter", target, "--interface", interface,
+         "--port", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == f"error: {message}\n"
+    assert "serving on" not in out.stdout
 
 
 @pytest.mark.parametrize(
