@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib
-import inspect
 import logging
 import os
 import signal
@@ -40,7 +39,7 @@ from ._loop import new_event_loop
 from ._registry_cli import add_registry_parser
 from ._version import __version__
 from .server import Server, server_ssl_context
-from .server._app import DEFAULTS, check_app_options, detect_interface
+from .server._app import DEFAULTS, check_app_options, check_interface
 from .server._asgi import LifespanFailed
 from .server._limits import ConnectionLimits
 from .server._supervisor import worker_count
@@ -97,36 +96,13 @@ def load_server(specs: str | Sequence[str], interface: str = "auto") -> Server:
     return server
 
 
-# The positional arguments each interface calls an application with.
-_ARGUMENTS = {"asgi": ("scope", "receive", "send"), "wsgi": ("environ", "start_response")}
-
-
 def _check_interface(app: Any, spec: str, interface: str) -> None:
     """A forced ``--interface`` that ``app`` certainly cannot be called as is a usage
-    error, not a 500 on every request: a coroutine function is never a WSGI application,
-    and a callable whose signature cannot take the interface's arguments is not one of
-    its applications. (A plain function may still return a coroutine, so it may be ASGI.)"""
-    names = _ARGUMENTS.get(interface)
-    if names is None:
-        return
-    if interface == "wsgi" and detect_interface(app) == "asgi":
-        raise UsageError(
-            f"{spec}: --interface wsgi, but it is an ASGI application (an async callable)"
-        )
+    error (see ``check_interface``)."""
     try:
-        # What is called, not what a functools.wraps wrapper says it wraps.
-        signature = inspect.signature(app, follow_wrapped=False)
-    except (TypeError, ValueError):
-        return  # no signature to read (some builtins): the first request will tell
-    try:
-        signature.bind(*names)
-    except TypeError:
-        params = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
-        takes = signature.replace(parameters=params, return_annotation=signature.empty)
-        raise UsageError(
-            f"{spec}: --interface {interface}, but it takes {takes}, not the "
-            f"{interface.upper()} arguments ({', '.join(names)})"
-        ) from None
+        check_interface(app, interface)
+    except TypeError as exc:
+        raise UsageError(f"{spec}: --interface {exc}") from None
 
 
 def _is_service(obj: object) -> bool:

@@ -75,6 +75,18 @@ def test_interfaces_are_told_apart() -> None:
         detect_interface(42)
 
 
+def test_a_forced_interface_the_app_cannot_be_called_as_is_refused() -> None:
+    from h2mesh import Server
+
+    with pytest.raises(TypeError, match="interface=wsgi, but it is an ASGI application"):
+        Server([], app=_AsgiObject(), interface="wsgi")
+    with pytest.raises(TypeError, match=r"interface=asgi, but it takes \(environ, start"):
+        Server([], app=_wsgi_function, interface="asgi")
+    # What fits the forced interface's arguments is taken as forced.
+    assert host_app(_wsgi_function, interface="wsgi").kind == "WSGI"
+    assert host_app(_asgi_function, interface="asgi").kind == "ASGI"
+
+
 def test_response_head_lowercases_drops_and_keeps_the_apps_own_fields() -> None:
     host = host_app(_asgi_function)
     head = host.response_head(200, [(b"content-type", b"text/plain"), (b"x-n", b"1")])

@@ -80,6 +80,37 @@ def check_app_options(options: Mapping[str, Any], where: str = "Server()") -> Ap
     return merged
 
 
+# The positional arguments each interface calls an application with.
+_ARGUMENTS = {"asgi": ("scope", "receive", "send"), "wsgi": ("environ", "start_response")}
+
+
+def check_interface(app: Any, interface: str) -> None:
+    """A ``TypeError`` if ``app`` certainly cannot be called as ``interface`` ("asgi" or
+    "wsgi"), rather than a 500 on every request: a coroutine function is never a WSGI
+    application, and a callable whose signature cannot take the interface's arguments is
+    not one of its applications. (A plain function may still return a coroutine, so it
+    may be ASGI; a callable with no signature to read passes.)"""
+    names = _ARGUMENTS.get(interface)
+    if names is None:
+        return
+    if interface == "wsgi" and detect_interface(app) == "asgi":
+        raise TypeError("wsgi, but it is an ASGI application (an async callable)")
+    try:
+        # What is called, not what a functools.wraps wrapper says it wraps.
+        signature = inspect.signature(app, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return  # (some builtins): the first request will tell
+    try:
+        signature.bind(*names)
+    except TypeError:
+        params = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
+        takes = signature.replace(parameters=params, return_annotation=signature.empty)
+        raise TypeError(
+            f"{interface}, but it takes {takes}, not the "
+            f"{interface.upper()} arguments ({', '.join(names)})"
+        ) from None
+
+
 def detect_interface(app: Any) -> str:
     """``"asgi"`` for an ASGI 3 application (a coroutine function, or an object whose
     ``__call__`` is one), ``"wsgi"`` for any other callable."""
@@ -102,6 +133,11 @@ def host_app(app: Any, *, interface: str = "auto", **options: Unpack[AppOptions]
     opts = check_app_options(options, "host_app()")
     if interface == "auto":
         interface = detect_interface(app)
+    else:
+        try:
+            check_interface(app, interface)
+        except TypeError as exc:
+            raise TypeError(f"{app!r} cannot be served as interface={exc}") from None
     # AsgiHost takes every option but the thread count, which is the WSGI adapter's.
     host: dict[str, Any] = {k: v for k, v in opts.items() if k != "wsgi_threads"}
     if interface == "wsgi":
