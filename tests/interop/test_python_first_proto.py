@@ -175,14 +175,14 @@ def test_connect_unary_in_protobuf(run: Any, server_url: str) -> None:
     _, decode = message_codec(HelloReply)
 
     async def main() -> None:
-        async with httpx.AsyncClient(http2=True) as client:
+        async with httpx.AsyncClient(http2=True, http1=False) as client:
             resp = await client.post(
                 f"{server_url}/demo.v1.Greeter/SayHello",
                 content=encode(HelloRequest(name="connect")),
                 headers={"content-type": "application/proto"},
             )
         assert resp.status_code == 200
-        assert resp.headers["content-type"] == "application/proto"
+        assert resp.headers["content-type"] == "application/proto" and resp.http_version == "HTTP/2"
         assert decode(resp.content) == HelloReply(message="Hello, connect!")
 
     run(main())

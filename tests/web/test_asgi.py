@@ -680,9 +680,9 @@ def test_fastapi_app_and_a_typed_service_share_one_port(run: Run, curl: str) -> 
                 f"{url}/demo.v1.Greeter/SayHello",
             )
             assert json.loads(done.stdout) == {"message": "Hello, curl!"}
-            async with httpx.AsyncClient(base_url=url, http2=True) as client:
+            async with httpx.AsyncClient(base_url=url, http2=True, http1=False) as client:
                 r = await client.get("/items/web", params={"q": "1"})
-                assert r.json()["name"] == "web"
+                assert r.json()["name"] == "web" and r.http_version == "HTTP/2"
                 assert (await client.get("/demo.v1.Greeter/Nope")).status_code == 404
                 # FastAPI's own OpenAPI document, not h2mesh's built-in page.
                 spec = (await client.get("/openapi.json")).json()

@@ -49,8 +49,10 @@ def test_service_and_fastapi_app_on_one_port(tmp_path: Path, curl: str) -> None:
             timeout=10,
         )
         assert json.loads(rpc.stdout) == {"message": "Hello, cli!"}
-        with httpx.Client(base_url=server.url, http2=True) as client:
-            assert client.get("/hello/web").json() == {"message": "Hello from FastAPI, web!"}
+        with httpx.Client(base_url=server.url, http2=True, http1=False) as client:
+            hello = client.get("/hello/web")
+            assert hello.json() == {"message": "Hello from FastAPI, web!"}
+            assert hello.http_version == "HTTP/2"
             assert client.get("/openapi.json").json()["info"]["title"] == "web beside Greeter"
             assert client.get("/nowhere").json() == {"detail": "Not Found"}
         server.proc.send_signal(signal.SIGTERM)
