@@ -9,10 +9,13 @@ the blocking peers (curl, nghttp), which run in a thread.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import socket
 import subprocess
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -206,6 +209,125 @@ def test_request_body_is_read_at_the_apps_pace(run: Run) -> None:
             assert await stream.read_all(1 << 20) == b"%d" % sent
         finally:
             conn.abort()
+            await server.stop(1.0)
+
+    run(main())
+
+
+async def hashing_app(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with the sha256 and size of the request body, and how it was framed."""
+    if scope["type"] != "http":
+        return
+    sha, size = hashlib.sha256(), 0
+    while True:
+        message = await receive()
+        body = message.get("body", b"")
+        sha.update(body)
+        size += len(body)
+        if not message.get("more_body"):
+            break
+    headers = dict(scope["headers"])
+    shown = {
+        "sha256": sha.hexdigest(),
+        "size": size,
+        "transfer-encoding": headers.get(b"transfer-encoding", b"").decode(),
+        "content-length": headers.get(b"content-length", b"").decode() or None,
+    }
+    await _text(json.dumps(shown).encode(), send)
+
+
+def _blocks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_chunked_http1_upload_reaches_the_app_whole(
+    run: Run, curl: str, big_file: tuple[Path, str]
+) -> None:
+    path, digest = big_file
+    data = path.read_bytes()
+
+    async def parts() -> AsyncIterator[bytes]:
+        # Uneven blocks: chunk boundaries fall anywhere in the server's reads.
+        for block in _blocks(data, 100_003):
+            yield block
+
+    async def main() -> None:
+        server = await _serve(hashing_app)
+        url = f"http://127.0.0.1:{server.port}/up"
+        expected = {
+            "sha256": digest,
+            "size": len(data),
+            "transfer-encoding": "chunked",
+            "content-length": None,
+        }
+        try:
+            # httpx sends a body of unknown length (a generator) chunked.
+            async with httpx.AsyncClient(http1=True, http2=False, timeout=30) as client:
+                r = await client.post(url, content=parts())
+                assert r.http_version == "HTTP/1.1"
+                assert r.json() == expected
+            done = await _in_thread(
+                curl, "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked",
+                "--data-binary", f"@{path}", url,
+            )  # fmt: skip
+            assert json.loads(done.stdout) == expected
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_http1_request_body_is_read_at_the_apps_pace(run: Run) -> None:
+    """The HTTP/1.1 counterpart of the test above: past the connection's buffer limit the
+    server stops reading the socket, so the client can get no further ahead of the app
+    than that limit and the socket buffers."""
+    gate = asyncio.Event()
+    limit = 256 * 1024
+    total = 64 * 1024 * 1024
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await gate.wait()
+        await hashing_app(scope, receive, send)
+
+    async def main() -> None:
+        server = await _serve(app, config=TransportConfig(h1_buffer_limit=limit))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            writer.transport.set_write_buffer_limits(0)
+            writer.write(b"POST /up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+            block = b"y" * 65536
+            chunk = b"%x\r\n%s\r\n" % (len(block), block)
+            sha = hashlib.sha256()
+            sent = 0
+            while sent < total:
+                writer.write(chunk)
+                sha.update(block)
+                sent += len(block)  # queued at once; drain then waits for the socket
+                try:
+                    await asyncio.wait_for(writer.drain(), 0.5)
+                except TimeoutError:
+                    break
+            # The app has read nothing: the sender is held at the buffer limit plus what
+            # the sockets hold (some hundreds of KiB on loopback), far short of the 64 MiB.
+            assert sent < limit + 4 * 1024 * 1024, sent
+            gate.set()
+            while sent < total:
+                writer.write(chunk)
+                sha.update(block)
+                sent += len(block)
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            reply = json.loads(await reader.readexactly(length))
+            assert (reply["size"], reply["sha256"]) == (total, sha.hexdigest())
+            writer.close()
+        finally:
             await server.stop(1.0)
 
     run(main())

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import socket
+import subprocess
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 
 from h2mesh import Server
 from h2mesh.server._wsgi import FileWrapper
-from tests.web.apps import Opened, TrackedFile
+from tests.web.apps import SECRET, Opened, TrackedFile
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -165,6 +167,130 @@ def test_an_unread_response_holds_the_iterable_and_close_is_called(run: Run) -> 
             await server.stop(1.0)
 
     run(main())
+
+
+def hashing_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answers with the sha256 and size of ``wsgi.input`` read to its end, and how the
+    body was framed."""
+    sha, size = hashlib.sha256(), 0
+    body = environ["wsgi.input"]
+    while block := body.read(65536):
+        sha.update(block)
+        size += len(block)
+    shown = {
+        "sha256": sha.hexdigest(),
+        "size": size,
+        "transfer-encoding": environ.get("HTTP_TRANSFER_ENCODING"),
+        "content-length": environ.get("CONTENT_LENGTH"),
+    }
+    start_response("200 OK", [("content-type", "application/json")])
+    return [json.dumps(shown).encode()]
+
+
+def test_a_chunked_http1_upload_reaches_wsgi_input_whole(
+    run: Run, curl: str, big_file: tuple[Path, str]
+) -> None:
+    path, digest = big_file
+    data = path.read_bytes()
+
+    async def parts() -> AsyncIterator[bytes]:
+        for at in range(0, len(data), 100_003):  # uneven blocks
+            yield data[at : at + 100_003]
+
+    async def main() -> None:
+        server = await _serve(hashing_app)
+        url = f"http://127.0.0.1:{server.port}/up"
+        expected = {
+            "sha256": digest,
+            "size": len(data),
+            "transfer-encoding": "chunked",
+            "content-length": None,
+        }
+        try:
+            # httpx sends a body of unknown length (a generator) chunked.
+            async with httpx.AsyncClient(http1=True, http2=False, timeout=30) as client:
+                r = await client.post(url, content=parts())
+                assert r.http_version == "HTTP/1.1"
+                assert r.json() == expected
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [curl, "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked",
+                 "--data-binary", f"@{path}", url],
+                capture_output=True, timeout=30, check=True,
+            )  # fmt: skip
+            assert json.loads(done.stdout) == expected
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+class _FailingBody:
+    """A response iterable that yields three chunks, then raises; counts its closes."""
+
+    def __init__(self, closes: list[int], closed: threading.Event) -> None:
+        self._closes = closes
+        self._closed = closed
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i in range(3):
+            yield b"part %d;" % i
+        raise ValueError(SECRET)
+
+    def close(self) -> None:
+        self._closes.append(1)
+        self._closed.set()
+
+
+@pytest.mark.parametrize("h2", [True, False], ids=["h2", "h1"])
+def test_an_iterable_that_raises_mid_body_fails_the_response_and_is_closed(
+    run: Run, caplog: pytest.LogCaptureFixture, h2: bool
+) -> None:
+    closes: list[int] = []
+    closed = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["PATH_INFO"] == "/ok":
+            start_response("200 OK", [("content-type", "text/plain")])
+            return [b"fine"]
+        start_response("200 OK", [("content-type", "text/plain")])
+        return _FailingBody(closes, closed)
+
+    async def main() -> None:
+        server = await _serve(app)
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, http2=h2, http1=not h2) as client:
+                got = b""
+                # The head and the first parts went out; then the HTTP/2 stream is reset,
+                # or the HTTP/1.1 connection closed before the chunked body's end.
+                with pytest.raises(httpx.RemoteProtocolError):
+                    async with client.stream("GET", "/fail") as reply:
+                        assert reply.status_code == 200
+                        async for part in reply.aiter_raw():
+                            got += part
+                # What was sent before the failure, and nothing after it. (Over HTTP/2
+                # the reset may overtake data still queued.)
+                if h2:
+                    assert b"part 0;part 1;".startswith(got)
+                else:
+                    assert got == b"part 0;part 1;"
+                assert SECRET.encode() not in got and b"Traceback" not in got
+                assert await asyncio.to_thread(closed.wait, 5.0)
+                # The server goes on serving (over HTTP/2, on the same connection).
+                ok = await client.get("/ok")
+                assert (ok.status_code, ok.text) == (200, "fine")
+            assert closes == [1]
+        finally:
+            await server.stop(1.0)
+
+    with caplog.at_level(logging.ERROR):
+        run(main())
+    failures = [r for r in caplog.records if r.exc_info and r.exc_info[1] is not None]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]
+    assert failures[0].getMessage() == "WSGI application failed on GET /fail"
+    assert isinstance(failures[0].exc_info[1], ValueError)  # type: ignore[index]
+    assert str(failures[0].exc_info[1]) == SECRET  # type: ignore[index]
 
 
 def test_wsgi_errors_go_to_logging(run: Run, caplog: pytest.LogCaptureFixture) -> None:

@@ -351,13 +351,14 @@ class AsgiHost:
         except ClientDisconnected:
             pass
         except Exception:
-            log.exception("ASGI application failed on %s %s", method, scope["path"])
+            log.exception("%s application failed on %s %s", self.kind, method, scope["path"])
             await exchange.fail()
         else:
             if exchange.state != _DONE:
                 if not exchange.disconnected:
                     log.error(
-                        "ASGI application returned without completing the response to %s %s",
+                        "%s application returned without completing the response to %s %s",
+                        self.kind,
                         method,
                         scope["path"],
                     )
