@@ -40,6 +40,7 @@ from ._envelope import (
     FLAG_END_STREAM,
     MessageReader,
     encode_envelope,
+    pack_prefix,
 )
 
 __all__ = ["CONNECT", "ConnectClient", "ConnectServer"]
@@ -265,7 +266,7 @@ class _StreamCall(EnvelopedServerCall):
         if self._compress is not None:
             envelope = encode_envelope(self._compress.compress(payload), FLAG_COMPRESSED)
         else:
-            envelope = encode_envelope(payload)
+            envelope = pack_prefix(0, len(payload)) + payload  # (encode_envelope inline)
         await self.stream.send_data(envelope)
 
     async def send_unary(
@@ -544,7 +545,7 @@ class ConnectClient(ClientProtocol):
     def frame(self, message: Any) -> bytes:
         payload = self.codec.encode(message)
         if self.compressor is None:
-            return encode_envelope(payload)
+            return pack_prefix(0, len(payload)) + payload  # (encode_envelope inline)
         return encode_envelope(self.compressor.compress(payload), FLAG_COMPRESSED)
 
     def open_response(
