@@ -27,7 +27,7 @@ import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -397,7 +397,8 @@ def _configure_server(server: Server, args: argparse.Namespace) -> None:
 
 
 def _configure_app(server: Server, args: argparse.Namespace) -> None:
-    """The ``--ws-*`` flags: they override what the mounted application was given."""
+    """The application flags (``--root-path``, ``--lifespan``, ``--no-*-header``,
+    ``--wsgi-threads``, ``--ws-*``): they override what the mounted application was given."""
     given = {name: getattr(args, name) for name in _APP_FLAGS if getattr(args, name) is not None}
     if not given:
         return
@@ -408,8 +409,28 @@ def _configure_app(server: Server, args: argparse.Namespace) -> None:
         checked: Mapping[str, object] = check_app_options(given)
     except ValueError as exc:
         raise UsageError(f"{flags}: {exc}") from None
+    host = server.app
     for name in given:
-        setattr(server.app, name, checked[name])
+        if name in ("server_header", "date_header"):
+            continue
+        if name == "wsgi_threads":
+            from .server._wsgi import WsgiAdapter
+
+            adapter = host.app
+            if not isinstance(adapter, WsgiAdapter):
+                raise UsageError(f"--wsgi-threads: the application is {host.kind}, not WSGI")
+            adapter.threads = cast(int, checked[name])  # (its pool is made when first used)
+        elif name == "lifespan" and host.kind == "WSGI" and checked[name] == "on":
+            raise UsageError("--lifespan on: a WSGI application has no lifespan")
+        elif name == "lifespan" and host.kind == "WSGI":
+            continue  # (WSGI: always off)
+        else:
+            setattr(host, name, checked[name])
+    if "server_header" in given or "date_header" in given:
+        host.set_response_fields(
+            bool(given.get("server_header", host.server_header)),
+            bool(given.get("date_header", host.date_header)),
+        )
 
 
 def _enable_registration(server: Server, args: argparse.Namespace) -> None:
@@ -424,7 +445,27 @@ def _enable_registration(server: Server, args: argparse.Namespace) -> None:
 
 
 # The options of a mounted application that have a flag (names of AppOptions).
-_APP_FLAGS = ("ws_max_size", "ws_ping_interval", "ws_ping_timeout", "ws_per_message_deflate")
+_APP_FLAGS = (
+    "root_path",
+    "lifespan",
+    "server_header",
+    "date_header",
+    "wsgi_threads",
+    "ws_max_size",
+    "ws_ping_interval",
+    "ws_ping_timeout",
+    "ws_per_message_deflate",
+)
+
+
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number of threads: {text!r}")
+    return n
 
 
 def _seconds_or_off(text: str) -> float:
@@ -448,7 +489,42 @@ def _boolean(text: str) -> bool:
 
 
 def _add_app_flags(serve: argparse.ArgumentParser) -> None:
-    """How the application is served: WebSocket limits and keepalive (as uvicorn's)."""
+    """How the application is served: its scope and responses, the WSGI pool, WebSocket
+    limits and keepalive (named as uvicorn's where uvicorn has them). Each overrides what
+    the application was mounted with."""
+    app = serve.add_argument_group("the application")
+    app.add_argument(
+        "--root-path",
+        metavar="PATH",
+        help="the ASGI root_path (WSGI SCRIPT_NAME) of every request, for an application "
+        "mounted below a proxy's path prefix (default: none)",
+    )
+    app.add_argument(
+        "--lifespan",
+        choices=("auto", "on", "off"),
+        help="run the ASGI lifespan protocol: auto = if the application supports it, on = "
+        "it must (a failure stops the server), off = never (default auto)",
+    )
+    app.add_argument(
+        "--no-server-header",
+        dest="server_header",
+        action="store_const",
+        const=False,
+        help="send no 'server: h2mesh' field (the application's own is always kept)",
+    )
+    app.add_argument(
+        "--no-date-header",
+        dest="date_header",
+        action="store_const",
+        const=False,
+        help="send no 'date' field unless the application gives one",
+    )
+    app.add_argument(
+        "--wsgi-threads",
+        type=_threads,
+        metavar="N",
+        help=f"threads a WSGI application runs in (default {DEFAULTS['wsgi_threads']})",
+    )
     group = serve.add_argument_group("the application's WebSockets")
     group.add_argument(
         "--ws-max-size",

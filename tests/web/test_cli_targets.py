@@ -301,3 +301,67 @@ def test_bad_ws_flags_exit_2(args: list[str], message: str) -> None:
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+SCOPE_APP = "tests.web.apps.scope_echo:app"
+
+
+@pytest.mark.parametrize("flags", [False, True], ids=["defaults", "flags"])
+def test_app_flags_set_root_path_lifespan_and_the_response_fields(
+    tmp_path: Path, flags: bool
+) -> None:
+    """``--root-path /api --lifespan off --no-server-header --no-date-header`` reach the
+    application's scope and every response, over HTTP/2 and HTTP/1.1; without them the
+    defaults hold (no root path, lifespan run, ``server`` and ``date`` sent)."""
+    extra = ["--root-path", "/api", "--lifespan", "off", "--no-server-header"] if flags else []
+    extra += ["--no-date-header"] if flags else []
+    server = _serve(tmp_path, SCOPE_APP, *extra)
+    try:
+        for http2 in (True, False):
+            with httpx.Client(base_url=server.url, http2=http2, http1=not http2) as client:
+                r = client.get("/api/items")
+            assert r.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+            seen = r.json()
+            assert seen["root_path"] == ("/api" if flags else "")
+            assert seen["started"] is not flags
+            assert ("server" in r.headers, "date" in r.headers) == (not flags, not flags)
+            if not flags:
+                assert r.headers["server"] == "h2mesh"
+    finally:
+        server.stop()
+
+
+def test_wsgi_threads_flag_sizes_the_pool() -> None:
+    args = build_parser().parse_args(
+        ["serve", "tests.web.apps.flask_app:app", "--wsgi-threads", "3"]
+    )
+    server = load_server(args.targets, args.interface)
+    _configure_server(server, args)
+    assert server.app is not None and server.app.kind == "WSGI"
+    assert server.app.app.threads == 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([SCOPE_APP, "--wsgi-threads", "0"], "not a positive number of threads: '0'"),
+        ([SCOPE_APP, "--wsgi-threads", "2"], "--wsgi-threads: the application is ASGI, not WSGI"),
+        (
+            ["tests.web.apps.flask_app:app", "--lifespan", "on"],
+            "--lifespan on: a WSGI application has no lifespan",
+        ),
+        ([SCOPE_APP, "--lifespan", "sometimes"], "invalid choice: 'sometimes'"),
+        (
+            ["examples.greeter:Greeter", "--root-path", "/x"],
+            "--root-path: no application is served",
+        ),
+    ],
+)
+def test_bad_app_flags_exit_2(args: list[str], message: str) -> None:
+    out = subprocess.run(
+        [str(H2MESH), "serve", *args, "--port", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr

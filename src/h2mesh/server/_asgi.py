@@ -265,6 +265,23 @@ class AsgiHost:
         self._last_peer: Any = _UNSET
         self._last_template: dict[str, Any] = {}
 
+    def set_response_fields(self, server_header: bool, date_header: bool) -> None:
+        """Whether responses get ``server`` and ``date`` fields (the application's own
+        still win), as given at construction; before the server starts."""
+        self._extra = [(b"server", b"h2mesh")] if server_header else []
+        self._tail = self._extra
+        self._date_header = date_header
+        self._date = b""
+        self._tail_until = 0.0 if date_header else float("inf")
+
+    @property
+    def server_header(self) -> bool:
+        return bool(self._extra)
+
+    @property
+    def date_header(self) -> bool:
+        return self._date_header
+
     def describe(self) -> str:
         """What is mounted, for logs: ``ASGI application module:name``."""
         app = getattr(self.app, "app", None) if self.kind == "WSGI" else self.app
