@@ -198,3 +198,26 @@ def test_large_envelope_in_frames_then_the_next_in_the_same_chunk(head: int) -> 
     assert [len(p) for _, p in got] == [len(payload), 4]
     assert got[0] == (0, payload) and got[1] == (FLAG_END_STREAM, b"next")
     assert type(got[0][1]) is bytes and reader.pending == 0
+
+
+def test_a_message_sent_one_byte_at_a_time_costs_about_its_own_size() -> None:
+    """A peer may cut a message into 1-byte DATA frames: what the reader holds meanwhile
+    stays near the message's own size, not a list entry and an object per byte."""
+    import tracemalloc
+
+    payload = bytes(range(256)) * 2048  # 512 KiB
+    wire = encode_envelope(payload)
+    pieces = [wire[i : i + 1] for i in range(len(wire))]  # made before measuring
+    reader = EnvelopeReader(max_size=1 << 20)
+    tracemalloc.start()
+    try:
+        for piece in pieces[:-1]:
+            reader.feed(piece)
+            assert reader.next() is None
+        held, _ = tracemalloc.get_traced_memory()
+        reader.feed(pieces[-1])
+        got = reader.next()
+    finally:
+        tracemalloc.stop()
+    assert got == (0, payload)
+    assert held < 2 * len(payload), held

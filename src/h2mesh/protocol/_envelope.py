@@ -29,6 +29,8 @@ FLAG_COMPRESSED = 0x01
 FLAG_END_STREAM = 0x02
 
 _HEADER = struct.Struct(">BI")
+# Pieces of a split envelope shorter than this are gathered by copying (see _add).
+_SMALL_PIECE = 2048
 _pack = _HEADER.pack
 _unpack_from = _HEADER.unpack_from
 #: ``(flags, length)`` -> the 5-byte prefix, and back (``unpack_prefix(data, offset)``),
@@ -67,7 +69,7 @@ class EnvelopeReader:
     def __init__(self, max_size: int) -> None:
         self._chunk = b""  # the last chunk fed, read in place from _cpos
         self._cpos = 0
-        self._parts: list[bytes | memoryview] = []  # an envelope that came in pieces
+        self._parts: list[bytes | bytearray | memoryview] = []  # an envelope in pieces
         self._have = 0  # bytes in _parts
         self._need = 0  # the size of that envelope, prefix included, once it is known
         self.max_size = max_size
@@ -77,18 +79,30 @@ class EnvelopeReader:
         if self._chunk:
             self._spill()
         if self._parts:
-            self._parts.append(data)
-            self._have += len(data)
+            self._add(data)
         else:
             self._chunk = data
             self._cpos = 0
+
+    def _add(self, piece: bytes | memoryview) -> None:
+        """Keep ``piece`` of the envelope being gathered. Small pieces are copied into one
+        buffer: a peer sending a message one byte per DATA frame would otherwise make a
+        list entry and a bytes object (some 40 bytes) per byte of it."""
+        parts = self._parts
+        n = len(piece)
+        if n >= _SMALL_PIECE:
+            parts.append(piece)
+        elif parts and parts[-1].__class__ is bytearray:
+            parts[-1] += piece  # (a bytearray, as checked)
+        else:
+            parts.append(bytearray(piece))
+        self._have += n
 
     def _spill(self) -> None:
         """Make what is left of the chunk the first piece of an envelope."""
         chunk, self._chunk = self._chunk, b""
         pos = self._cpos
-        self._parts.append(memoryview(chunk)[pos:] if pos else chunk)
-        self._have += len(chunk) - pos
+        self._add(memoryview(chunk)[pos:] if pos else chunk)
 
     def next(self) -> tuple[int, bytes] | None:
         """The next complete envelope, or None if more bytes are needed."""
