@@ -2,13 +2,19 @@
 ``websockets`` client over real sockets: echo, subprotocols, permessage-deflate,
 ping/pong, close codes both ways, the message size limit, refusal, shutdown, and the
 server's keepalive pings (and the failing of a client that answers none, over HTTP/1.1
-and HTTP/2)."""
+and HTTP/2); receive-side backpressure (a client flooding an app that does not read gets
+no further than the HTTP/1.1 read buffer or the HTTP/2 stream window), and a compressed
+message inflated no further than the size limit."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import socket
+import time
+import tracemalloc
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -432,6 +438,322 @@ def test_keepalive_pings_can_be_turned_off(run: Run) -> None:
                     await asyncio.sleep(0.1)
                 assert pings.count == 0
         finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
+# -- receive-side backpressure ---------------------------------------------------------
+# Messages the flooding clients below send: 64 KiB each, 64 MiB in all.
+_MESSAGE = 64 * 1024
+_MESSAGES = 1024
+# The most one read of a socket brings in: asyncio's selector transport reads up to its
+# max_size (256 KiB), and uvloop's read buffer is as large.
+_SOCKET_READ = 256 * 1024
+# Python allocations of the test itself while the server holds the flood back: the
+# client's frame being masked and written, the loop's own; far below one MiB.
+_OTHER_ALLOCATIONS = 1024 * 1024
+
+
+class _GatedReader:
+    """An ASGI app that accepts a WebSocket and then calls ``receive()`` only once
+    ``gate`` is set; it counts and hashes the binary messages (each starts with its
+    number, so their order is checked too) and records the close code."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.accepted = asyncio.Event()
+        self.done = asyncio.Event()
+        self.count = 0
+        self.in_order = True
+        self.sha = hashlib.sha256()
+        self.close_code: int | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        self.accepted.set()
+        await self.gate.wait()
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                self.close_code = message["code"]
+                self.done.set()
+                return
+            data = message["bytes"]
+            self.in_order &= int.from_bytes(data[:4], "big") == self.count
+            self.sha.update(data)
+            self.count += 1
+
+
+def _messages() -> list[bytes]:
+    block = os.urandom(_MESSAGE)
+    return [n.to_bytes(4, "big") + block[4:] for n in range(_MESSAGES)]
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.002)
+
+
+async def _drained(writer: asyncio.StreamWriter, server: asyncio.Transport) -> bool:
+    """Wait for the kernel to take what the writer holds (True), or for ``server``, the
+    other end, to have stopped reading (False: then the kernel takes nothing more)."""
+    drained = asyncio.ensure_future(writer.drain())
+    await _until(lambda: drained.done() or not server.is_reading())
+    drained.cancel()
+    return drained.done() and not drained.cancelled()
+
+
+async def _write_until_held(
+    writer: asyncio.StreamWriter, frames: list[bytes], server: asyncio.Transport
+) -> int:
+    """Write ``frames`` (the writer's buffer limit 0) until the kernel refuses bytes while
+    ``server`` has stopped reading; how many frames were written."""
+    for written, frame in enumerate(frames, 1):
+        writer.write(frame)
+        if writer.transport.get_write_buffer_size() and not await _drained(writer, server):
+            return written
+    return len(frames)
+
+
+def test_a_websocket_client_over_http11_gets_no_further_ahead_than_the_read_buffer(
+    run: Run,
+) -> None:
+    """No queue of received messages forms: while the app does not call ``receive()``,
+    the server stops reading the socket once ``h1_buffer_limit`` bytes wait unread, so a
+    client sending 64 MiB has the kernel take no more than that, one socket read and the
+    two sockets' buffers, and the server holds no more than the limit and one read. Once
+    the app reads, every message arrives, in order, and the close is a clean 1000."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import BytesMessage, CloseConnection
+
+    from h2mesh.transport import TransportConfig
+
+    config = TransportConfig()
+    limit = config.h1_buffer_limit
+
+    async def main() -> None:
+        app = _GatedReader()
+        server = await _serve(app, config=config)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            writer.transport.set_write_buffer_limits(0)  # drain() waits for the kernel
+            writer.write(
+                b"GET /flood HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
+                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            async with asyncio.timeout(5.0):
+                head = await reader.readuntil(b"\r\n\r\n")
+                await app.accepted.wait()
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            (conn,) = server._connections
+            assert conn.transport is not None
+            server_transport, before = conn.transport, conn.bytes_received
+            ws = Connection(ConnectionType.CLIENT)  # no permessage-deflate: bytes as sent
+            messages = _messages()
+            frames = [ws.send(BytesMessage(data=m)) for m in messages]
+            tracemalloc.start()
+            try:
+                written = await _write_until_held(writer, frames, server_transport)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            sent = sum(map(len, frames[:written]))
+            accepted = sent - writer.transport.get_write_buffer_size()
+            taken = conn.bytes_received - before
+            server_rcvbuf = server_transport.get_extra_info("socket").getsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF
+            )
+            client_sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            assert written < len(frames), "the server read all 64 MiB unasked"
+            assert taken <= limit + _SOCKET_READ, taken
+            assert accepted <= limit + _SOCKET_READ + server_rcvbuf + client_sndbuf, accepted
+            assert peak <= limit + _SOCKET_READ + _OTHER_ALLOCATIONS, peak
+            assert app.count == 0
+
+            app.gate.set()
+            async with asyncio.timeout(20.0):
+                for frame in frames[written:]:
+                    writer.write(frame)
+                    await writer.drain()
+                writer.write(ws.send(CloseConnection(code=1000)))
+                await app.done.wait()
+                closes: list[CloseConnection] = []
+                while data := await reader.read(65536):
+                    ws.receive_data(data)
+                    closes += [e for e in ws.events() if isinstance(e, CloseConnection)]
+            assert (app.count, app.in_order) == (_MESSAGES, True)
+            assert app.sha.hexdigest() == hashlib.sha256(b"".join(messages)).hexdigest()
+            assert app.close_code == 1000
+            assert [c.code for c in closes] == [1000]  # the server's answer, then EOF
+        finally:
+            writer.transport.abort()
+            await server.stop(1.0)
+
+    run(main())
+
+
+def test_a_websocket_client_over_http2_is_held_by_the_stream_window(run: Run) -> None:
+    """Over extended CONNECT the stream's window is the bound: the server reopens it only
+    as the app's ``receive()`` reads, so the client's sends block once ``stream_window``
+    bytes are out (what its send may still queue above that is its own high-water mark),
+    and the server holds no more than the window. Then every message, in order, and a
+    clean 1000."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import BytesMessage, CloseConnection
+
+    from h2mesh.transport import H2Connection, TransportConfig
+
+    config = TransportConfig()
+    window = config.stream_window
+
+    async def main() -> None:
+        app = _GatedReader()
+        server = await _serve(app, config=config)
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(
+            lambda: H2Connection(client=True, config=TransportConfig(idle_timeout=None)),
+            "127.0.0.1",
+            server.port,
+        )
+        authority = b"127.0.0.1:%d" % server.port
+        try:
+            plain = conn.open_stream(
+                [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/x"),
+                 (b":authority", authority)],
+                end_stream=True,
+            )  # fmt: skip
+            await asyncio.wait_for(plain.wait_response(), 5.0)  # (after the SETTINGS)
+            stream = conn.open_stream(
+                [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+                 (b":path", b"/flood"), (b":authority", authority),
+                 (b"sec-websocket-version", b"13")],
+                end_stream=False,
+            )  # fmt: skip
+            assert dict(await asyncio.wait_for(stream.wait_response(), 5.0))[b":status"] == b"200"
+            ws = Connection(ConnectionType.CLIENT)
+            messages = _messages()
+            frames = [ws.send(BytesMessage(data=m)) for m in messages]
+            accepted = 0  # bytes the client's sends have returned for
+
+            async def send_all() -> None:
+                nonlocal accepted
+                for frame in frames:
+                    await stream.send_data(frame)
+                    accepted += len(frame)
+
+            engine = conn.engine
+            tracemalloc.start()
+            try:
+                sender = asyncio.ensure_future(send_all())
+                # Held: the stream's window is spent and the send waits with more than the
+                # high-water mark queued. Nothing moves until the app reads.
+                await _until(
+                    lambda: (
+                        sender.done()
+                        or (
+                            engine.stream_remote_window_size(stream.id) == 0
+                            and engine.queued_body_size(stream.id) > conn.high_water
+                        )
+                    )
+                )
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert not sender.done(), "the server read all 64 MiB unasked"
+            assert accepted <= window + conn.high_water + len(frames[0]), accepted
+            assert peak <= window + conn.high_water + 2 * len(frames[0]) + _OTHER_ALLOCATIONS
+            assert app.count == 0
+
+            app.gate.set()
+            async with asyncio.timeout(20.0):
+                await sender
+                await stream.send_data(ws.send(CloseConnection(code=1000)))
+                await app.done.wait()
+                closes: list[CloseConnection] = []
+                while data := await stream.read():
+                    ws.receive_data(data)
+                    closes += [e for e in ws.events() if isinstance(e, CloseConnection)]
+            assert (app.count, app.in_order) == (_MESSAGES, True)
+            assert app.sha.hexdigest() == hashlib.sha256(b"".join(messages)).hexdigest()
+            assert app.close_code == 1000
+            assert [c.code for c in closes] == [1000]  # the server's answer, then END_STREAM
+        finally:
+            conn.abort()
+            await server.stop(1.0)
+
+    run(main())
+
+
+# zlib's most a deflate stream can inflate: 1032-fold (its FAQ).
+_DEFLATE_MAX_RATIO = 1032
+
+
+def test_a_compressed_message_is_not_inflated_past_the_size_limit(run: Run) -> None:
+    """With permessage-deflate, 64 KiB on the wire can inflate to 64 MiB; the server gives
+    them to wsproto a slice at a time and checks the message's size after each, so it
+    inflates little more than ``ws_max_size`` before closing with 1009."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import BytesMessage, CloseConnection
+    from wsproto.extensions import PerMessageDeflate
+
+    from h2mesh.server._websocket import _INFLATE_SLICE
+
+    max_size = 1024 * 1024
+
+    async def main() -> None:
+        app = _GatedReader()
+        app.gate.set()
+        server = await _serve(app, ws_max_size=max_size)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            writer.write(
+                b"GET /bomb HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
+                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"sec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+            )
+            async with asyncio.timeout(5.0):
+                head = await reader.readuntil(b"\r\n\r\n")
+            answer = "permessage-deflate; client_max_window_bits=15"
+            assert answer.encode() in head, head
+            deflate = PerMessageDeflate()
+            deflate.finalize(answer)
+            ws = Connection(ConnectionType.CLIENT, extensions=[deflate])
+            frame = ws.send(BytesMessage(data=bytes(64 * 1024 * 1024)))
+            assert len(frame) < 128 * 1024  # all of it in one or two socket reads
+            tracemalloc.start()
+            try:
+                writer.write(frame)
+                async with asyncio.timeout(10.0):
+                    await app.done.wait()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert (app.count, app.close_code) == (0, 1009)
+            # The message's parts so far, then one slice inflated, held up to three times
+            # on its way (zlib's output blocks, the bytes they are joined into, the event):
+            # about 13 MiB measured, where inflating the frame whole peaked at 200 MiB.
+            inflated = _DEFLATE_MAX_RATIO * _INFLATE_SLICE
+            assert peak <= max_size + 3 * inflated + _OTHER_ALLOCATIONS, peak
+            async with asyncio.timeout(5.0):
+                closes: list[CloseConnection] = []
+                while not closes and (data := await reader.read(65536)):
+                    ws.receive_data(data)
+                    closes += [e for e in ws.events() if isinstance(e, CloseConnection)]
+            assert [c.code for c in closes] == [1009]
+        finally:
+            writer.transport.abort()
             await server.stop(1.0)
 
     run(main())

@@ -16,7 +16,9 @@ with no wait for a close frame a dead client would never send, nor (unlike the
 ``websockets`` library) for the TCP connection to end; the application's ``receive()``
 gives ``websocket.disconnect`` with 1006, as under uvicorn. Frames
 are only parsed when the application reads (that is the backpressure), so bytes that
-arrived and wait unread count as a sign of life too.
+arrived and wait unread count as a sign of life too. With permessage-deflate they go to
+wsproto ``_INFLATE_SLICE`` bytes at a time, the message's size checked after each: a
+small frame that inflates a thousandfold is refused (1009) before it is all inflated.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ __all__ = ["serve_websocket"]
 log = logging.getLogger("h2mesh.asgi")
 
 _CLOSE_TIMEOUT = 1.0
+# With permessage-deflate, wsproto inflates at once all the bytes it is given, and deflate
+# inflates up to 1032-fold: bytes go to it this many at a time (at most ~4 MiB inflated).
+_INFLATE_SLICE = 4096
 _MESSAGE_TOO_BIG = 1009
 _INTERNAL_ERROR = 1011
 _SERVICE_RESTART = 1012
@@ -107,6 +112,9 @@ class _Session:
         self.parts: list[Any] = []
         self.size = 0
         self.events: deque[Any] = deque()
+        self.inflating = False  # permessage-deflate was accepted
+        # Bytes read and not yet given to wsproto (while inflating, see _INFLATE_SLICE).
+        self.unparsed = memoryview(b"")
 
     # -- receive ---------------------------------------------------------------------
     async def receive(self) -> Message:
@@ -137,14 +145,21 @@ class _Session:
         ws, tunnel = self.ws, self.tunnel
         assert ws is not None and tunnel is not None
         while not self.events:
-            try:
-                data = await tunnel.read()
-            except TransportError:
-                data = b""
+            data = self.unparsed
             if not data:
-                if self.close_code is None:  # (the keepalive may have closed it first)
-                    self.close_code = _ABNORMAL
-                return None
+                try:
+                    data = memoryview(await tunnel.read())
+                except TransportError:
+                    data = memoryview(b"")
+                if not data:
+                    if self.close_code is None:  # (the keepalive may have closed it first)
+                        self.close_code = _ABNORMAL
+                    return None
+                self.heard += 1
+            if self.inflating:
+                # The next slice only once the events of this one are handled (and the
+                # message's size checked): a client cannot make the server inflate more.
+                data, self.unparsed = data[:_INFLATE_SLICE], data[_INFLATE_SLICE:]
             try:
                 ws.receive_data(data)
             except Exception:  # wsproto's RemoteProtocolError: a broken frame
@@ -152,7 +167,6 @@ class _Session:
                 await self._close(1002, "protocol error")
                 return None
             self.events.extend(ws.events())
-            self.heard += 1
         event = self.events.popleft()
         if isinstance(event, WsMessage):
             self.parts.append(event.data)
@@ -242,6 +256,7 @@ class _Session:
         self.tunnel.on_shutdown = self._on_shutdown
         self.answered = True
         self.ws = Connection(ConnectionType.SERVER, extensions=extensions)
+        self.inflating = bool(extensions)
         if self.ping_interval is not None:
             self.keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
 
