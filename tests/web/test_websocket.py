@@ -757,3 +757,44 @@ def test_a_compressed_message_is_not_inflated_past_the_size_limit(run: Run) -> N
             await server.stop(1.0)
 
     run(main())
+
+
+def test_a_bare_per_message_deflate_offer_is_taken(run: Run) -> None:
+    """``Sec-WebSocket-Extensions: permessage-deflate`` with no parameters (RFC 7692 7.1)
+    is accepted as it is, and a compressed message echoes back compressed."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import BytesMessage
+    from wsproto.extensions import PerMessageDeflate
+
+    async def main() -> None:
+        server = await _serve(ws_apps.fastapi_app)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            writer.write(
+                b"GET /echo HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
+                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"sec-websocket-extensions: permessage-deflate\r\n\r\n"
+            )
+            async with asyncio.timeout(5.0):
+                head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            assert b"sec-websocket-extensions: permessage-deflate\r\n" in head.lower(), head
+            deflate = PerMessageDeflate()
+            deflate.finalize("permessage-deflate")
+            ws = Connection(ConnectionType.CLIENT, extensions=[deflate])
+            data = b"abc" * 10_000
+            frame = ws.send(BytesMessage(data=data))
+            assert len(frame) < len(data) // 10  # sent compressed
+            writer.write(frame)
+            got = b""
+            async with asyncio.timeout(5.0):
+                while len(got) < len(data):
+                    ws.receive_data(await reader.read(65536))
+                    got += b"".join(e.data for e in ws.events() if isinstance(e, BytesMessage))
+            assert got == data
+        finally:
+            writer.transport.abort()
+            await server.stop(1.0)
+
+    run(main())

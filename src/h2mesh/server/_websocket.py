@@ -239,10 +239,13 @@ class _Session:
             if offer.split(";")[0].strip() == "permessage-deflate":
                 deflate = PerMessageDeflate()
                 accepted = deflate.accept(offer)
-                if accepted:
-                    # accept() gives the parameters of the answer, without the name.
+                # accept() gives the parameters of the answer, without the name: "" for
+                # a bare offer (RFC 7692 allows it), None or False to decline.
+                if accepted is not None and accepted is not False:
                     reply = (
-                        f"{deflate.name}; {accepted}" if isinstance(accepted, str) else deflate.name
+                        f"{deflate.name}; {accepted}"
+                        if isinstance(accepted, str) and accepted
+                        else deflate.name
                     )
                     headers.append((b"sec-websocket-extensions", reply.encode()))
                     extensions.append(deflate)
