@@ -103,3 +103,36 @@ def test_hosted_asgi_app_sees_the_forwarded_client(curl: str, loop_kind: str) ->
         assert trusted == ["203.0.113.7", 0]
     finally:
         live.close()
+
+
+async def scheme_app(scope: dict[str, object], receive: object, send: object) -> None:
+    """A bare ASGI app that answers with ``scope["scheme"]``."""
+    body = str(scope["scheme"]).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("http", ["--http1.1", "--http2-prior-knowledge"])
+def test_hosted_asgi_app_sees_the_forwarded_scheme(curl: str, loop_kind: str, http: str) -> None:
+    """A TLS-terminating proxy in front says ``X-Forwarded-Proto: https`` (or
+    ``Forwarded: proto=https``): the app's scope says https, but only from a trusted peer."""
+    live = LiveServer([], loop_kind, app=scheme_app, lifespan="off")
+    live.start()
+    try:
+        url = f"{live.url}/anything"
+
+        def ask(*headers: str) -> str:
+            args = [curl, "-sS", http]
+            for header in headers:
+                args += ["-H", header]
+            out = subprocess.run([*args, url], capture_output=True, check=True, timeout=10)
+            return out.stdout.decode()
+
+        assert ask("X-Forwarded-Proto: https") == "http"  # nobody trusted yet
+        assert live.server is not None
+        live.server.forwarded_allow_ips = "127.0.0.1,::1"
+        assert ask("X-Forwarded-Proto: https") == "https"
+        assert ask("Forwarded: for=203.0.113.7;proto=https") == "https"
+        assert ask() == "http"
+    finally:
+        live.close()

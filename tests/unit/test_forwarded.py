@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from h2mesh.server._forwarded import ProxyTrust, forwarded_client
+from h2mesh.server._forwarded import ProxyTrust, forwarded_client, forwarded_scheme
 
 PROXY = ("127.0.0.1", 40000)
 
@@ -61,3 +61,31 @@ def test_trust_specs() -> None:
     assert not ProxyTrust("")
     with pytest.raises(ValueError, match="not an IP address"):
         ProxyTrust("proxy.internal")
+
+
+def scheme(trust: str, *headers: tuple[str, str], peer: object = PROXY) -> str | None:
+    raw = [(k.encode(), v.encode()) for k, v in headers]
+    return forwarded_scheme(raw, peer, ProxyTrust(trust))
+
+
+def test_the_scheme_comes_only_from_a_trusted_peer() -> None:
+    assert scheme("127.0.0.1", ("x-forwarded-proto", "https")) == "https"
+    assert scheme("127.0.0.1", ("x-forwarded-proto", " HTTP ")) == "http"
+    assert scheme("10.0.0.0/8", ("x-forwarded-proto", "https")) is None
+    assert scheme("127.0.0.1") is None
+    # Not one plain value: ignored, as uvicorn does.
+    assert scheme("127.0.0.1", ("x-forwarded-proto", "https, http")) is None
+    assert scheme("127.0.0.1", ("x-forwarded-proto", "ftp")) is None
+    assert scheme("127.0.0.1", ("x-forwarded-proto", "https"), ("x-forwarded-proto", "x")) is None
+
+
+def test_the_scheme_is_the_proto_of_the_clients_forwarded_element() -> None:
+    chain = ("forwarded", "for=198.51.100.1;proto=https, for=10.0.0.5;proto=http")
+    # 10.0.0.5 is a trusted proxy that the client reached over https.
+    assert scheme("127.0.0.1,10.0.0.0/8", chain) == "https"
+    # Not trusted: the nearest proxy's element speaks for the client, 10.0.0.5, over http.
+    assert scheme("127.0.0.1", chain) == "http"
+    # Forwarded wins over X-Forwarded-Proto; an element without proto says nothing.
+    both = [("x-forwarded-proto", "https"), ("forwarded", 'for="[2001:db8::1]:80"')]
+    assert scheme("127.0.0.1", *both) is None
+    assert scheme("127.0.0.1", ("forwarded", 'for=192.0.2.1;proto="HTTPS"')) == "https"

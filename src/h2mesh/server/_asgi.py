@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from .._http2 import ErrorCode
 from ..transport import Headers, Stream, TransportError
 from ._asgi_types import ASGIApp, ClientDisconnected, Message
-from ._forwarded import ProxyTrust, forwarded_client
+from ._forwarded import ProxyTrust, forwarded_client, forwarded_scheme
 
 __all__ = [
     "ASGIApp",
@@ -331,8 +331,10 @@ class AsgiHost:
         if task is not None:
             self._tasks.add(task)
         peer = stream.peer
+        scheme = None
         if self.trust is not None:
             peer = forwarded_client(stream.headers or (), peer, self.trust)
+            scheme = forwarded_scheme(stream.headers or (), stream.peer, self.trust)
         if peer is not self._last_peer:
             # (A connection's requests share its address objects: held here, the peer
             # stands for the connection until a request of another one comes.)
@@ -347,6 +349,8 @@ class AsgiHost:
             self.state,
             stream.supports_trailers,
         )
+        if scheme is not None:
+            scope["scheme"] = scheme  # (a WebSocket's becomes ws or wss from it)
         method = scope["method"]
         upgrade = stream.upgrade
         if upgrade is not None or (method == "CONNECT" and self.upgrades):

@@ -1,4 +1,5 @@
-"""Trusted proxies: the caller's address from ``Forwarded`` / ``X-Forwarded-For``.
+"""Trusted proxies: the caller's address from ``Forwarded`` / ``X-Forwarded-For``, and
+the scheme it used from ``Forwarded: proto=`` / ``X-Forwarded-Proto``.
 
 A proxy in front of the server connects from its own address; the client's is in the
 headers it adds. Those headers are believed only when the connection comes from an
@@ -7,7 +8,9 @@ address the server was told to trust (``Server(forwarded_allow_ips=...)``, ``h2m
 
 Each proxy appends the address it saw, so the list is read from the right: the first
 address that is not itself a trusted proxy is the client. ``Forwarded`` (RFC 7239) wins
-over ``X-Forwarded-For`` when both are present. Pure functions, no I/O.
+over ``X-Forwarded-For`` when both are present. The scheme is the ``proto`` of the same
+``Forwarded`` element, or else ``X-Forwarded-Proto`` when it is one value (``http`` or
+``https``; a list or anything else is ignored, as uvicorn does). Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from .._endpoint import split_host_port
 
-__all__ = ["ProxyTrust", "forwarded_client"]
+__all__ = ["ProxyTrust", "forwarded_client", "forwarded_scheme"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -126,3 +129,49 @@ def forwarded_client(headers: Sequence[tuple[bytes, bytes]], peer: Any, trust: P
         if not trust.trusts(hop[0]):
             return hop
     return hops[0] if hops and hops[0] is not None else peer
+
+
+_SCHEMES = {"http": "http", "https": "https"}
+
+
+def _element_for_and_proto(element: str) -> tuple[tuple[str, int] | None, str]:
+    """The ``for=`` node and the ``proto=`` value of one ``Forwarded`` element."""
+    node: tuple[str, int] | None = None
+    proto = ""
+    for pair in element.split(";"):
+        name, sep, val = pair.partition("=")
+        if sep:
+            name = name.strip().lower()
+            if name == "for":
+                node = _parse_node(val)
+            elif name == "proto":
+                proto = val.strip().strip('"').lower()
+    return node, proto
+
+
+def forwarded_scheme(
+    headers: Sequence[tuple[bytes, bytes]], peer: Any, trust: ProxyTrust
+) -> str | None:
+    """``"http"`` or ``"https"``: how the client reached the first proxy, if ``peer`` is
+    trusted and says so; None otherwise (the connection's own scheme stands)."""
+    if not trust.trusts_peer(peer):
+        return None
+    forwarded: list[str] = []
+    x_proto: list[bytes] = []
+    for name, value in headers:
+        if name == b"forwarded":
+            forwarded.append(value.decode("latin-1"))
+        elif name == b"x-forwarded-proto":
+            x_proto.append(value)
+    if forwarded:
+        # The element the client's address is taken from (see forwarded_client): walk
+        # from the right while the hop it names is a trusted proxy.
+        proto = ""
+        for element in reversed(",".join(forwarded).split(",")):
+            node, proto = _element_for_and_proto(element)
+            if node is None or not trust.trusts(node[0]):
+                break
+        return _SCHEMES.get(proto)
+    if len(x_proto) == 1:
+        return _SCHEMES.get(x_proto[0].decode("latin-1").strip().lower())
+    return None
