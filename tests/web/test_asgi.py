@@ -578,6 +578,29 @@ def test_failure_before_the_response_is_a_bare_500(run: Run, h2: bool, when: str
     run(main())
 
 
+def test_the_scheme_is_the_connections_not_what_an_http2_request_claims(run: Run) -> None:
+    """An HTTP/2 request on a cleartext connection that says ``:scheme: https`` is shown
+    to the app as ``http`` (as HTTP/1.1 requests are, and as hypercorn does): an app must
+    not take a plain connection for a TLS one on the client's word."""
+
+    async def main() -> None:
+        server = await _serve(scope_app)
+        conn = await _h2(server.port)
+        try:
+            for claimed in (b"https", b"http"):
+                head = _request(b"/s", b"GET", server.port)
+                head[1] = (b":scheme", claimed)
+                stream = conn.open_stream(head, end_stream=True)
+                await stream.wait_response()
+                scope = json.loads(await stream.read_all(1 << 20))
+                assert (scope["scheme"], scope["http_version"]) == ("http", "2")
+        finally:
+            conn.abort()
+            await server.stop(1.0)
+
+    run(main())
+
+
 def test_failure_after_the_response_started_resets_the_http2_stream(run: Run) -> None:
     async def main() -> None:
         server = await _serve(_failing_app("after"))

@@ -92,8 +92,16 @@ def http_scope(
     ``:authority`` becomes a ``host`` header when the request has none (HTTP/2 clients
     send no ``host``), and HTTP/2's split ``cookie`` fields are joined (RFC 9113 8.2.3).
     """
-    template = scope_template(http_version, _address(client), _address(server), root_path)
-    return _scope(headers, dict(headers), template, state, trailers)
+    by_name = dict(headers)
+    scheme = by_name.get(b":scheme", b"http")
+    template = scope_template(
+        http_version,
+        _address(client),
+        _address(server),
+        root_path,
+        _SCHEMES.get(scheme) or scheme.decode("latin-1"),
+    )
+    return _scope(headers, by_name, template, state, trailers)
 
 
 def _address(sockname: Any) -> tuple[Any, Any] | None:
@@ -117,7 +125,6 @@ def _scope(
     get = by_name.get
     method = get(b":method", b"")
     target = get(b":path", b"")
-    scheme = get(b":scheme", b"http")
     # The pseudo-header fields come first (RFC 9113 8.3; the HTTP/1.1 transport puts its
     # own first too): all of :method, :scheme and :path in a request other than CONNECT
     # (the engine refuses one without them, or with :protocol), and maybe :authority.
@@ -150,7 +157,6 @@ def _scope(
     # A copy of a dict with the keys in place costs less than a dict display of them all.
     scope = template.copy()
     scope["method"] = _METHODS.get(method) or method.decode("latin-1")
-    scope["scheme"] = _SCHEMES.get(scheme) or scheme.decode("latin-1")
     scope["path"] = path
     scope["raw_path"] = raw_path
     scope["query_string"] = query
@@ -160,15 +166,19 @@ def _scope(
     return scope
 
 
-def scope_template(http_version: str, client: Any, server: Any, root_path: str) -> dict[str, Any]:
+def scope_template(
+    http_version: str, client: Any, server: Any, root_path: str, scheme: str = "http"
+) -> dict[str, Any]:
     """The keys of an ``http`` scope in their order, with the values that every request
-    of a connection shares (``client`` and ``server`` as ASGI has them)."""
+    of a connection shares (``client`` and ``server`` as ASGI has them, and the scheme:
+    the connection's, TLS or not, as for HTTP/1.1, not what an HTTP/2 request's
+    ``:scheme`` claims)."""
     return {
         "type": "http",
         "asgi": _ASGI,
         "http_version": http_version,
         "method": "GET",
-        "scheme": "http",
+        "scheme": scheme,
         "path": "/",
         "raw_path": b"/",
         "query_string": b"",
@@ -340,7 +350,11 @@ class AsgiHost:
             # stands for the connection until a request of another one comes.)
             self._last_peer = peer
             self._last_template = scope_template(
-                stream.http_version, _address(peer), _address(stream.local), self.root_path
+                stream.http_version,
+                _address(peer),
+                _address(stream.local),
+                self.root_path,
+                "https" if stream.scheme == b"https" else "http",
             )
         scope = _scope(
             stream.headers or [],

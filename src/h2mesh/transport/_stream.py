@@ -66,6 +66,15 @@ class Stream:
         return self._conn.sockname
 
     @property
+    def scheme(self) -> bytes:
+        """``b"https"`` if the connection is TLS, else ``b"http"``: how the client reached
+        this server, whatever the request's own ``:scheme`` claims."""
+        transport = self._conn.transport
+        if transport is not None and transport.get_extra_info("ssl_object") is not None:
+            return b"https"
+        return b"http"
+
+    @property
     def peer_certificate(self) -> dict[str, Any] | None:
         """The peer's verified TLS certificate (``ssl.SSLSocket.getpeercert()``), if any."""
         transport = self._conn.transport
