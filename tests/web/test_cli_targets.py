@@ -28,6 +28,7 @@ from tests.web.test_websocket import _client_logger, _Pings
 
 WS_APP = "tests.web.apps.ws_apps:fastapi_app"
 DUAL_APP = "tests.web.apps.dual_interface:app"
+SCOPE_APP = "tests.web.apps.scope_echo:app"
 
 
 def test_service_and_fastapi_app_on_one_port(tmp_path: Path, curl: str) -> None:
@@ -291,9 +292,20 @@ def test_ws_flags_override_a_served_servers_own_options() -> None:
         ([WS_APP, "--ws-ping-timeout", "soon"], "not a number of seconds: 'soon'"),
         ([WS_APP, "--ws-per-message-deflate", "maybe"], "not true or false: 'maybe'"),
         (["examples.greeter:Greeter", "--ws-ping-interval", "5"], "no application is served"),
+        ([SCOPE_APP, "--wsgi-threads", "0"], "not a positive number of threads: '0'"),
+        ([SCOPE_APP, "--wsgi-threads", "2"], "--wsgi-threads: the application is ASGI, not WSGI"),
+        (
+            ["tests.web.apps.flask_app:app", "--lifespan", "on"],
+            "--lifespan on: a WSGI application has no lifespan",
+        ),
+        ([SCOPE_APP, "--lifespan", "sometimes"], "invalid choice: 'sometimes'"),
+        (
+            ["examples.greeter:Greeter", "--root-path", "/x"],
+            "--root-path: no application is served",
+        ),
     ],
 )
-def test_bad_ws_flags_exit_2(args: list[str], message: str) -> None:
+def test_bad_app_flags_exit_2(args: list[str], message: str) -> None:
     out = subprocess.run(
         [str(H2MESH), "serve", *args, "--port", "0"],
         cwd=REPO, capture_output=True, text=True, timeout=30,
@@ -301,9 +313,6 @@ def test_bad_ws_flags_exit_2(args: list[str], message: str) -> None:
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
-
-
-SCOPE_APP = "tests.web.apps.scope_echo:app"
 
 
 @pytest.mark.parametrize("flags", [False, True], ids=["defaults", "flags"])
@@ -339,29 +348,3 @@ def test_wsgi_threads_flag_sizes_the_pool() -> None:
     _configure_server(server, args)
     assert server.app is not None and server.app.kind == "WSGI"
     assert server.app.app.threads == 3  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ([SCOPE_APP, "--wsgi-threads", "0"], "not a positive number of threads: '0'"),
-        ([SCOPE_APP, "--wsgi-threads", "2"], "--wsgi-threads: the application is ASGI, not WSGI"),
-        (
-            ["tests.web.apps.flask_app:app", "--lifespan", "on"],
-            "--lifespan on: a WSGI application has no lifespan",
-        ),
-        ([SCOPE_APP, "--lifespan", "sometimes"], "invalid choice: 'sometimes'"),
-        (
-            ["examples.greeter:Greeter", "--root-path", "/x"],
-            "--root-path: no application is served",
-        ),
-    ],
-)
-def test_bad_app_flags_exit_2(args: list[str], message: str) -> None:
-    out = subprocess.run(
-        [str(H2MESH), "serve", *args, "--port", "0"],
-        cwd=REPO, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr
-    assert "Traceback" not in out.stderr

@@ -36,6 +36,18 @@ async def _serve(app: Any, **options: Any) -> Server:
     return server
 
 
+def _upgrade(path: bytes, *fields: bytes) -> bytes:
+    """An HTTP/1.1 WebSocket upgrade request for ``path`` (RFC 6455's sample key), with
+    the header ``fields`` given."""
+    return (
+        b"GET %s HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+        b"sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        % path
+        + b"".join(field + b"\r\n" for field in fields)
+        + b"\r\n"
+    )
+
+
 @pytest.mark.parametrize("name", ["fastapi", "starlette"])
 def test_echo(run: Run, name: str) -> None:
     app = ws_apps.fastapi_app if name == "fastapi" else ws_apps.starlette_app
@@ -356,11 +368,7 @@ def test_a_client_that_reads_nothing_fails_an_app_blocked_in_send(run: Run) -> N
             writer.transport.pause_reading()  # nothing is read, not even the 101
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-            writer.write(
-                b"GET /flood HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
-                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
-                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            )
+            writer.write(_upgrade(b"/flood"))
             bound = _INTERVAL + _TIMEOUT + 1.0 + _SLACK  # (+ the close frame's second)
             assert await asyncio.to_thread(ws_apps.FLOOD_DONE.wait, bound)
             # h2mesh's send raised ClientDisconnected (an OSError), which Starlette
@@ -547,11 +555,7 @@ def test_a_websocket_client_over_http11_gets_no_further_ahead_than_the_read_buff
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
             writer.transport.set_write_buffer_limits(0)  # drain() waits for the kernel
-            writer.write(
-                b"GET /flood HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
-                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
-                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            )
+            writer.write(_upgrade(b"/flood"))
             async with asyncio.timeout(5.0):
                 head = await reader.readuntil(b"\r\n\r\n")
                 await app.accepted.wait()
@@ -718,10 +722,10 @@ def test_a_compressed_message_is_not_inflated_past_the_size_limit(run: Run) -> N
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         try:
             writer.write(
-                b"GET /bomb HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
-                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
-                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                b"sec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+                _upgrade(
+                    b"/bomb",
+                    b"sec-websocket-extensions: permessage-deflate; client_max_window_bits",
+                )
             )
             async with asyncio.timeout(5.0):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -770,12 +774,7 @@ def test_a_bare_per_message_deflate_offer_is_taken(run: Run) -> None:
         server = await _serve(ws_apps.fastapi_app)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         try:
-            writer.write(
-                b"GET /echo HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
-                b"connection: upgrade\r\nsec-websocket-version: 13\r\n"
-                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                b"sec-websocket-extensions: permessage-deflate\r\n\r\n"
-            )
+            writer.write(_upgrade(b"/echo", b"sec-websocket-extensions: permessage-deflate"))
             async with asyncio.timeout(5.0):
                 head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 101 "), head

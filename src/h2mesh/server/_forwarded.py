@@ -103,6 +103,18 @@ def _forwarded_for(value: str) -> list[tuple[str, int] | None]:
     return out
 
 
+def _values(headers: Sequence[tuple[bytes, bytes]], x_name: bytes) -> tuple[list[str], list[str]]:
+    """The values of the ``Forwarded`` fields and of the ``x_name`` fields, in order."""
+    forwarded: list[str] = []
+    x_values: list[str] = []
+    for name, value in headers:
+        if name == b"forwarded":
+            forwarded.append(value.decode("latin-1"))
+        elif name == x_name:
+            x_values.append(value.decode("latin-1"))
+    return forwarded, x_values
+
+
 def forwarded_client(headers: Sequence[tuple[bytes, bytes]], peer: Any, trust: ProxyTrust) -> Any:
     """The client's ``(host, port)`` if ``peer`` is trusted and says so, else ``peer``.
 
@@ -110,13 +122,7 @@ def forwarded_client(headers: Sequence[tuple[bytes, bytes]], peer: Any, trust: P
     """
     if not trust.trusts_peer(peer):
         return peer
-    forwarded: list[str] = []
-    x_forwarded: list[str] = []
-    for name, value in headers:
-        if name == b"forwarded":
-            forwarded.append(value.decode("latin-1"))
-        elif name == b"x-forwarded-for":
-            x_forwarded.append(value.decode("latin-1"))
+    forwarded, x_forwarded = _values(headers, b"x-forwarded-for")
     if forwarded:
         hops = _forwarded_for(",".join(forwarded))
     elif x_forwarded:
@@ -156,13 +162,7 @@ def forwarded_scheme(
     trusted and says so; None otherwise (the connection's own scheme stands)."""
     if not trust.trusts_peer(peer):
         return None
-    forwarded: list[str] = []
-    x_proto: list[bytes] = []
-    for name, value in headers:
-        if name == b"forwarded":
-            forwarded.append(value.decode("latin-1"))
-        elif name == b"x-forwarded-proto":
-            x_proto.append(value)
+    forwarded, x_proto = _values(headers, b"x-forwarded-proto")
     if forwarded:
         # The element the client's address is taken from (see forwarded_client): walk
         # from the right while the hop it names is a trusted proxy.
@@ -173,5 +173,5 @@ def forwarded_scheme(
                 break
         return _SCHEMES.get(proto)
     if len(x_proto) == 1:
-        return _SCHEMES.get(x_proto[0].decode("latin-1").strip().lower())
+        return _SCHEMES.get(x_proto[0].strip().lower())
     return None
