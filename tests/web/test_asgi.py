@@ -244,37 +244,40 @@ def test_chunked_http1_upload_reaches_the_app_whole(
     run: Run, curl: str, big_file: tuple[Path, str]
 ) -> None:
     path, digest = big_file
-    data = path.read_bytes()
+    run(chunked_upload_reaches(hashing_app, curl, path, path.read_bytes(), digest))
+
+
+async def chunked_upload_reaches(app: Any, curl: str, path: Path, data: bytes, digest: str) -> None:
+    """A chunked HTTP/1.1 upload of ``data`` (httpx sending a generator body, then curl
+    sending ``path``, which holds it) reaches ``app`` (ASGI or WSGI, answering what it
+    got) whole."""
 
     async def parts() -> AsyncIterator[bytes]:
         # Uneven blocks: chunk boundaries fall anywhere in the server's reads.
         for block in _blocks(data, 100_003):
             yield block
 
-    async def main() -> None:
-        server = await _serve(hashing_app)
-        url = f"http://127.0.0.1:{server.port}/up"
-        expected = {
-            "sha256": digest,
-            "size": len(data),
-            "transfer-encoding": "chunked",
-            "content-length": None,
-        }
-        try:
-            # httpx sends a body of unknown length (a generator) chunked.
-            async with httpx.AsyncClient(http1=True, http2=False, timeout=30) as client:
-                r = await client.post(url, content=parts())
-                assert r.http_version == "HTTP/1.1"
-                assert r.json() == expected
-            done = await _in_thread(
-                curl, "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked",
-                "--data-binary", f"@{path}", url,
-            )  # fmt: skip
-            assert json.loads(done.stdout) == expected
-        finally:
-            await server.stop(1.0)
-
-    run(main())
+    server = await _serve(app)
+    url = f"http://127.0.0.1:{server.port}/up"
+    expected = {
+        "sha256": digest,
+        "size": len(data),
+        "transfer-encoding": "chunked",
+        "content-length": None,
+    }
+    try:
+        # httpx sends a body of unknown length (a generator) chunked.
+        async with httpx.AsyncClient(http1=True, http2=False, timeout=30) as client:
+            r = await client.post(url, content=parts())
+            assert r.http_version == "HTTP/1.1"
+            assert r.json() == expected
+        done = await _in_thread(
+            curl, "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked",
+            "--data-binary", f"@{path}", url,
+        )  # fmt: skip
+        assert json.loads(done.stdout) == expected
+    finally:
+        await server.stop(1.0)
 
 
 def test_http1_request_body_is_read_at_the_apps_pace(run: Run) -> None:

@@ -11,9 +11,8 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,39 +189,10 @@ def hashing_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 def test_a_chunked_http1_upload_reaches_wsgi_input_whole(
     run: Run, curl: str, big_file: tuple[Path, str]
 ) -> None:
+    from tests.web.test_asgi import chunked_upload_reaches
+
     path, digest = big_file
-    data = path.read_bytes()
-
-    async def parts() -> AsyncIterator[bytes]:
-        for at in range(0, len(data), 100_003):  # uneven blocks
-            yield data[at : at + 100_003]
-
-    async def main() -> None:
-        server = await _serve(hashing_app)
-        url = f"http://127.0.0.1:{server.port}/up"
-        expected = {
-            "sha256": digest,
-            "size": len(data),
-            "transfer-encoding": "chunked",
-            "content-length": None,
-        }
-        try:
-            # httpx sends a body of unknown length (a generator) chunked.
-            async with httpx.AsyncClient(http1=True, http2=False, timeout=30) as client:
-                r = await client.post(url, content=parts())
-                assert r.http_version == "HTTP/1.1"
-                assert r.json() == expected
-            done = await asyncio.to_thread(
-                subprocess.run,
-                [curl, "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked",
-                 "--data-binary", f"@{path}", url],
-                capture_output=True, timeout=30, check=True,
-            )  # fmt: skip
-            assert json.loads(done.stdout) == expected
-        finally:
-            await server.stop(1.0)
-
-    run(main())
+    run(chunked_upload_reaches(hashing_app, curl, path, path.read_bytes(), digest))
 
 
 class _FailingBody:
