@@ -411,8 +411,6 @@ def _configure_app(server: Server, args: argparse.Namespace) -> None:
         raise UsageError(f"{flags}: {exc}") from None
     host = server.app
     for name in given:
-        if name in ("server_header", "date_header"):
-            continue
         if name == "wsgi_threads":
             from .server._wsgi import WsgiAdapter
 
@@ -426,11 +424,6 @@ def _configure_app(server: Server, args: argparse.Namespace) -> None:
             continue  # (WSGI: always off)
         else:
             setattr(host, name, checked[name])
-    if "server_header" in given or "date_header" in given:
-        host.set_response_fields(
-            bool(given.get("server_header", host.server_header)),
-            bool(given.get("date_header", host.date_header)),
-        )
 
 
 def _enable_registration(server: Server, args: argparse.Namespace) -> None:

@@ -146,8 +146,10 @@ class EnvelopeReader:
             last = parts[-1]
             keep = len(last) - extra
             parts[-1] = memoryview(last)[:keep]
-            self._chunk = last if isinstance(last, bytes) else bytes(last[keep:])
-            self._cpos = keep if isinstance(last, bytes) else 0
+            if isinstance(last, bytes):
+                self._chunk, self._cpos = last, keep
+            else:  # (a buffer of small pieces: its short rest is copied out)
+                self._chunk, self._cpos = bytes(last[keep:]), 0
         parts[0] = memoryview(parts[0])[5:]
         payload = b"".join(parts)
         parts.clear()

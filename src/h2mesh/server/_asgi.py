@@ -254,16 +254,11 @@ class AsgiHost:
         self.lifespan = lifespan
         #: The lifespan state; each request's ``scope["state"]`` is a shallow copy.
         self.state: dict[str, Any] = {}
-        extra: list[tuple[bytes, bytes]] = []
-        if server_header:
-            extra.append((b"server", b"h2mesh"))
-        self._extra = extra
-        self._date_header = date_header
         # What every response ends with unless the application gave its own: ``server``
         # and ``date``, the latter formatted again once a second (at _tail_until).
-        self._tail = extra
-        self._date = b""
-        self._tail_until = 0.0 if date_header else float("inf")
+        self._extra: list[tuple[bytes, bytes]] = []
+        self._date_header = date_header
+        self.server_header = server_header  # (sets the tail, as date_header does)
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Open WebSocket sessions (closed with 1012 when the server shuts down).
         self.websockets: set[Any] = set()
@@ -275,22 +270,31 @@ class AsgiHost:
         self._last_peer: Any = _UNSET
         self._last_template: dict[str, Any] = {}
 
-    def set_response_fields(self, server_header: bool, date_header: bool) -> None:
-        """Whether responses get ``server`` and ``date`` fields (the application's own
-        still win), as given at construction; before the server starts."""
-        self._extra = [(b"server", b"h2mesh")] if server_header else []
-        self._tail = self._extra
-        self._date_header = date_header
-        self._date = b""
-        self._tail_until = 0.0 if date_header else float("inf")
-
     @property
     def server_header(self) -> bool:
+        """Whether responses get a ``server: h2mesh`` field (the application's own wins);
+        settable, like the other options, until the server starts."""
         return bool(self._extra)
+
+    @server_header.setter
+    def server_header(self, on: bool) -> None:
+        self._extra = [(b"server", b"h2mesh")] if on else []
+        self._reset_tail()
 
     @property
     def date_header(self) -> bool:
+        """Whether responses get a ``date`` field (the application's own wins)."""
         return self._date_header
+
+    @date_header.setter
+    def date_header(self, on: bool) -> None:
+        self._date_header = on
+        self._reset_tail()
+
+    def _reset_tail(self) -> None:
+        self._tail = self._extra
+        self._date = b""
+        self._tail_until = 0.0 if self._date_header else float("inf")
 
     def describe(self) -> str:
         """What is mounted, for logs: ``ASGI application module:name``."""
@@ -354,7 +358,7 @@ class AsgiHost:
                 _address(peer),
                 _address(stream.local),
                 self.root_path,
-                "https" if stream.scheme == b"https" else "http",
+                _SCHEMES[stream.scheme],
             )
         scope = _scope(
             stream.headers or [],
