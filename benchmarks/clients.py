@@ -386,6 +386,130 @@ class FastapiClient(Client):
         raise NotSupported("httpx sends the whole request body before reading the response")
 
 
+class _BareProtocol(asyncio.Protocol):
+    """ngh2 driven from uvloop's callbacks: one future per stream, one write per loop turn."""
+
+    def __init__(self) -> None:
+        import ngh2
+
+        self.ngh2 = ngh2
+        self.engine = ngh2.Connection(ngh2.Role.CLIENT)
+        # stream -> [future, body bytes so far, resolve on each DATA frame]
+        self.waiting: dict[int, list[Any]] = {}
+        self.ended: set[int] = set()
+        self.transport: asyncio.Transport | None = None
+        self.flush_pending = False
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        setting = self.ngh2.Setting  # (h2mesh's default windows, as the bare server's)
+        self.engine.initiate_connection({setting.INITIAL_WINDOW_SIZE: 1 << 20})
+        self.engine.set_local_window_size(16 << 20)
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut, _, _ in self.waiting.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection lost"))
+
+    def flush(self) -> None:
+        self.flush_pending = False
+        engine = self.engine
+        while engine.want_write and self.transport is not None:
+            out = engine.data_to_send(65_536)  # (as h2mesh: bigger buffers fault their pages)
+            if not out:
+                break
+            self.transport.write(out)
+
+    def schedule_flush(self) -> None:
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.loop.call_soon(self.flush)
+
+    def data_received(self, data: bytes) -> None:
+        ngh2, engine, waiting = self.ngh2, self.engine, self.waiting
+        engine.receive_data(data)
+        for ev in engine.events():
+            kind = type(ev)
+            if kind is ngh2.DataReceived:
+                sid = ev.stream_id
+                entry = waiting.get(sid)
+                if entry is not None:
+                    entry[1] += len(ev.data)
+                    if ev.end_stream or entry[2]:  # the whole body, or (bidi) each frame
+                        del waiting[sid]
+                        entry[0].set_result(entry[1])
+            elif kind is ngh2.StreamClosed:
+                entry = waiting.pop(ev.stream_id, None)
+                if entry is not None:
+                    entry[0].set_exception(ConnectionError(f"stream closed: {ev.error_code}"))
+        self.flush()
+
+    def response(self, sid: int, each_frame: bool = False) -> asyncio.Future[int]:
+        """The size of stream ``sid``'s response body (``each_frame``: of its next DATA)."""
+        fut: asyncio.Future[int] = self.loop.create_future()
+        self.waiting[sid] = [fut, 0, each_frame]
+        self.schedule_flush()
+        return fut
+
+
+class BareClient(Client):
+    """The Python ceiling of a client: ngh2 + uvloop with no framework, against the bare
+    server (``benchmarks.bare_ngh2``), which echoes each request's body (a unary call: one
+    response DATA awaited) and, on the bidi path, each DATA frame as it arrives."""
+
+    HEAD = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", b"127.0.0.1"),
+        (b":path", f"/{SERVICE}/Echo".encode()),
+        (b"content-type", b"application/json"),
+    ]
+    BIDI_HEAD = [*HEAD[:3], (b":path", f"/{SERVICE}/PingPong".encode()), HEAD[4]]
+    SMALL = json.dumps({"name": SMALL_NAME}).encode()
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proto: _BareProtocol | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        _, self.proto = await loop.create_connection(_BareProtocol, "127.0.0.1", self.port)
+        await self.unary(0)
+
+    async def close(self) -> None:
+        if self.proto is not None and self.proto.transport is not None:
+            self.proto.transport.close()
+
+    async def unary(self, size: int) -> None:
+        if size:
+            raise NotSupported("the ceiling's client makes small unary calls and bidi only")
+        proto = self.proto
+        assert proto is not None
+        sid = proto.engine.send_request(self.HEAD)
+        proto.engine.send_data(sid, self.SMALL, end_stream=True)
+        got = await proto.response(sid)
+        assert got == len(self.SMALL), got
+
+    async def server_stream(self, count: int) -> int:
+        raise NotSupported("the bare server only echoes")
+
+    async def client_stream(self, count: int) -> None:
+        raise NotSupported("the bare server only echoes")
+
+    async def bidi(self, rounds: int) -> None:
+        proto = self.proto
+        assert proto is not None
+        engine, body = proto.engine, self.SMALL
+        sid = engine.send_request(self.BIDI_HEAD, end_stream=False)
+        for _ in range(rounds):
+            engine.send_data(sid, body)
+            await proto.response(sid, each_frame=True)
+        engine.end_stream(sid)
+        proto.schedule_flush()
+
+
 def make_client(kind: str, port: int) -> Client:
     if kind == "h2mesh-msgpack":
         return H2meshClient(port, "msgpack")
@@ -403,6 +527,8 @@ def make_client(kind: str, port: int) -> Client:
         return ConnectClient(port)
     if kind == "fastapi":
         return FastapiClient(port)
+    if kind == "bare-ngh2":
+        return BareClient(port)
     raise ValueError(f"unknown client {kind!r}")
 
 

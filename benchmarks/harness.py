@@ -134,9 +134,10 @@ SYSTEMS: dict[str, System] = {
             "bare-ngh2",
             "bare ngh2 + uvloop (Python ceiling)",
             "bare-ngh2",
-            None,
+            "bare-ngh2",
             "json",
-            notes="answers from the event callback: no routing, codec or task",
+            notes="answers from the event callback: no routing, codec or task; its client"
+            " (unary and bidi only) is as bare: a future per call, no framework",
         ),
         System(
             "h2o",

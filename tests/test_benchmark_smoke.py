@@ -104,3 +104,28 @@ def test_unknown_system_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "unknown system 'nope'" in proc.stderr
+
+
+def test_smoke_run_of_the_python_ceiling(tmp_path: Path) -> None:
+    # The bare ngh2 + uvloop server and its bare client: the ceiling rows of unary calls,
+    # bidi round trips and h2load; the workloads its client does not make are n/a, saying so.
+    require_binary("h2load")
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "benchmarks.harness", "--smoke", "--systems", "bare-ngh2",
+            "--out", str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entry = json.loads((tmp_path / "latest.json").read_text())["systems"]["bare-ngh2"]
+    assert entry["status"] == "ok", entry["status"]
+    results = entry["workloads"]
+    for name in ("unary", "bidi", "h2load", "many_conns"):
+        assert results[name]["status"] == "ok", (name, results[name]["status"])
+        assert results[name]["metrics"][WORKLOADS[name]]["median"] > 0
+    for name in ("server_stream", "client_stream", "payload_1k", "payload_256k"):
+        assert results[name]["status"].startswith("n/a: "), (name, results[name]["status"])
