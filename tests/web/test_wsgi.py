@@ -52,7 +52,8 @@ class Recorder:
             if path == "/echo":
                 self.body_started.set()
                 body = environ["wsgi.input"].read()
-                start_response("200 OK", [("content-type", "application/octet-stream")])
+                head = [("content-type", "application/octet-stream")]
+                start_response("200 OK", [*head, ("content-length", str(len(body)))])
                 return _Closing([body], self, path)
             if path == "/endless":
                 start_response("200 OK", [("content-type", "text/plain")])
@@ -239,12 +240,12 @@ def test_an_iterable_that_raises_mid_body_fails_the_response_and_is_closed(
                         assert reply.status_code == 200
                         async for part in reply.aiter_raw():
                             got += part
-                # What was sent before the failure, and nothing after it. (Over HTTP/2
-                # the reset may overtake data still queued.)
+                # Every part made before the failure (none is held back), and nothing
+                # after it. (Over HTTP/2 the reset may overtake data still queued.)
                 if h2:
-                    assert b"part 0;part 1;".startswith(got)
+                    assert b"part 0;part 1;part 2;".startswith(got)
                 else:
-                    assert got == b"part 0;part 1;"
+                    assert got == b"part 0;part 1;part 2;"
                 assert SECRET.encode() not in got and b"Traceback" not in got
                 assert await asyncio.to_thread(closed.wait, 5.0)
                 # The server goes on serving (over HTTP/2, on the same connection).
@@ -261,6 +262,48 @@ def test_an_iterable_that_raises_mid_body_fails_the_response_and_is_closed(
     assert failures[0].getMessage() == "WSGI application failed on GET /fail"
     assert isinstance(failures[0].exc_info[1], ValueError)  # type: ignore[index]
     assert str(failures[0].exc_info[1]) == SECRET  # type: ignore[index]
+
+
+@pytest.mark.parametrize("h2", [True, False], ids=["h2", "h1"])
+def test_a_streamed_flask_response_sends_each_part_as_it_is_made(run: Run, h2: bool) -> None:
+    # A stream of events (Flask's Response over a generator, no Content-Length): each part
+    # reaches the client before the generator makes the next, here only once the client
+    # has the one before. A server holding a part back until the next one came would
+    # leave the generator waiting for the client, which waits for the part.
+    import flask
+
+    app = flask.Flask("events")
+    got_part = [threading.Event() for _ in range(3)]
+
+    @app.get("/events")
+    def events() -> flask.Response:
+        def generate() -> Iterator[str]:
+            for i in range(3):
+                yield f"data: {i}\n\n"
+                if not got_part[i].wait(10.0):
+                    yield "data: the client never saw the part\n\n"
+                    return
+
+        return flask.Response(generate(), mimetype="text/event-stream")
+
+    async def main() -> None:
+        server = await _serve(app)
+        try:
+            async with httpx.AsyncClient(http2=h2, http1=not h2) as client:
+                url = f"http://127.0.0.1:{server.port}/events"
+                async with client.stream("GET", url) as reply:
+                    assert reply.http_version == ("HTTP/2" if h2 else "HTTP/1.1")
+                    assert "content-length" not in reply.headers
+                    parts = reply.aiter_text()
+                    for i in range(3):
+                        part = await asyncio.wait_for(anext(parts), 5.0)
+                        assert part == f"data: {i}\n\n"
+                        got_part[i].set()
+                    assert [p async for p in parts] == []
+        finally:
+            await server.stop(1.0)
+
+    run(main())
 
 
 def test_wsgi_errors_go_to_logging(run: Run, caplog: pytest.LogCaptureFixture) -> None:

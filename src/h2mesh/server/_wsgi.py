@@ -246,6 +246,11 @@ class _Response:
         try:
             if iterable.__class__ is FileWrapper:
                 return self._send_file(iterable)
+            if not (iterable.__class__ in (list, tuple) or self._has_length()):
+                return self._stream(iterable)
+            # A sequence, or a response of declared length (Flask's, Django's): its parts
+            # come without waiting, so one is held back to end the body with it, and a
+            # body of one part goes out with the head.
             pending: bytes | None = None
             for chunk in iterable:
                 if not chunk:
@@ -261,6 +266,18 @@ class _Response:
             close = getattr(iterable, "close", None)
             if close is not None:
                 close()
+
+    def _has_length(self) -> bool:
+        return any(name == b"content-length" for name, _ in self.headers)
+
+    def _stream(self, iterable: Iterable[bytes]) -> None:
+        """A generator's parts, each sent as it comes: the next may be a while coming (a
+        stream of events), so none is held back; an empty end closes the body."""
+        for chunk in iterable:
+            if chunk:
+                self._hop(bytes(chunk), True)
+        self._hop(b"", False)
+        return None
 
     def _send_file(self, wrapper: FileWrapper) -> bytes | None:
         """Send a wrapped file's bytes, reading each block while the one before is sent."""
