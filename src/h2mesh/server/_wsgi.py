@@ -247,7 +247,8 @@ class _Response:
             if iterable.__class__ is FileWrapper:
                 return self._send_file(iterable)
             if not (iterable.__class__ in (list, tuple) or self._has_length()):
-                return self._stream(iterable)
+                self._stream(iterable)
+                return None
             # A sequence, or a response of declared length (Flask's, Django's): its parts
             # come without waiting, so one is held back to end the body with it, and a
             # body of one part goes out with the head.
@@ -277,7 +278,6 @@ class _Response:
             if chunk:
                 self._hop(bytes(chunk), True)
         self._hop(b"", False)
-        return None
 
     def _send_file(self, wrapper: FileWrapper) -> bytes | None:
         """Send a wrapped file's bytes, reading each block while the one before is sent."""
