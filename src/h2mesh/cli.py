@@ -83,6 +83,9 @@ def load_server(specs: str | Sequence[str], interface: str = "auto") -> Server:
                 f"{spec} is a {type(obj).__name__}; expected a Service class, a Service "
                 "instance, a list of services, a Server, or an ASGI or WSGI application"
             )
+    if app is None and interface != "auto":
+        # (A Server target's own mount says how its application is called.)
+        raise UsageError(f"--interface {interface}: no application target is given")
     try:
         if server is None:
             server = Server(services)

@@ -303,6 +303,10 @@ def test_ws_flags_override_a_served_servers_own_options() -> None:
             ["examples.greeter:Greeter", "--root-path", "/x"],
             "--root-path: no application is served",
         ),
+        (
+            ["examples.greeter:Greeter", "--interface", "wsgi"],
+            "--interface wsgi: no application target is given",
+        ),
     ],
 )
 def test_bad_app_flags_exit_2(args: list[str], message: str) -> None:
