@@ -394,3 +394,73 @@ def test_rapid_reset_leaves_a_normal_client_served(run: Run, bulk_server: tuple[
     assert codes == [ErrorCode.ENHANCE_YOUR_CALM] * 6, codes
     grown = rss_kib(pid) - rss_before
     assert grown < 32 * 1024, f"server RSS grew by {grown} KiB under 6 rapid-reset connections"
+
+
+# -- a body in tiny DATA frames that nobody reads --------------------------------------------
+TINY_STREAMS = 2
+TINY_WINDOW = 1024 * 1024  # the server's default stream window
+
+
+@pytest.fixture
+def held_app_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """``h2mesh serve`` with an application that never reads request bodies, beside the
+    greeter."""
+    yield from h2mesh_serve(tmp_path, ["tests.e2e.hold_app:app", "examples.greeter:Greeter"])
+
+
+def test_a_body_in_two_byte_data_frames_costs_the_server_about_its_size(
+    run: Run, held_app_server: tuple[int, int]
+) -> None:
+    """Two streams, each sent its whole 1 MiB window in 2-byte DATA frames, to an app that
+    never reads: the server holds the 2 MiB, not an object per frame (about 45 bytes
+    each, some 46 MiB), and serves a normal client meanwhile."""
+    pid, port = held_app_server
+    rss_before = rss_kib(pid)
+
+    async def main() -> tuple[float, int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        streams = []
+        for _ in range(TINY_STREAMS):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(
+                sid,
+                [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"held"),
+                 (b":path", b"/upload")],
+            )  # fmt: skip
+            streams.append(sid)
+        writer.write(conn.data_to_send())
+        # The server's SETTINGS (its 1 MiB stream window) and their acknowledgement.
+        while conn.remote_settings.initial_window_size != TINY_WINDOW:
+            conn.receive_data(await asyncio.wait_for(reader.read(65536), 5.0))
+        writer.write(conn.data_to_send())
+        for sid in streams:
+            # Written by hand: h2 would gather the bytes into full frames.
+            frame = struct.pack(">I", 2)[1:] + bytes((0, 0)) + struct.pack(">I", sid) + b"xy"
+            batch = frame * 4096
+            for _ in range(TINY_WINDOW // 2 // 4096):
+                writer.write(batch)
+                await writer.drain()
+        # A PING after the frames: its answer means the server has taken them all in.
+        conn.ping(b"tinydata")
+        writer.write(conn.data_to_send())
+        acked = False
+        while not acked:
+            data = await asyncio.wait_for(reader.read(65536), 10.0)
+            assert data, "the server closed the connection"
+            events = conn.receive_data(data)
+            assert not any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
+            acked = any(isinstance(e, h2.events.PingAckReceived) for e in events)
+        grown = rss_kib(pid) - rss_before
+        success = await normal_calls(f"http://127.0.0.1:{port}", 50)
+        writer.close()
+        return success, grown
+
+    success, grown = run(main())
+    assert success == 1.0, f"normal client: {success:.1%} success"
+    # Measured: ~3 MiB (the 2 MiB of body, gathered); 58 MiB with a bytes object per frame.
+    assert grown < 12 * 1024, f"server RSS grew by {grown} KiB for 2 MiB of body"

@@ -451,6 +451,43 @@ def test_chunked_request_body_with_trailers(run: Any) -> None:
     run(main())
 
 
+def test_a_chunked_body_in_one_byte_chunks_is_held_gathered_and_read_whole(run: Any) -> None:
+    # 30,000 one-byte chunks while the app does not read: the stream holds them gathered in
+    # a few pieces (not 30,000 objects), and reading gives every byte, in order, as bytes.
+    body = bytes(i % 251 for i in range(30_000))
+    go = asyncio.Event()
+    kinds: set[type] = set()
+
+    async def app(stream: H1Stream) -> None:
+        await go.wait()
+        parts = []
+        while chunk := await stream.read():
+            kinds.add(type(chunk))
+            parts.append(chunk)
+        stream.send_headers([(b":status", b"200")])
+        await stream.send_data(b"".join(parts), end_stream=True)
+
+    async def main() -> None:
+        async with Server(app) as server:
+            reader, writer = await connect(server)
+            writer.write(b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            writer.write(b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n" for i in range(len(body))))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            # Every chunk taken in (the end too), none read.
+            await wait_until(lambda: bool(server.streams) and server.streams[0]._eof, 5.0)
+            stream = server.streams[0]
+            assert stream.received == len(body)
+            assert len(stream._chunks) <= 4, len(stream._chunks)
+            go.set()
+            resp = await read_response(reader)
+            assert resp.body == body
+            assert kinds == {bytes}
+            writer.close()
+
+    run(main())
+
+
 @needs_curl
 def test_curl_chunked_upload(run: Any) -> None:
     async def main() -> None:

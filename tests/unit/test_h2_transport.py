@@ -431,6 +431,47 @@ CONN_WINDOW = 1 * MIB
 QUIET = TransportConfig(idle_timeout=None, keepalive_interval=None)
 
 
+def test_a_body_in_tiny_frames_is_held_gathered_and_read_whole_in_order(run: Run) -> None:
+    # 20,000 DATA frames of 3 bytes while the handler does not read: the stream holds them
+    # gathered in a few pieces (not 20,000 objects), and reading gives every byte, in order,
+    # as bytes.
+    frames = [b"%03d" % (i % 1000) for i in range(20_000)]
+    body = b"".join(frames)
+    go = asyncio.Event()
+    kinds: set[type] = set()
+
+    async def handler(stream: H2Stream) -> None:
+        await go.wait()
+        digest = hashlib.sha256()
+        while chunk := await stream.read():
+            kinds.add(type(chunk))
+            digest.update(chunk)
+        stream.send_headers([(b":status", b"200")])
+        await stream.send_data(digest.hexdigest().encode(), end_stream=True)
+
+    async def main() -> None:
+        async with Peers(handler) as peers:
+            peer = await RawPeer.connect(peers.port)
+            await peer.handshake()
+            peer.open_stream(1)
+            for piece in frames:
+                peer.send(FRAME_DATA, 0, 1, piece)
+            peer.send(FRAME_DATA, FLAG_END_STREAM, 1)
+            await peer.writer.drain()
+            await wait_until(lambda: 1 in peers.server_conn.streams)
+            stream = peers.server_conn.streams[1]
+            await wait_until(lambda: stream._eof)  # every frame taken in, none read
+            assert stream.received == len(body)
+            assert len(stream._chunks) <= 4, len(stream._chunks)
+            go.set()
+            reply = await peer.read_body(1)
+            assert reply == hashlib.sha256(body).hexdigest().encode()
+            assert kinds == {bytes}
+            peer.close()
+
+    run(main())
+
+
 @pytest.mark.parametrize("who_resets", ["server", "client"])
 def test_reset_streams_return_unread_bytes_to_the_connection_window(
     run: Run, who_resets: str

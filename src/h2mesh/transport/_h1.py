@@ -46,7 +46,7 @@ from ._h1wire import (
     error_response,
     wanted_upgrade,
 )
-from ._stream import Headers
+from ._stream import SMALL_PIECE, Headers, gather
 
 __all__ = ["H1Connection", "H1Stream", "H1Tunnel"]
 
@@ -335,7 +335,11 @@ class H1Connection(asyncio.Protocol):
         stream = self._receiving
         if stream is None:
             return
-        stream._chunks.append(body)
+        chunks = stream._chunks
+        if chunks and len(body) < SMALL_PIECE:
+            gather(chunks, body)  # a small piece behind an unread one
+        else:
+            chunks.append(body)
         stream.received += len(body)
         if stream._expect_continue:
             stream._expect_continue = False  # the client sent the body without waiting

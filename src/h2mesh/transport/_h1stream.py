@@ -211,6 +211,8 @@ class H1Stream(Stream):
             finally:
                 self._read_waiter = None
         data = chunks.popleft()
+        if data.__class__ is not bytes:  # (small pieces gathered: see _stream.gather)
+            data = bytes(data)
         self._conn._consumed(len(data))
         return data
 

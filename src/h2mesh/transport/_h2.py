@@ -34,7 +34,7 @@ from ._budget import SendBudget
 from ._config import TransportConfig
 from ._errors import ConnectionLost, ConnectionRefused, MessageTooLarge, StreamReset
 from ._guard import InboundGuard
-from ._stream import Headers, Stream
+from ._stream import SMALL_PIECE, Headers, Stream, gather
 from ._timers import wheel_of
 
 # Module constants rather than ErrorCode.X in the hot path: an enum member lookup
@@ -257,6 +257,8 @@ class H2Stream(Stream):
                 self._read_waiter = None
         head = self._head
         data = chunks[head]
+        if data.__class__ is not bytes:  # (small pieces gathered: see _stream.gather)
+            data = bytes(data)
         head += 1
         if head == len(chunks):
             chunks.clear()
@@ -277,7 +279,7 @@ class H2Stream(Stream):
         """The whole body; raises ``MessageTooLarge`` past ``limit`` bytes."""
         chunks = self._chunks
         if self._eof and len(chunks) == 1 and not self._head and len(chunks[0]) <= limit:
-            return chunks.pop()  # the common unary case: the body arrived in one frame
+            return bytes(chunks.pop())  # the common unary case: the body in one frame
         # Whatever has arrived is taken at once (one window update for it, none once the
         # peer has ended the stream), not chunk by chunk.
         parts: list[bytes] = []
@@ -302,7 +304,7 @@ class H2Stream(Stream):
             finally:
                 self._read_waiter = None
         if len(parts) == 1:
-            return parts[0]
+            return bytes(parts[0])  # (no copy of a bytes object)
         return b"".join(parts)
 
     def take_body(self, limit: int) -> bytes | None:
@@ -312,7 +314,8 @@ class H2Stream(Stream):
         if len(chunks) == 1:
             if len(chunks[0]) > limit:
                 return None
-            return chunks.pop()  # the common case: the body arrived in one frame
+            body = chunks.pop()  # the common case: the body arrived in one frame
+            return body if body.__class__ is bytes else bytes(body)
         if not chunks:
             return b""
         if sum(map(len, chunks)) > limit:
@@ -325,9 +328,19 @@ class H2Stream(Stream):
         if not self._eof or self._head or self._error is not None:
             return None
         chunks = self._chunks
-        if (len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))) > limit:
+        if len(chunks) == 1:  # (the common case: the body arrived in one frame)
+            only = chunks[0]
+            if len(only) > limit:
+                return None
+            self._chunks = []  # (the list itself is handed over: the body has ended)
+            if only.__class__ is not bytes:  # (small pieces gathered: see _stream.gather)
+                chunks[0] = bytes(only)
+            return chunks
+        if sum(map(len, chunks)) > limit:
             return None
-        self._chunks = []  # (the list itself is handed over: the body has ended)
+        self._chunks = []
+        if any(chunk.__class__ is not bytes for chunk in chunks):
+            return [bytes(chunk) for chunk in chunks]
         return chunks
 
     def _ack(self, n: int) -> None:
@@ -1098,7 +1111,11 @@ class H2Connection(asyncio.Protocol):
                 self.engine.acknowledge_received_data(len(data), ev.stream_id)
             return
         if data:
-            stream._chunks.append(data)
+            chunks = stream._chunks
+            if chunks and len(data) < SMALL_PIECE and len(chunks) > stream._head:
+                gather(chunks, data)  # a small piece behind an unread one
+            else:
+                chunks.append(data)
             stream.received += len(data)  # (unacknowledged until read: see _unacked)
         if ev.end_stream:
             stream._eof = True
