@@ -52,6 +52,8 @@ WORKLOADS: dict[str, tuple[str, str]] = {
     "grpc-proto": ("h2mesh-proto", "h2mesh-grpc-proto"),
     "grpc-msgpack": ("h2mesh", "h2mesh-grpc-msgpack"),
     "grpc-json": ("h2mesh", "h2mesh-grpc-json"),
+    # A grpcio servicer (its aio handlers) added unchanged to an h2mesh Server.
+    "grpcio-servicer": ("h2mesh-grpcio", "h2mesh-grpcio"),
     # What observability costs: connect-json with call metrics and/or the access log on.
     "connect-json-metrics": ("h2mesh-metrics", "h2mesh-json"),
     "connect-json-access-log": ("h2mesh-access-log", "h2mesh-json"),

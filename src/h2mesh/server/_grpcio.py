@@ -164,14 +164,19 @@ def _running(method: MethodDescriptor, gctx: ServicerContext, ctx: Context) -> I
     except (RpcError, TransportError, asyncio.CancelledError):
         raise  # the server answers these itself (a request over the size limit, a reset)
     except Exception:
-        # The caller gets the code the servicer set, else UNKNOWN; never the exception.
-        log.exception("servicer %s failed", method.path)
-        raise gctx._failure() or RpcError(Code.UNKNOWN, "exception calling application") from None
+        raise _failed(method, gctx) from None
     finally:
         gctx._finish(cancelled=ctx.cancelled())
     failure = gctx._failure()
     if failure is not None:
         raise failure
+
+
+def _failed(method: MethodDescriptor, gctx: ServicerContext) -> RpcError:
+    """What the caller gets for a servicer's exception: the code the servicer set, else
+    UNKNOWN; never the exception (which is logged)."""
+    log.exception("servicer %s failed", method.path)
+    return gctx._failure() or RpcError(Code.UNKNOWN, "exception calling application")
 
 
 def _response(response: Any) -> Any:
@@ -315,8 +320,18 @@ def _aio_handler(method: MethodDescriptor, behavior: Callable[..., Any]) -> Hand
         gctx = AioServicerContext(ctx, asyncio.get_running_loop())
         if client_streams:
             gctx._requests = request
-        with _running(method, gctx, ctx):
+        # (_running inline: a context manager made per call cost ~5,000 instructions)
+        try:
             response = await behavior(request, gctx)
+        except (RpcError, TransportError, asyncio.CancelledError):
+            raise
+        except Exception:
+            raise _failed(method, gctx) from None
+        finally:
+            gctx._finish(cancelled=ctx.cancelled())
+        failure = gctx._failure()
+        if failure is not None:
+            raise failure
         return _response(response)
 
     return unary_handler

@@ -64,15 +64,17 @@ def _to_metadata(md: Any) -> dict[str, str]:
 class ServicerContext:
     """What both grpcio context flavours share; wraps one call's h2mesh ``Context``."""
 
+    # Until a call sets them (most never do): class defaults, not per-call stores.
+    _code: Code | None = None
+    _details: str | None = None
+    _aborted: RpcError | None = None
+    _done = False
+    _cancelled = False
+    _callbacks: list[Callable[[], None]] | None = None
+
     def __init__(self, ctx: Context, loop: asyncio.AbstractEventLoop) -> None:
         self.h2mesh_context = ctx
         self._loop = loop
-        self._code: Code | None = None
-        self._details: str | None = None
-        self._aborted: RpcError | None = None
-        self._done = False
-        self._cancelled = False
-        self._callbacks: list[Callable[[], None]] | None = None
 
     # metadata
     def invocation_metadata(self) -> tuple[Metadatum, ...]:
@@ -168,10 +170,14 @@ class ServicerContext:
             return True
 
     def _finish(self, cancelled: bool) -> None:
-        self._cancelled = self._cancelled or cancelled
+        if cancelled:
+            self._cancelled = True
         with _CALLBACKS_LOCK:
             self._done = True
-            callbacks, self._callbacks = self._callbacks or (), None
+            callbacks = self._callbacks
+            if callbacks is None:
+                return
+            self._callbacks = None
         for callback in callbacks:
             try:
                 callback()
@@ -200,10 +206,8 @@ class SyncServicerContext(ServicerContext):
 class AioServicerContext(ServicerContext):
     """grpcio's ``grpc.aio.ServicerContext``, for servicers that run on the event loop."""
 
-    def __init__(self, ctx: Context, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(ctx, loop)
-        self._requests: AsyncIterator[Any] | None = None
-        self._writes: asyncio.Queue[Any] | None = None
+    _requests: AsyncIterator[Any] | None = None
+    _writes: asyncio.Queue[Any] | None = None
 
     async def abort(self, code: Any, details: str = "", trailing_metadata: Any = ()) -> NoReturn:
         self.set_trailing_metadata(trailing_metadata)
