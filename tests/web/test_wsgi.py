@@ -264,12 +264,16 @@ def test_an_iterable_that_raises_mid_body_fails_the_response_and_is_closed(
     assert str(failures[0].exc_info[1]) == SECRET  # type: ignore[index]
 
 
+@pytest.mark.parametrize("sized", [False, True], ids=["unsized", "content-length"])
 @pytest.mark.parametrize("h2", [True, False], ids=["h2", "h1"])
-def test_a_streamed_flask_response_sends_each_part_as_it_is_made(run: Run, h2: bool) -> None:
-    # A stream of events (Flask's Response over a generator, no Content-Length): each part
-    # reaches the client before the generator makes the next, here only once the client
-    # has the one before. A server holding a part back until the next one came would
-    # leave the generator waiting for the client, which waits for the part.
+def test_a_streamed_flask_response_sends_each_part_as_it_is_made(
+    run: Run, h2: bool, sized: bool
+) -> None:
+    # A stream of events (Flask's Response over a generator, with or without a declared
+    # Content-Length): each part reaches the client before the generator makes the next,
+    # here only once the client has the one before. A server holding a part back until
+    # the next one came would leave the generator waiting for the client, which waits
+    # for the part. (With a length, the part that completes it ends the body.)
     import flask
 
     app = flask.Flask("events")
@@ -284,7 +288,8 @@ def test_a_streamed_flask_response_sends_each_part_as_it_is_made(run: Run, h2: b
                     yield "data: the client never saw the part\n\n"
                     return
 
-        return flask.Response(generate(), mimetype="text/event-stream")
+        headers = {"content-length": str(3 * len("data: 0\n\n"))} if sized else {}
+        return flask.Response(generate(), mimetype="text/event-stream", headers=headers)
 
     async def main() -> None:
         server = await _serve(app)
@@ -293,7 +298,7 @@ def test_a_streamed_flask_response_sends_each_part_as_it_is_made(run: Run, h2: b
                 url = f"http://127.0.0.1:{server.port}/events"
                 async with client.stream("GET", url) as reply:
                     assert reply.http_version == ("HTTP/2" if h2 else "HTTP/1.1")
-                    assert "content-length" not in reply.headers
+                    assert reply.headers.get("content-length") == ("27" if sized else None)
                     parts = reply.aiter_text()
                     for i in range(3):
                         part = await asyncio.wait_for(anext(parts), 5.0)

@@ -246,12 +246,14 @@ class _Response:
         try:
             if iterable.__class__ is FileWrapper:
                 return self._send_file(iterable)
-            if not (iterable.__class__ in (list, tuple) or self._has_length()):
+            if iterable.__class__ not in (list, tuple):
+                length = self._declared_length()
+                if length is not None:
+                    return self._sized(iterable, length)
                 self._stream(iterable)
                 return None
-            # A sequence, or a response of declared length (Flask's, Django's): its parts
-            # come without waiting, so one is held back to end the body with it, and a
-            # body of one part goes out with the head.
+            # A list: its parts are all there, so one is held back to end the body with
+            # it, and a body of one part goes out with the head.
             pending: bytes | None = None
             for chunk in iterable:
                 if not chunk:
@@ -268,8 +270,31 @@ class _Response:
             if close is not None:
                 close()
 
-    def _has_length(self) -> bool:
-        return any(name == b"content-length" for name, _ in self.headers)
+    def _declared_length(self) -> int | None:
+        for name, value in self.headers:
+            if name == b"content-length":
+                return int(value) if value.isdigit() else None
+        return None
+
+    def _sized(self, iterable: Iterable[bytes], length: int) -> bytes | None:
+        """A body of declared length (Flask's, Django's): each part sent as it comes, the
+        one that completes the length ending the body; a body of one part goes out with
+        the head (returned, as ``run`` says)."""
+        left = length
+        for chunk in iterable:
+            if not chunk:
+                continue
+            left -= len(chunk)
+            if left <= 0:  # (what an app yields past its length is not sent)
+                if not self.sent:
+                    return bytes(chunk)
+                self._hop(bytes(chunk), False)
+                return None
+            self._hop(bytes(chunk), True)
+        if not self.sent:
+            return b""
+        self._hop(b"", False)
+        return None
 
     def _stream(self, iterable: Iterable[bytes]) -> None:
         """A generator's parts, each sent as it comes: the next may be a while coming (a
