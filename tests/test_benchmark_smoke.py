@@ -25,15 +25,20 @@ WORKLOADS = {
 }
 
 
-def test_smoke_run_writes_json_and_markdown(tmp_path: Path) -> None:
-    require_binary("h2load")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.harness", "--smoke", "--out", str(tmp_path)],
+def smoke_run(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``benchmarks.harness --smoke`` with ``args``, writing into ``out``."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.harness", "--smoke", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=50,
     )
+
+
+def test_smoke_run_writes_json_and_markdown(tmp_path: Path) -> None:
+    require_binary("h2load")
+    proc = smoke_run(tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "h2mesh-msgpack" in proc.stderr  # the progress lines
 
@@ -72,16 +77,7 @@ def test_smoke_run_of_the_grpc_protobuf_row(tmp_path: Path) -> None:
     # h2mesh serving and calling the protoc-generated bench_pb2.Msg over gRPC; protobuf and
     # grpcio-tools (which compiles bench.proto) come with the test extra.
     require_binary("h2load")
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "benchmarks.harness", "--smoke",
-            "--systems", "h2mesh-grpc-proto", "--out", str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )  # fmt: skip
+    proc = smoke_run(tmp_path, "--systems", "h2mesh-grpc-proto")
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((tmp_path / "latest.json").read_text())
     entry = doc["systems"]["h2mesh-grpc-proto"]
@@ -110,16 +106,7 @@ def test_smoke_run_of_the_python_ceiling(tmp_path: Path) -> None:
     # The bare ngh2 + uvloop server and its bare client: the ceiling rows of unary calls,
     # bidi round trips and h2load; the workloads its client does not make are n/a, saying so.
     require_binary("h2load")
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "benchmarks.harness", "--smoke", "--systems", "bare-ngh2",
-            "--out", str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )  # fmt: skip
+    proc = smoke_run(tmp_path, "--systems", "bare-ngh2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     entry = json.loads((tmp_path / "latest.json").read_text())["systems"]["bare-ngh2"]
     assert entry["status"] == "ok", entry["status"]
