@@ -311,6 +311,30 @@ def test_a_streamed_flask_response_sends_each_part_as_it_is_made(
     run(main())
 
 
+@pytest.mark.parametrize(
+    "parts", [[b"hello world"], [b"hel", b"lo wo", b"rld"]], ids=["one", "three"]
+)
+def test_bytes_past_the_declared_length_are_not_sent(run: Run, parts: list[bytes]) -> None:
+    # An app that declares 5 bytes and yields 11: the client gets the 5, and the next
+    # response on the same HTTP/1.1 connection is read as the next response.
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("content-type", "text/plain"), ("content-length", "5")])
+        return iter(parts)
+
+    async def main() -> None:
+        server = await _serve(app)
+        try:
+            async with httpx.AsyncClient(http1=True, http2=False) as client:
+                url = f"http://127.0.0.1:{server.port}/"
+                for _ in range(2):
+                    reply = await client.get(url)
+                    assert (reply.status_code, reply.content) == (200, b"hello")
+        finally:
+            await server.stop(1.0)
+
+    run(main())
+
+
 def test_wsgi_errors_go_to_logging(run: Run, caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         server = await _serve(Recorder())

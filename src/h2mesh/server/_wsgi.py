@@ -285,10 +285,13 @@ class _Response:
             if not chunk:
                 continue
             left -= len(chunk)
-            if left <= 0:  # (what an app yields past its length is not sent)
+            if left <= 0:
+                # What an app yields past its declared length is not sent (over HTTP/1.1
+                # it would be read as the start of the next response).
+                chunk = bytes(chunk[: len(chunk) + left] if left else chunk)
                 if not self.sent:
-                    return bytes(chunk)
-                self._hop(bytes(chunk), False)
+                    return chunk
+                self._hop(chunk, False)
                 return None
             self._hop(bytes(chunk), True)
         if not self.sent:
