@@ -959,10 +959,13 @@ class H2Connection(asyncio.Protocol):
                 if n == _FLUSH_CHUNK:
                     continue
             # Sending can complete streams (StreamClosed): handle those events now.
+            # (_dispatch_events inline, less its hand-on of requests: sending brings none.)
             events = engine.events()
             if not events:
                 break
-            self._dispatch_events(events)
+            dispatch = self._dispatch
+            for event in events:
+                dispatch[type(event)](self, event)
             if self.lost or self.writing_paused:
                 return
         counted = self.queued
