@@ -54,6 +54,8 @@ WORKLOADS: dict[str, tuple[str, str]] = {
     "grpc-json": ("h2mesh", "h2mesh-grpc-json"),
     # A grpcio servicer (its aio handlers) added unchanged to an h2mesh Server.
     "grpcio-servicer": ("h2mesh-grpcio", "h2mesh-grpcio"),
+    # The Python ceiling (benchmarks/bare_ngh2.py): the engine and the event loop alone.
+    "bare-ngh2": ("bare-ngh2", "bare-ngh2"),
     # What observability costs: connect-json with call metrics and/or the access log on.
     "connect-json-metrics": ("h2mesh-metrics", "h2mesh-json"),
     "connect-json-access-log": ("h2mesh-access-log", "h2mesh-json"),
@@ -259,6 +261,11 @@ def callgrind_cmd(out: Path) -> list[str]:
     ]
 
 
+def _server_args(server: str) -> list[str]:
+    """The module (and system) of ``python -m`` that serves ``server``."""
+    return ["benchmarks.bare_ngh2"] if server == "bare-ngh2" else ["benchmarks.servers", server]
+
+
 def measure_callgrind(
     workload: str, calls: int, clients: int, streams: int, work: Path
 ) -> dict[str, Any]:
@@ -266,7 +273,7 @@ def measure_callgrind(
     extra = EXTRA_HEADERS.get(workload, ())
     port = free_port()
     out = work / f"{workload}.callgrind"
-    cmd = [*callgrind_cmd(out), sys.executable, "-m", "benchmarks.servers", server, str(port)]
+    cmd = [*callgrind_cmd(out), sys.executable, "-m", *_server_args(server), str(port)]
     env = _env()
     progress(f"  {workload}: starting the server under callgrind (slow)")
     proc = _start(cmd, work, f"{workload}-callgrind", port, env)
@@ -432,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         cg = measure_callgrind(w, args.calls, args.clients, args.streams, work)
         layers = (
             None
-            if args.no_layers
+            if args.no_layers or WORKLOADS[w][0] == "bare-ngh2"  # (no h2mesh layers in it)
             else measure_layers(w, args.calls, args.clients, args.streams, work)
         )
         sections.append(report(w, cg, layers, args.top))
