@@ -23,6 +23,7 @@ from examples.greeter import CountRequest, Greeter, HelloRequest
 
 from h2mesh import Channel, Code, Context, RpcError, Server, ServerInterceptor, TransportConfig
 from h2mesh.transport import H2Connection
+from tests.conftest import wait_until
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -39,14 +40,6 @@ def binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed: run scripts/setup.sh", pytrace=False)
     return path
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.002)
 
 
 async def serve(config: TransportConfig | None = None, **options: Any) -> Server:

@@ -23,8 +23,7 @@ except ImportError:  # the package is importable straight from the source tree t
 
 from h2mesh.transport._config import TransportConfig
 from h2mesh.transport._errors import ConnectionLost
-
-from .test_h2_transport import wait_until
+from tests.conftest import wait_until
 
 uvloop: Any
 try:

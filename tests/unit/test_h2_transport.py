@@ -30,6 +30,7 @@ from h2mesh.transport import (
     TransportError,
 )
 from h2mesh.transport._timers import slot_width
+from tests.conftest import wait_until
 
 Handler = Callable[[H2Stream], Coroutine[Any, Any, None]]
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -175,15 +176,6 @@ class RawPeer:
 
 # Each run() of a test is bounded (the conftest's ``run`` reads this).
 RUN_TIME_LIMIT = 5.0
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.002)
 
 
 def all_of(streams: list[H2Stream], check: Callable[[H2Stream], bool]) -> Callable[[], bool]:

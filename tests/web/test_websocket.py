@@ -13,17 +13,19 @@ import hashlib
 import logging
 import os
 import socket
-import time
 import tracemalloc
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from wsproto.connection import Connection as WSConnection
+from wsproto.events import CloseConnection
 
 from h2mesh import Server
 from h2mesh._http2 import ErrorCode
+from tests.conftest import wait_until
 from tests.web.apps import ws_apps
 from tests.web.silent_ws import stay_silent_h1, stay_silent_h2
 
@@ -501,20 +503,30 @@ def _messages() -> list[bytes]:
     return [n.to_bytes(4, "big") + block[4:] for n in range(_MESSAGES)]
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.002)
+async def _closes_until_end(
+    ws: WSConnection, read: Callable[[], Awaitable[bytes]]
+) -> list[CloseConnection]:
+    """The close frames the server sends until its side ends (``read`` gives b"")."""
+    closes: list[CloseConnection] = []
+    while data := await read():
+        ws.receive_data(data)
+        closes += [e for e in ws.events() if isinstance(e, CloseConnection)]
+    return closes
+
+
+def _assert_all_taken(app: Any, messages: list[bytes], closes: list[CloseConnection]) -> None:
+    """Every message reached the held app, in order, and the close went both ways."""
+    assert (app.count, app.in_order) == (_MESSAGES, True)
+    assert app.sha.hexdigest() == hashlib.sha256(b"".join(messages)).hexdigest()
+    assert app.close_code == 1000
+    assert [c.code for c in closes] == [1000]
 
 
 async def _drained(writer: asyncio.StreamWriter, server: asyncio.Transport) -> bool:
     """Wait for the kernel to take what the writer holds (True), or for ``server``, the
     other end, to have stopped reading (False: then the kernel takes nothing more)."""
     drained = asyncio.ensure_future(writer.drain())
-    await _until(lambda: drained.done() or not server.is_reading())
+    await wait_until(lambda: drained.done() or not server.is_reading(), 5.0)
     drained.cancel()
     return drained.done() and not drained.cancelled()
 
@@ -592,14 +604,8 @@ def test_a_websocket_client_over_http11_gets_no_further_ahead_than_the_read_buff
                     await writer.drain()
                 writer.write(ws.send(CloseConnection(code=1000)))
                 await app.done.wait()
-                closes: list[CloseConnection] = []
-                while data := await reader.read(65536):
-                    ws.receive_data(data)
-                    closes += [e for e in ws.events() if isinstance(e, CloseConnection)]
-            assert (app.count, app.in_order) == (_MESSAGES, True)
-            assert app.sha.hexdigest() == hashlib.sha256(b"".join(messages)).hexdigest()
-            assert app.close_code == 1000
-            assert [c.code for c in closes] == [1000]  # the server's answer, then EOF
+                closes = await _closes_until_end(ws, lambda: reader.read(65536))
+            _assert_all_taken(app, messages, closes)  # (the server's close, then EOF)
         finally:
             writer.transport.abort()
             await server.stop(1.0)
@@ -662,14 +668,15 @@ def test_a_websocket_client_over_http2_is_held_by_the_stream_window(run: Run) ->
                 sender = asyncio.ensure_future(send_all())
                 # Held: the stream's window is spent and the send waits with more than the
                 # high-water mark queued. Nothing moves until the app reads.
-                await _until(
+                await wait_until(
                     lambda: (
                         sender.done()
                         or (
                             engine.stream_remote_window_size(stream.id) == 0
                             and engine.queued_body_size(stream.id) > conn.high_water
                         )
-                    )
+                    ),
+                    5.0,
                 )
                 _, peak = tracemalloc.get_traced_memory()
             finally:
@@ -684,14 +691,8 @@ def test_a_websocket_client_over_http2_is_held_by_the_stream_window(run: Run) ->
                 await sender
                 await stream.send_data(ws.send(CloseConnection(code=1000)))
                 await app.done.wait()
-                closes: list[CloseConnection] = []
-                while data := await stream.read():
-                    ws.receive_data(data)
-                    closes += [e for e in ws.events() if isinstance(e, CloseConnection)]
-            assert (app.count, app.in_order) == (_MESSAGES, True)
-            assert app.sha.hexdigest() == hashlib.sha256(b"".join(messages)).hexdigest()
-            assert app.close_code == 1000
-            assert [c.code for c in closes] == [1000]  # the server's answer, then END_STREAM
+                closes = await _closes_until_end(ws, stream.read)
+            _assert_all_taken(app, messages, closes)  # (the server's close, then END_STREAM)
         finally:
             conn.abort()
             await server.stop(1.0)
