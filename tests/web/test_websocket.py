@@ -25,6 +25,7 @@ from wsproto.events import CloseConnection
 
 from h2mesh import Server
 from h2mesh._http2 import ErrorCode
+from h2mesh.transport import H2Connection, H2Stream, TransportConfig
 from tests.conftest import wait_until
 from tests.web.apps import ws_apps
 from tests.web.silent_ws import stay_silent_h1, stay_silent_h2
@@ -200,36 +201,16 @@ def test_websocket_over_http2_extended_connect(run: Run) -> None:
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import CloseConnection, TextMessage
 
-    from h2mesh.transport import H2Connection, TransportConfig
-
     async def main() -> None:
         server = await _serve(ws_apps.fastapi_app)
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(
-            lambda: H2Connection(client=True, config=TransportConfig(idle_timeout=None)),
-            "127.0.0.1",
-            server.port,
-        )
+        conn, authority = await _h2_client(server.port)
         try:
-            authority = b"127.0.0.1:%d" % server.port
             # A plain request first: its answer comes after the server's SETTINGS, which
             # must have offered extended CONNECT before the client may use it.
-            plain = conn.open_stream(
-                [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/items/x"),
-                 (b":authority", authority)],
-                end_stream=True,
-            )  # fmt: skip
-            assert dict(await plain.wait_response())[b":status"] == b"404"  # the app's
-            headers = [
-                (b":method", b"CONNECT"),
-                (b":protocol", b"websocket"),
-                (b":scheme", b"http"),
-                (b":path", b"/echo"),
-                (b":authority", authority),
-                (b"sec-websocket-version", b"13"),
-                (b"sec-websocket-protocol", b"echo.v1"),
-            ]
-            stream = conn.open_stream(headers, end_stream=False)
+            assert await _get_status(conn, authority, b"/items/x") == b"404"  # the app's
+            stream = _open_websocket(
+                conn, authority, b"/echo", (b"sec-websocket-protocol", b"echo.v1")
+            )
             response = dict(await stream.wait_response())
             assert response[b":status"] == b"200"
             assert response[b"sec-websocket-protocol"] == b"echo.v1"
@@ -386,7 +367,6 @@ def test_a_client_that_reads_nothing_fails_an_app_blocked_in_send(run: Run) -> N
 def test_a_silent_client_is_failed_over_http2_by_resetting_its_stream(run: Run) -> None:
     """Over extended CONNECT the stream is the connection: the close frame, then
     RST_STREAM CANCEL (RFC 8441's TCP reset); the HTTP/2 connection itself stays up."""
-    from h2mesh.transport import H2Connection, TransportConfig
 
     async def main() -> None:
         server = await _serve(
@@ -394,30 +374,11 @@ def test_a_silent_client_is_failed_over_http2_by_resetting_its_stream(run: Run) 
         )
         ws_apps.CLOSES.clear()
         ws_apps.CLOSED.clear()
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(
-            lambda: H2Connection(client=True, config=TransportConfig(idle_timeout=None)),
-            "127.0.0.1",
-            server.port,
-        )
-        authority = b"127.0.0.1:%d" % server.port
-
-        async def get(path: bytes) -> bytes:
-            stream = conn.open_stream(
-                [(b":method", b"GET"), (b":scheme", b"http"), (b":path", path),
-                 (b":authority", authority)],
-                end_stream=True,
-            )  # fmt: skip
-            return dict(await stream.wait_response())[b":status"]
+        conn, authority = await _h2_client(server.port)
 
         try:
-            assert await get(b"/items/x") == b"404"  # (after the server's SETTINGS)
-            stream = conn.open_stream(
-                [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
-                 (b":path", b"/echo"), (b":authority", authority),
-                 (b"sec-websocket-version", b"13")],
-                end_stream=False,
-            )  # fmt: skip
+            assert await _get_status(conn, authority, b"/items/x") == b"404"  # (SETTINGS came)
+            stream = _open_websocket(conn, authority, b"/echo")
             assert dict(await stream.wait_response())[b":status"] == b"200"
             silent = await stay_silent_h2(stream, deadline=15.0)
             assert silent.pings == 1, silent.log
@@ -426,7 +387,7 @@ def test_a_silent_client_is_failed_over_http2_by_resetting_its_stream(run: Run) 
             assert _INTERVAL + _TIMEOUT - 0.1 <= silent.lasted <= _INTERVAL + _TIMEOUT + _SLACK
             assert await asyncio.to_thread(ws_apps.CLOSED.wait, 10.0)
             assert ws_apps.CLOSES == [1006]
-            assert await get(b"/items/y") == b"404"  # the connection still serves
+            assert await _get_status(conn, authority, b"/items/y") == b"404"  # still serves
         finally:
             conn.abort()
             await server.stop(1.0)
@@ -503,6 +464,40 @@ def _messages() -> list[bytes]:
     return [n.to_bytes(4, "big") + block[4:] for n in range(_MESSAGES)]
 
 
+async def _h2_client(port: int) -> tuple[H2Connection, bytes]:
+    """An h2mesh HTTP/2 client connection to the server on ``port``, and its authority."""
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(
+        lambda: H2Connection(client=True, config=TransportConfig(idle_timeout=None)),
+        "127.0.0.1",
+        port,
+    )
+    return conn, b"127.0.0.1:%d" % port
+
+
+async def _get_status(conn: H2Connection, authority: bytes, path: bytes) -> bytes:
+    """The status of a GET of ``path``: once it is here, so are the server's SETTINGS,
+    which must offer extended CONNECT before a client may use it."""
+    stream = conn.open_stream(
+        [(b":method", b"GET"), (b":scheme", b"http"), (b":path", path),
+         (b":authority", authority)],
+        end_stream=True,
+    )  # fmt: skip
+    return dict(await stream.wait_response())[b":status"]
+
+
+def _open_websocket(
+    conn: H2Connection, authority: bytes, path: bytes, *fields: tuple[bytes, bytes]
+) -> H2Stream:
+    """An extended CONNECT (RFC 8441) for a WebSocket at ``path``; its response to come."""
+    return conn.open_stream(
+        [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+         (b":path", path), (b":authority", authority), (b"sec-websocket-version", b"13"),
+         *fields],
+        end_stream=False,
+    )  # fmt: skip
+
+
 async def _closes_until_end(
     ws: WSConnection, read: Callable[[], Awaitable[bytes]]
 ) -> list[CloseConnection]:
@@ -553,8 +548,6 @@ def test_a_websocket_client_over_http11_gets_no_further_ahead_than_the_read_buff
     the app reads, every message arrives, in order, and the close is a clean 1000."""
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import BytesMessage, CloseConnection
-
-    from h2mesh.transport import TransportConfig
 
     config = TransportConfig()
     limit = config.h1_buffer_limit
@@ -622,34 +615,16 @@ def test_a_websocket_client_over_http2_is_held_by_the_stream_window(run: Run) ->
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import BytesMessage, CloseConnection
 
-    from h2mesh.transport import H2Connection, TransportConfig
-
     config = TransportConfig()
     window = config.stream_window
 
     async def main() -> None:
         app = _GatedReader()
         server = await _serve(app, config=config)
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(
-            lambda: H2Connection(client=True, config=TransportConfig(idle_timeout=None)),
-            "127.0.0.1",
-            server.port,
-        )
-        authority = b"127.0.0.1:%d" % server.port
+        conn, authority = await _h2_client(server.port)
         try:
-            plain = conn.open_stream(
-                [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/x"),
-                 (b":authority", authority)],
-                end_stream=True,
-            )  # fmt: skip
-            await asyncio.wait_for(plain.wait_response(), 5.0)  # (after the SETTINGS)
-            stream = conn.open_stream(
-                [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
-                 (b":path", b"/flood"), (b":authority", authority),
-                 (b"sec-websocket-version", b"13")],
-                end_stream=False,
-            )  # fmt: skip
+            await asyncio.wait_for(_get_status(conn, authority, b"/x"), 5.0)  # (SETTINGS came)
+            stream = _open_websocket(conn, authority, b"/flood")
             assert dict(await asyncio.wait_for(stream.wait_response(), 5.0))[b":status"] == b"200"
             ws = Connection(ConnectionType.CLIENT)
             messages = _messages()
