@@ -279,7 +279,10 @@ class H2Stream(Stream):
         """The whole body; raises ``MessageTooLarge`` past ``limit`` bytes."""
         chunks = self._chunks
         if self._eof and len(chunks) == 1 and not self._head and len(chunks[0]) <= limit:
-            return bytes(chunks.pop())  # the common unary case: the body in one frame
+            # The common unary case: the body arrived in one frame (a gathering of small
+            # pieces turned back into bytes, as everywhere: see _stream.gather).
+            body = chunks.pop()
+            return body if body.__class__ is bytes else bytes(body)
         # Whatever has arrived is taken at once (one window update for it, none once the
         # peer has ended the stream), not chunk by chunk.
         parts: list[bytes] = []
@@ -304,7 +307,8 @@ class H2Stream(Stream):
             finally:
                 self._read_waiter = None
         if len(parts) == 1:
-            return bytes(parts[0])  # (no copy of a bytes object)
+            body = parts[0]
+            return body if body.__class__ is bytes else bytes(body)
         return b"".join(parts)
 
     def take_body(self, limit: int) -> bytes | None:
